@@ -1,0 +1,260 @@
+"""Kafka sink, publisher, tick source and broker runner against a real Apache Kafka broker."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import bytewax.operators as op
+import msgspec
+import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, TestingSource, run_main
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+from connectors.kafka import (
+    TICK_DEAD_STAGE,
+    KafkaRecordSink,
+    TickPublisher,
+    consume_records,
+    delivery_stats,
+    ensure_topics,
+    kafka_tick_source,
+    record_key,
+    topic_for,
+)
+from pairflow.errors import SinkError
+from pairflow.records import RECORD_TYPES, DeadLetter, Tick, from_dict
+from tests.test_schemas import sample_records, validator
+
+pytestmark = pytest.mark.kafka
+
+
+def make_ticks(n: int, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")) -> list[Tick]:
+    t0 = 1_723_075_200_000_000
+    return [
+        Tick(
+            symbol=symbols[i % len(symbols)],
+            trade_id=1_000 + i,
+            price=100.0 + i / 100,
+            qty=0.5,
+            ts=t0 + i * 1_000,
+            recv_ts=t0 + i * 1_000 + 700,
+            buyer_is_maker=i % 3 == 0,
+            source="replay",
+            first_trade_id=1_000 + i,
+            last_trade_id=1_000 + i,
+        )
+        for i in range(n)
+    ]
+
+
+def partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
+    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
+    return {t: len(meta.topics[t].partitions) for t in topics if t in meta.topics}
+
+
+def test_broker_answers(kafka_broker: Any) -> None:
+    meta = AdminClient({"bootstrap.servers": kafka_broker.bootstrap}).list_topics(timeout=10)
+    assert [b.id for b in meta.brokers.values()] == [1]
+    assert kafka_broker.bootstrap.startswith("127.0.0.1:")
+
+
+def test_sink_in_a_flow_delivers_every_record(kafka_broker: Any, unique_prefix: str) -> None:
+    records = sample_records() * 3  # repeats: one key's records must keep their order
+    sink = KafkaRecordSink(kafka_broker.bootstrap, unique_prefix, partitions=2)
+    before = delivery_stats.delivered
+    flow = Dataflow("kafka_sink")
+    op.output("out", op.input("in", flow, TestingSource(records)), sink)
+    run_main(flow)
+
+    assert sink.stats.delivered == len(records)
+    assert sink.stats.failed == 0
+    assert delivery_stats.delivered - before >= len(records)
+    for kind, cls in RECORD_TYPES.items():
+        expected = [r for r in records if r.kind == kind]
+        got = consume_records(kafka_broker.bootstrap, topic_for(kind, unique_prefix), cls)
+        assert len(got) == len(expected), kind
+        check = validator(kind)
+        for key, value in got:
+            assert value["v"] == 1
+            check.validate(value)
+            assert key == record_key(from_dict(cls, value))
+        # Same records, same per-key order (keys are per-partition ordered).
+        for key in {record_key(r) for r in expected}:
+            want = [r for r in expected if record_key(r) == key]
+            assert [from_dict(cls, v) for k, v in got if k == key] == want
+
+
+def test_topics_created_with_partitions_even_in_a_race(
+    kafka_broker: Any, unique_prefix: str
+) -> None:
+    topics = [f"{unique_prefix}race{i}" for i in range(3)]
+    errors: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            ensure_topics(kafka_broker.bootstrap, topics, partitions=4)
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert partition_counts(kafka_broker.bootstrap, topics) == dict.fromkeys(topics, 4)
+
+    sink = KafkaRecordSink(kafka_broker.bootstrap, unique_prefix, partitions=5)
+    sink.build("out", 0, 1).close()
+    assert partition_counts(kafka_broker.bootstrap, sink.topics) == dict.fromkeys(sink.topics, 5)
+
+
+def test_sink_rejects_what_it_cannot_route(kafka_broker: Any, unique_prefix: str) -> None:
+    part = KafkaRecordSink(kafka_broker.bootstrap, unique_prefix).build("out", 0, 1)
+    with pytest.raises(SinkError, match="not a pairflow record"):
+        part.write_batch([{"symbol": "BTCUSDT"}])
+    part.close()
+    part.close()  # a second close is harmless
+
+
+def test_unreachable_broker_fails_fast_not_hangs(unique_prefix: str) -> None:
+    dead = "127.0.0.1:9"  # discard port: nothing listens
+    flow = Dataflow("kafka_dead")
+    sink = KafkaRecordSink(dead, unique_prefix, delivery_timeout_s=2)
+    op.output("out", op.input("in", flow, TestingSource(sample_records())), sink)
+    started = time.monotonic()
+    with pytest.raises(Exception) as info:  # noqa: PT011 - bytewax may wrap our SinkError
+        run_main(flow)
+    assert time.monotonic() - started < 20
+    assert "cannot reach Kafka at 127.0.0.1:9" in _chain_text(info.value)
+
+
+def _chain_text(exc: BaseException | None) -> str:
+    parts = []
+    while exc is not None:
+        parts.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    return " <- ".join(parts)
+
+
+def test_delivery_failure_is_raised_by_write_or_close(
+    kafka_broker_factory: Any, unique_prefix: str
+) -> None:
+    broker = kafka_broker_factory(num_partitions=1)
+    sink = KafkaRecordSink(broker.bootstrap, unique_prefix, delivery_timeout_s=2)
+    part = sink.build("out", 0, 1)
+    part.write_batch(sample_records()[:2])
+    part.close()
+    assert sink.stats.delivered == 2
+
+    part = sink.build("out", 0, 1)
+    broker.stop()
+    started = time.monotonic()
+    part.write_batch(sample_records())  # queued: the broker is away
+    while sink.stats.failed == 0 and time.monotonic() - started < 15:
+        time.sleep(0.1)  # delivery reports are served by the producer's next poll
+        part._producer.poll(0)
+    assert time.monotonic() - started < 15, "a delivery timeout of 2 s never fired"
+    with pytest.raises(SinkError, match="failed to deliver.*Message timed out"):
+        part.write_batch(sample_records())
+    with pytest.raises(SinkError, match="failed to deliver"):
+        part.close()
+    part.close()  # a second close is a no-op
+    assert sink.stats.failed == len(sample_records())
+
+
+def test_publisher_failure_is_raised_by_close(
+    kafka_broker_factory: Any, unique_prefix: str
+) -> None:
+    broker = kafka_broker_factory(num_partitions=1)
+    publisher = TickPublisher(broker.bootstrap, unique_prefix, delivery_timeout_s=2)
+    publisher.publish_many(make_ticks(5))
+    publisher.flush(10)
+    broker.stop()
+    publisher.publish_many(make_ticks(5))
+    started = time.monotonic()
+    with pytest.raises(SinkError, match="failed to deliver"):
+        publisher.close()
+    assert time.monotonic() - started < 15
+    assert (publisher.stats.delivered, publisher.stats.failed) == (5, 5)
+    publisher.close()  # second close: no-op
+
+
+def test_ticks_round_trip_through_kafka_with_dead_letters(
+    kafka_broker: Any, unique_prefix: str
+) -> None:
+    ticks = make_ticks(200, ("BTCUSDT", "ETHUSDT", "SOLUSDT"))
+    with TickPublisher(kafka_broker.bootstrap, unique_prefix, partitions=2) as publisher:
+        publisher.publish_many(ticks[:100])
+        for tick in ticks[100:]:
+            publisher.publish(tick)
+    assert publisher.stats.delivered == len(ticks)
+
+    topic = topic_for("tick", unique_prefix)
+    bad = [b"{not json", b'{"v": 2, "symbol": "BTCUSDT"}', b'{"v": 1, "symbol": "BTCUSDT"}']
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap})
+    for value in bad:
+        producer.produce(topic, key=b"BTCUSDT", value=value)
+    assert producer.flush(10) == 0
+
+    out: list[Any] = []
+    flow = Dataflow("kafka_ticks")
+    source = kafka_tick_source(kafka_broker.bootstrap, unique_prefix, tail=False)
+    op.output("out", op.input("in", flow, source), TestingSink(out))
+    run_main(flow)
+
+    got_ticks = [r for r in out if isinstance(r, Tick)]
+    dead = [r for r in out if isinstance(r, DeadLetter)]
+    assert len(out) == len(ticks) + len(bad)
+    assert sorted(got_ticks, key=lambda t: t.trade_id) == ticks
+    for symbol in {t.symbol for t in ticks}:  # per-symbol order survives partitioning
+        assert [t for t in got_ticks if t.symbol == symbol] == [
+            t for t in ticks if t.symbol == symbol
+        ]
+    assert sorted(d.raw for d in dead) == sorted(v.decode() for v in bad)
+    assert {d.stage for d in dead} == {TICK_DEAD_STAGE}
+    reasons = " | ".join(d.reason for d in dead)
+    assert "not JSON" in reasons and "v=2" in reasons and "missing required field" in reasons
+
+
+def test_every_record_arrives_across_a_broker_restart(
+    kafka_broker_factory: Any, unique_prefix: str
+) -> None:
+    broker = kafka_broker_factory(num_partitions=2)
+    ticks = make_ticks(600)
+    publisher = TickPublisher(broker.bootstrap, unique_prefix, delivery_timeout_s=60)
+    publisher.publish_many(ticks[:200])
+    publisher.flush(10)
+
+    broker.stop()
+    publisher.publish_many(ticks[200:400])  # queued while the broker is away
+    time.sleep(3)
+    broker.start()  # same port, same data
+    publisher.publish_many(ticks[400:])
+    publisher.close()
+    assert (publisher.stats.delivered, publisher.stats.failed) == (600, 0)
+
+    got = consume_records(broker.bootstrap, topic_for("tick", unique_prefix), Tick)
+    ids = Counter(value["trade_id"] for _, value in got)
+    assert len(got) == len(ticks)  # idempotent producer: retries left no duplicates
+    assert set(ids) == {t.trade_id for t in ticks}
+    assert all(key == value["symbol"] for key, value in got)
+
+
+def test_consume_records_edge_cases(kafka_broker: Any, unique_prefix: str) -> None:
+    with pytest.raises(ValueError, match="not found"):
+        consume_records(kafka_broker.bootstrap, unique_prefix + "missing", timeout_s=5)
+    ensure_topics(kafka_broker.bootstrap, [unique_prefix + "empty"], partitions=2)
+    assert consume_records(kafka_broker.bootstrap, unique_prefix + "empty", timeout_s=5) == []
+    with TickPublisher(kafka_broker.bootstrap, unique_prefix) as publisher:
+        publisher.publish(make_ticks(1)[0])
+    with pytest.raises(ValueError, match="is not a DeadLetter"):
+        consume_records(kafka_broker.bootstrap, topic_for("tick", unique_prefix), DeadLetter)
+    [(key, value)] = consume_records(kafka_broker.bootstrap, topic_for("tick", unique_prefix))
+    assert key == "BTCUSDT"
+    assert msgspec.json.decode(msgspec.json.encode(value)) == value

@@ -1,0 +1,131 @@
+"""The JSON Schemas in schemas/ match the record classes and accept what to_json writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from jsonschema import Draft202012Validator
+
+from pairflow.records import (
+    RECORD_TYPES,
+    Alert,
+    Bar,
+    DeadLetter,
+    PairStats,
+    Tick,
+    field_names,
+    to_json,
+)
+
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
+#: Schema file stem of each record kind.
+SCHEMA_NAMES = {
+    "tick": "tick",
+    "bar": "bar",
+    "pair": "pair",
+    "alert": "alert",
+    "deadletter": "deadletter",
+}
+
+
+def load_schema(kind: str) -> dict[str, Any]:
+    return json.loads((SCHEMA_DIR / f"{SCHEMA_NAMES[kind]}.schema.json").read_text())
+
+
+def validator(kind: str) -> Draft202012Validator:
+    return Draft202012Validator(load_schema(kind))
+
+
+def sample_records() -> list[Any]:
+    """One or more realistic records of every kind, nulls included."""
+    t0 = 1_723_075_200_000_000  # 2024-08-08T00:00:00Z in µs
+    tick = dict(buyer_is_maker=False, source="live")
+    bar = dict(symbol="BTCUSDT", timeframe="1s", start=t0, end=t0 + 1_000_000)
+    stats = dict(pair="BTCUSDT/ETHUSDT", timeframe="1s", y=10.95, x=7.80, window=120, price="log")
+    undefined = dict.fromkeys(
+        ["beta", "alpha", "spread", "spread_mean", "spread_std", "zscore", "corr", "adf_stat",
+         "adf_pvalue", "adf_lags", "eg_stat", "eg_pvalue", "half_life"]
+    )  # fmt: skip
+    alert = dict(pair="BTCUSDT/ETHUSDT", timeframe="1s")
+    return [
+        Tick(symbol="BTCUSDT", trade_id=3_742_001, price=57_001.5, qty=0.012, ts=t0 + 1_234,
+             recv_ts=t0 + 9_876, first_trade_id=3_742_001, last_trade_id=3_742_001, **tick),
+        Tick(symbol="ETHUSDT", trade_id=1_590_002, price=2_450.25, qty=1.5, ts=t0 + 2_000,
+             recv_ts=t0 + 12_000, buyer_is_maker=True, source="replay",
+             first_trade_id=1_590_002, last_trade_id=1_590_004),
+        Bar(open=57_000.0, high=57_010.0, low=56_990.5, close=57_001.5, volume=0.75,
+            quote_volume=42_750.0, vwap=57_000.0, trades=12, taker_buy_volume=0.4,
+            first_trade_id=3_741_990, last_trade_id=3_742_001, **bar),
+        # A quiet window: no trades, flat at the previous close, no vwap or trade ids.
+        Bar(symbol="ETHUSDT", timeframe="1m", start=t0, end=t0 + 60_000_000, open=2_450.0,
+            high=2_450.0, low=2_450.0, close=2_450.0, volume=0.0, quote_volume=0.0, vwap=None,
+            trades=0, taker_buy_volume=0.0, first_trade_id=None, last_trade_id=None),
+        PairStats(ts=t0 + 120_000_000, n=120, beta=1.02, alpha=2.99, spread=3.0,
+                  spread_mean=2.99, spread_std=0.0012, zscore=2.1, corr=0.83, adf_stat=-3.2,
+                  adf_pvalue=0.018, adf_lags=1, eg_stat=-3.4, eg_pvalue=0.05, half_life=42.0,
+                  lag="carry", reason=None, **stats),
+        PairStats(ts=t0 + 5_000_000, n=5, lag="carry", reason="n < window", **undefined, **stats),
+        Alert(alert_id="BTCUSDT/ETHUSDT|1s|1723075320000000|enter_upper", ts=t0 + 120_000_000,
+              alert_kind="enter_upper", zscore=4.2, threshold=2.0, spread=0.004, beta=1.02,
+              **alert),
+        Alert(alert_id="BTCUSDT/ETHUSDT|1s|1723075330000000|exit", ts=t0 + 130_000_000,
+              alert_kind="exit", zscore=0.4, threshold=0.5, spread=0.0001, beta=1.01, **alert),
+        DeadLetter(stage="parse", reason="missing field 'p'", raw='{"e":"trade","s":"BTCUSDT"}',
+                   ts=t0 + 5),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", sorted(RECORD_TYPES))
+def test_every_record_kind_has_a_schema(kind: str) -> None:
+    assert kind in SCHEMA_NAMES, f"record kind {kind!r} has no JSON Schema in schemas/"
+    assert (SCHEMA_DIR / f"{SCHEMA_NAMES[kind]}.schema.json").is_file()
+
+
+@pytest.mark.parametrize("kind", sorted(SCHEMA_NAMES))
+def test_schema_fields_equal_record_fields(kind: str) -> None:
+    schema = load_schema(kind)
+    Draft202012Validator.check_schema(schema)
+    expected = ["v", *field_names(RECORD_TYPES[kind])]
+    assert list(schema["properties"]) == expected
+    assert schema["required"] == expected
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["v"] == {"const": 1, "description": "schema version"}
+
+
+def test_samples_cover_every_kind() -> None:
+    assert {r.kind for r in sample_records()} == set(SCHEMA_NAMES)
+
+
+@pytest.mark.parametrize("record", sample_records(), ids=lambda r: r.kind)
+def test_serialised_records_validate(record: Any) -> None:
+    value = msgspec.json.decode(to_json(record))
+    assert value["v"] == 1
+    validator(record.kind).validate(value)
+
+
+def _errors(kind: str, value: dict[str, Any]) -> list[str]:
+    return [e.message for e in validator(kind).iter_errors(value)]
+
+
+def test_schemas_reject_what_the_contract_forbids() -> None:
+    tick = msgspec.json.decode(to_json(sample_records()[0]))
+    assert _errors("tick", {**tick, "v": 2})
+    assert _errors("tick", {**tick, "extra": 1})
+    assert _errors("tick", {**tick, "symbol": "btcusdt"})
+    assert _errors("tick", {**tick, "ts": 1.5})
+    assert _errors("tick", {k: v for k, v in tick.items() if k != "qty"})
+    assert _errors("tick", {**tick, "source": "paper"})
+    bar = msgspec.json.decode(to_json(sample_records()[2]))
+    assert _errors("bar", {**bar, "timeframe": "1 minute"})
+    assert _errors("bar", {**bar, "vwap": "57000"})
+    pair = msgspec.json.decode(to_json(sample_records()[4]))
+    assert _errors("pair", {**pair, "pair": "BTCUSDT-ETHUSDT"})
+    assert not _errors("pair", {**pair, "zscore": None, "reason": "zero variance"})
+    alert = msgspec.json.decode(to_json(sample_records()[6]))
+    assert alert["kind"] == "enter_upper"
+    assert _errors("alert", {**alert, "kind": "enter"})
+    assert _errors("alert", {**alert, "zscore": None})
