@@ -1,0 +1,1 @@
+"""Everything that touches the outside world: Binance, files, Kafka, the SQLite store."""

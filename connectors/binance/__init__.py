@@ -1,0 +1,1 @@
+"""Binance market data: wire schemas, the live WebSocket source and REST backfill."""

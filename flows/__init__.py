@@ -1,0 +1,1 @@
+"""Bytewax dataflows: sources → bars → pair statistics → alerts → sinks."""

@@ -1,0 +1,179 @@
+"""The pairflow dataflow: ticks → bars → pair statistics → alerts → store / Kafka.
+
+Run it with ``python -m bytewax.run flows.pairs:flow`` (configured by ``PAIRFLOW_*``
+variables or the TOML file named by ``PAIRFLOW_CONFIG``), or through ``pairflow replay`` /
+``pairflow live``, which build the same flow with :func:`build_flow`.
+
+::
+
+    source ── TickChunk | Heartbeat | FeedGap ─► bars (per symbol) ─► Bar ─► fan_out ─►
+             └ DeadLetter, Count                   └ late → DeadLetter         │
+                                                  pairs (per Y/X|tf): PairStats, Alert
+    Bar, PairStats, Alert, DeadLetter ─► store (SQLite) and/or Kafka;  Count ─► tally
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.operators import StatefulBatchLogic
+
+from connectors.metrics import CountSink, CountTally
+from connectors.replay import ReplaySource
+from connectors.store import StoreSink
+from pairflow.alerts import AlertState
+from pairflow.analytics import EstimatorSettings
+from pairflow.bars import BarBuilder
+from pairflow.config import PairflowConfig, load_config
+from pairflow.errors import ConfigError
+from pairflow.metrics import Count, counts
+from pairflow.pairs import PairState
+from pairflow.records import Bar, DeadLetter, to_json
+from pairflow.ticks import FeedGap, Heartbeat, TickChunk
+
+
+class _BarLogic(StatefulBatchLogic):
+    """Thin adapter: one :class:`BarBuilder` per symbol.
+
+    The builder is made on the symbol's first item: a stateful step's builder is not told
+    the key.
+    """
+
+    def __init__(self, builder: BarBuilder | None, config: PairflowConfig):
+        self.builder = builder
+        self.config = config
+
+    def on_batch(self, values: list[Any]) -> tuple[list[Any], bool]:
+        out: list[Any] = []
+        tally: Counter = Counter()
+        if self.builder is None:
+            self.builder = BarBuilder(values[0].symbol, self.config.timeframes,
+                                      self.config.lateness_us)
+        for item in values:
+            if isinstance(item, FeedGap):
+                self.builder.gap(item)
+                tally["feed_gaps"] += 1
+                continue
+            step = (self.builder.heartbeat(item) if isinstance(item, Heartbeat)
+                    else self.builder.update(item))
+            out.extend(step.bars)
+            tally["duplicates"] += step.duplicates
+            if step.late is not None:
+                for tick, late_by in zip(step.late.ticks(), step.late_by_us.tolist(),
+                                         strict=True):
+                    raw = to_json(tick).decode()[:-1] + f',"late_by_us":{late_by}}}'
+                    out.append(DeadLetter("bars", "late", raw, tick.recv_ts))
+        tally.update(f"bars:{bar.timeframe}" for bar in out if isinstance(bar, Bar))
+        out.extend(counts(tally))
+        return out, StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> BarBuilder:
+        return copy.deepcopy(self.builder)
+
+
+def _pair_step(config: PairflowConfig) -> Callable:
+    settings = EstimatorSettings(window=config.window, price=config.price,
+                                 lag=int(config.lag) if config.lag.isdigit() else config.lag)
+
+    def step(state: PairState | None, value: tuple[str, int, Bar]) -> tuple[PairState, list]:
+        pair, leg, bar = value
+        if state is None:
+            state = PairState(pair, bar.timeframe, settings,
+                              AlertState(config.entry_z, config.exit_z, config.cooldown_bars))
+        return state, state.update(leg, bar)
+
+    return step
+
+
+def _fan_out(config: PairflowConfig) -> Callable[[Bar], list[tuple[str, tuple[str, int, Bar]]]]:
+    legs_of: dict[str, list[tuple[str, int]]] = {}
+    for pair in config.pairs:
+        for leg, symbol in enumerate(config.legs(pair)):
+            legs_of.setdefault(symbol, []).append((pair, leg))
+
+    def fan_out(bar: Bar) -> list[tuple[str, tuple[str, int, Bar]]]:
+        return [(f"{pair}|{bar.timeframe}", (pair, leg, bar))
+                for pair, leg in legs_of.get(bar.symbol, ())]
+
+    return fan_out
+
+
+def _dead_count(letter: DeadLetter) -> Count:
+    return Count(f"dead:{letter.reason.partition(':')[0]}", 1)
+
+
+def _source(config: PairflowConfig, on_progress: Callable | None) -> Any:
+    if config.source == "replay":
+        return ReplaySource(list(config.files), config.symbols, config.speed, on_progress)
+    raise ConfigError(f"source {config.source!r} is not available in this build")
+
+
+def build_flow(
+    config: PairflowConfig,
+    tally: CountTally | None = None,
+    on_progress: Callable[[float, float], None] | None = None,
+) -> Dataflow:
+    """The dataflow for ``config``.
+
+    Args:
+        config: what to read, compute and write.
+        tally: in-process totals of the run's counters (frames, ticks, bars, dead letters …);
+            without one each worker logs its totals at the end.
+        on_progress: replay progress callback ``(done, total)``.
+
+    Raises:
+        ConfigError: when no sink is configured.
+    """
+    if not (config.store or config.kafka):
+        raise ConfigError("nowhere to write: give --store PATH and/or --kafka BOOTSTRAP")
+    flow = Dataflow("pairflow")
+    source = op.input("source", flow, _source(config, on_progress))
+    # TickChunk | Heartbeat | FeedGap | DeadLetter | Count
+    is_count = op.branch("split_counts", source, lambda item: isinstance(item, Count))
+    is_dead = op.branch("split_dead", is_count.falses, lambda i: isinstance(i, DeadLetter))
+    feed = op.key_on("by_symbol", is_dead.falses, lambda item: item.symbol)
+    # (symbol, TickChunk | Heartbeat | FeedGap)
+    bar_out = op.key_rm("bars_out", op.stateful_batch(
+        "bars", feed, lambda state: _BarLogic(state, config)))
+    # Bar | DeadLetter(late) | Count
+    bar_counts = op.branch("split_bar_counts", bar_out, lambda item: isinstance(item, Count))
+    bars_or_late = op.branch("split_late", bar_counts.falses, lambda i: isinstance(i, Bar))
+    bars = bars_or_late.trues
+    # Bar
+    legs = op.flat_map("fan_out", bars, _fan_out(config))
+    # ("Y/X|tf", (pair, leg, Bar))
+    pair_out = op.key_rm("pairs_out", op.stateful_flat_map("pairs", legs, _pair_step(config)))
+    # PairStats | Alert
+    dead = op.merge("dead", is_dead.trues, bars_or_late.falses)
+    records = op.merge("records", bars, pair_out, dead)
+    # Bar | PairStats | Alert | DeadLetter
+    all_counts = op.merge("counts", is_count.trues, bar_counts.trues,
+                          op.map("count_dead", dead, _dead_count),
+                          op.map("count_pairs", pair_out, lambda r: Count(f"{r.kind}s", 1)))
+    op.output("tally", all_counts, CountSink(tally))
+    if config.store:
+        op.output("store", records, StoreSink(config.store))
+    if config.kafka:
+        from connectors.kafka import KafkaRecordSink
+
+        op.output("kafka", records, KafkaRecordSink(
+            config.kafka, config.kafka_prefix, partitions=config.kafka_partitions))
+        if config.ticks_to_kafka:
+            chunks = op.filter("chunks", is_dead.falses, lambda i: isinstance(i, TickChunk))
+            ticks = op.flat_map("ticks", chunks, lambda chunk: chunk.ticks())
+            op.output("kafka_ticks", ticks, KafkaRecordSink(
+                config.kafka, config.kafka_prefix, partitions=config.kafka_partitions))
+    return flow
+
+
+def __getattr__(name: str) -> Dataflow:
+    # ``python -m bytewax.run flows.pairs:flow`` reads ``flow``; it is built on first access
+    # from PAIRFLOW_* variables / PAIRFLOW_CONFIG, so importing this module needs no config.
+    if name == "flow":
+        return build_flow(load_config())
+    raise AttributeError(name)

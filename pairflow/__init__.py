@@ -1,0 +1,1 @@
+"""pairflow: real-time pair analytics for crypto markets."""

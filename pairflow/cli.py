@@ -1,0 +1,252 @@
+"""The ``pairflow`` command line.
+
+Every user mistake (bad flag, bad configuration, missing file, unwritable store) ends as one
+line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import signal
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pairflow.config import PairflowConfig, load_config
+from pairflow.errors import ConfigError, PairflowError
+from pairflow.records import iso_to_us, us_to_iso
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Real-time pair analytics for crypto markets: Binance trades → bars → hedge ratios, "
+    "z-scores, cointegration tests and alerts, to SQLite and Kafka.",
+)
+
+#: Fields holding µs timestamps, exported as ISO-8601 UTC.
+TIME_FIELDS = {"start", "end", "ts", "recv_ts"}
+
+Symbols = Annotated[str, typer.Option("--symbols", help="Comma-separated symbols, e.g. "
+                                      "BTCUSDT,ETHUSDT.")]
+Timeframes = Annotated[str | None, typer.Option(help="Comma-separated bar timeframes "
+                                                "[default: 1s,1m,5m].")]
+Pairs = Annotated[str | None, typer.Option(help="Comma-separated pairs Y/X, e.g. "
+                                           "BTCUSDT/ETHUSDT (Y is regressed on X).")]
+Store = Annotated[Path | None, typer.Option(help="SQLite store to write (created if absent).")]
+Kafka = Annotated[str | None, typer.Option("--kafka", help="Kafka bootstrap servers, e.g. "
+                                           "127.0.0.1:9092.")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="TOML configuration file "
+                                                 "(flags and PAIRFLOW_* override it).")]
+
+
+def _analytics_options(window, price, lag, entry_z, exit_z, cooldown) -> dict[str, Any]:
+    return {"window": window, "price": price, "lag": lag, "entry_z": entry_z,
+            "exit_z": exit_z, "cooldown_bars": cooldown}
+
+
+Window = Annotated[int | None, typer.Option(help="Bars in the rolling window [default: 300].")]
+Price = Annotated[str | None, typer.Option(help="Price transform: log or raw [default: log].")]
+Lag = Annotated[str | None, typer.Option(help="ADF/EG lag policy: aic, bic or a fixed lag "
+                                         "[default: aic].")]
+EntryZ = Annotated[float | None, typer.Option("--entry-z", help="Alert entry |z| [default: 2].")]
+ExitZ = Annotated[float | None, typer.Option("--exit-z", help="Alert exit |z| [default: 0.5].")]
+Cooldown = Annotated[int | None, typer.Option(help="Bars after an exit with no new entry "
+                                              "[default: 0].")]
+
+
+def _run_flow(config: PairflowConfig, workers: int, show_progress: bool) -> tuple[Counter, float]:
+    """Run the flow in this process to its end; return its counters and elapsed seconds."""
+    from bytewax.run import cli_main
+
+    from connectors.metrics import CountTally
+    from flows.pairs import build_flow
+
+    tally = CountTally()
+    progress = None
+    task = None
+    if show_progress:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(TextColumn("replay"), BarColumn(), DownloadColumn(),
+                            TimeElapsedColumn(), transient=True)
+        task = progress.add_task("replay", total=None)
+
+    def on_progress(done: float, total: float) -> None:
+        if progress is not None:
+            progress.update(task, completed=done, total=total or None)
+
+    flow = build_flow(config, tally, on_progress if show_progress else None)
+    # SIGTERM behaves like Ctrl-C: Bytewax stops at once and sinks have committed every
+    # finished batch; nothing is half-written.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    started = time.perf_counter()
+    try:
+        if progress is not None:
+            progress.start()
+        cli_main(flow, workers_per_process=workers)
+    finally:
+        if progress is not None:
+            progress.stop()
+    return tally.totals(), time.perf_counter() - started
+
+
+def _print_summary(totals: Counter, elapsed: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="replay summary", show_header=False, box=None)
+    ticks = totals["ticks_read"] - totals["duplicates"] - totals["dead:late"]
+    rows = [("frames read", totals["frames"])]
+    rows += [(f"  skipped {k.partition(':')[2]}", v) for k, v in sorted(totals.items())
+             if k.startswith("skipped:")]
+    rows += [("ticks", totals["ticks_read"]), ("duplicates dropped", totals["duplicates"]),
+             ("late trades", totals["dead:late"]), ("ticks in bars", ticks)]
+    rows += [(f"bars {k.partition(':')[2]}", v) for k, v in sorted(totals.items())
+             if k.startswith("bars:")]
+    rows += [("pair records", totals["pairs"]), ("alerts", totals["alerts"])]
+    dead = {k.partition(":")[2]: v for k, v in totals.items() if k.startswith("dead:")}
+    rows += [("dead letters", sum(dead.values()))]
+    rows += [(f"  {reason}", v) for reason, v in sorted(dead.items())]
+    rows += [("elapsed", f"{elapsed:.2f} s"),
+             ("ticks/s", f"{totals['ticks_read'] / elapsed:,.0f}" if elapsed > 0 else "-")]
+    for name, value in rows:
+        table.add_row(name, f"{value:,}" if isinstance(value, int) else value)
+    Console().print(table)
+
+
+@app.command()
+def replay(
+    files: Annotated[list[Path], typer.Argument(help="Recordings (gzip or plain), "
+                                                "data.binance.vision CSV/zip, or tick NDJSON; "
+                                                "any order, may overlap.")],
+    symbols: Symbols,
+    timeframes: Timeframes = None,
+    pairs: Pairs = None,
+    store: Store = None,
+    kafka: Kafka = None,
+    speed: Annotated[str | None, typer.Option(help="max, realtime or a multiple N of real "
+                                              "time [default: max].")] = None,
+    lateness: Annotated[float | None, typer.Option(help="Allowed lateness, seconds "
+                                                   "[default: 2].")] = None,
+    window: Window = None,
+    price: Price = None,
+    lag: Lag = None,
+    entry_z: EntryZ = None,
+    exit_z: ExitZ = None,
+    cooldown: Cooldown = None,
+    kafka_prefix: Annotated[str | None, typer.Option(help="Kafka topic prefix "
+                                                     "[default: pairflow.].")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker threads.")] = 1,
+    config_file: ConfigFile = None,
+) -> None:
+    """Replay recorded trades through the flow into the store and/or Kafka, then summarise."""
+    config = load_config(
+        {"source": "replay", "files": [str(f) for f in files], "symbols": symbols,
+         "timeframes": timeframes, "pairs": pairs, "store": str(store) if store else None,
+         "kafka": kafka, "speed": speed, "lateness_s": lateness, "kafka_prefix": kafka_prefix,
+         **_analytics_options(window, price, lag, entry_z, exit_z, cooldown)},
+        toml_path=config_file,
+    )
+    totals, elapsed = _run_flow(config, workers, show_progress=sys.stderr.isatty())
+    _print_summary(totals, elapsed)
+
+
+@app.command()
+def export(
+    store: Annotated[Path, typer.Option(help="SQLite store written by replay/live.")],
+    kind: Annotated[str, typer.Option(help="bars, pairs, alerts or deadletter.")],
+    out: Annotated[str, typer.Option(help="CSV file to write, or - for stdout.")],
+    symbol: Annotated[str | None, typer.Option(help="Only this symbol (bars).")] = None,
+    pair: Annotated[str | None, typer.Option(help="Only this pair Y/X (pairs, alerts).")] = None,
+    timeframe: Annotated[str | None, typer.Option(help="Only this timeframe.")] = None,
+    start: Annotated[str | None, typer.Option(help="From this ISO-8601 time (inclusive).")] = None,
+    end: Annotated[str | None, typer.Option(help="Until this ISO-8601 time (exclusive).")] = None,
+) -> None:
+    """Export stored records as CSV: a header of the record's fields, times in ISO-8601 UTC."""
+    from connectors.store import KINDS, TABLES, StoreReader
+
+    if kind not in KINDS:
+        raise ConfigError(f"unknown kind {kind!r}: choose bars, pairs, alerts or deadletter")
+    if symbol and pair:
+        raise ConfigError("give --symbol or --pair, not both")
+    where: dict[str, Any] = {}
+    if symbol:
+        if kind != "bars":
+            raise ConfigError("--symbol filters bars; use --pair for pairs and alerts")
+        where["symbol"] = symbol.upper()
+    if pair:
+        if kind not in ("pairs", "alerts"):
+            raise ConfigError("--pair filters pairs and alerts; use --symbol for bars")
+        where["pair"] = pair.upper()
+    if timeframe:
+        if kind == "deadletter":
+            raise ConfigError("dead letters have no timeframe")
+        where["timeframe"] = timeframe
+    try:
+        time_range = (iso_to_us(start) if start else None, iso_to_us(end) if end else None)
+    except ValueError as error:
+        raise ConfigError(f"--start/--end must be ISO-8601 times: {error}") from error
+    reader = StoreReader(store)
+    from pairflow.records import field_names
+
+    columns = field_names(TABLES[KINDS[kind]][1])
+    rows = reader.query(kind, where, time_range)
+    handle = sys.stdout if out == "-" else _open_out(out)
+    try:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(_csv_value(c, row[c]) for c in columns)
+    finally:
+        if handle is not sys.stdout:
+            handle.close()
+
+
+def _open_out(path: str):
+    try:
+        return open(path, "w", newline="", encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot write {path}: {error.strerror}") from error
+
+
+def _csv_value(column: str, value: Any) -> Any:
+    if value is None:
+        return ""
+    if column in TIME_FIELDS and isinstance(value, int):
+        return us_to_iso(value)
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def main() -> None:
+    """Console entry point: run the app, turning user errors into one line and exit 2."""
+    try:
+        app(standalone_mode=False)
+    except PairflowError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except (typer.Exit, SystemExit) as done:
+        code = getattr(done, "exit_code", getattr(done, "code", 0))
+        sys.exit(code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as error:  # click usage errors
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        if isinstance(error, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

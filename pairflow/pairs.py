@@ -1,0 +1,99 @@
+"""Per-pair state: align the two legs' bars by bar end, update the statistics, fire alerts.
+
+Each leg's bars arrive in end order (one bar step per symbol emits them in order) but the two
+legs arrive independently. Bars are buffered per end until both legs have one, or until the
+other leg has moved past that end without one — then the end is a feed gap of that leg (or the
+leg has not started yet) and the pair emits a record without statistics and with a reason.
+Statistics use only aligned bars, in end order, so results do not depend on how the legs'
+bars interleave (the same on one worker or many).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from pairflow.alerts import AlertState
+from pairflow.analytics import EstimatorSettings, PairEstimator
+from pairflow.records import Alert, Bar, PairStats
+
+#: Ends buffered for one leg while the other has sent nothing at all; beyond this the oldest
+#: are released as "leg not started" so a dead leg cannot grow memory without bound.
+MAX_PENDING = 10_000
+_STAT_FIELDS = ("beta", "alpha", "spread", "spread_mean", "spread_std", "zscore", "corr",
+                "adf_stat", "adf_pvalue", "adf_lags", "eg_stat", "eg_pvalue", "half_life")
+
+
+@dataclass
+class PairState:
+    """Alignment, estimator and alert state of one pair on one timeframe.
+
+    Args:
+        pair: ``Y/X``.
+        timeframe: the bars' timeframe.
+        settings: estimator settings (window, price transform, lag policy).
+        alerts: the alert state machine.
+    """
+
+    pair: str
+    timeframe: str
+    settings: EstimatorSettings
+    alerts: AlertState
+    estimator: PairEstimator = field(init=False)
+    pending: dict[int, list[Bar | None]] = field(default_factory=dict)
+    latest_end: list[int | None] = field(default_factory=lambda: [None, None])
+
+    def __post_init__(self) -> None:
+        self.estimator = PairEstimator(self.settings)
+        self.legs = tuple(self.pair.split("/"))
+
+    def update(self, leg: int, bar: Bar) -> list[PairStats | Alert]:
+        """Take the next bar of leg 0 (Y) or 1 (X); return the records now complete."""
+        slot = self.pending.setdefault(bar.end, [None, None])
+        slot[leg] = bar
+        self.latest_end[leg] = bar.end
+        out: list[PairStats | Alert] = []
+        while self.pending:
+            end = min(self.pending)
+            y_bar, x_bar = self.pending[end]
+            if y_bar is not None and x_bar is not None:
+                out.extend(self._aligned(end, y_bar, x_bar))
+            elif self._leg_passed(0 if y_bar is None else 1, end):
+                out.append(self._unaligned(end, y_bar, x_bar))
+            else:
+                break
+            del self.pending[end]
+        return out
+
+    def _leg_passed(self, missing: int, end: int) -> bool:
+        """Whether the missing leg can no longer send a bar ending at ``end``."""
+        latest = self.latest_end[missing]
+        if latest is None:
+            return len(self.pending) > MAX_PENDING
+        return latest > end
+
+    def _aligned(self, end: int, y_bar: Bar, x_bar: Bar) -> list[PairStats | Alert]:
+        self.estimator.update(y_bar.close, x_bar.close)
+        result = self.estimator.result()
+        stats = self._record(end, result.y, result.x, result.n, result.reason,
+                             {name: getattr(result, name) for name in _STAT_FIELDS})
+        alerts = self.alerts.update(self.pair, self.timeframe, end, stats.zscore, stats.spread,
+                                    stats.beta)
+        return [stats, *alerts]
+
+    def _unaligned(self, end: int, y_bar: Bar | None, x_bar: Bar | None) -> PairStats:
+        missing = 0 if y_bar is None else 1
+        started = self.latest_end[missing] is not None
+        reason = (f"no {self.legs[missing]} bar: feed gap" if started
+                  else f"{self.legs[missing]} has not started")
+        present = y_bar or x_bar
+        value = math.log(present.close) if self.settings.price == "log" else present.close
+        y, x = (None, value) if missing == 0 else (value, None)
+        return self._record(end, y, x, self.estimator.result().n, reason,
+                            dict.fromkeys(_STAT_FIELDS))
+
+    def _record(self, end, y, x, n, reason, stats) -> PairStats:
+        return PairStats(pair=self.pair, timeframe=self.timeframe, ts=end, y=y, x=x,
+                         window=self.settings.window, n=n, price=self.settings.price,
+                         lag=str(self.settings.lag), reason=reason, **stats)
+

@@ -1,0 +1,226 @@
+"""Record types of schema version 1 and their JSON form.
+
+Times are integer microseconds since the Unix epoch, UTC. Prices and sizes are floats
+(Binance sends decimal strings; they are parsed once, at the edge). Every record serialises
+to one JSON object carrying ``"v": 1``; field names are the contract shared with Kafka
+consumers, the SQLite store and the CSV export (see ``docs/architecture.md``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Literal
+
+import msgspec
+
+SCHEMA_VERSION = 1
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TickSource = Literal["live", "replay", "backfill"]
+AlertKind = Literal["enter_upper", "enter_lower", "exit"]
+
+
+def ms_to_us(ms: int) -> int:
+    """Convert Binance millisecond timestamps to microseconds."""
+    return ms * 1000
+
+
+def ns_to_us(ns: int) -> int:
+    """Convert recorder nanosecond timestamps to microseconds (floor)."""
+    return ns // 1000
+
+
+def us_to_utc(ts_us: int) -> datetime:
+    """Convert microseconds since the epoch to an aware UTC datetime, exactly."""
+    return EPOCH + timedelta(microseconds=ts_us)
+
+
+def us_to_iso(ts_us: int) -> str:
+    """Format microseconds since the epoch as ISO-8601 UTC with microseconds."""
+    return us_to_utc(ts_us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def iso_to_us(text: str) -> int:
+    """Parse an ISO-8601 time (naive means UTC) into microseconds since the epoch.
+
+    Raises:
+        ValueError: when ``text`` is not an ISO-8601 date or time.
+    """
+    parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    delta = parsed - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One exchange trade (or aggregate trade) as pairflow sees it.
+
+    ``trade_id`` is Binance's ``t`` for trades and ``a`` for aggregate trades;
+    ``first_trade_id``/``last_trade_id`` are the exchange trade ids it covers (``f``/``l`` of an
+    aggregate trade, both equal to ``t`` for a plain trade), so bars count exchange trades.
+    """
+
+    kind: ClassVar[str] = "tick"
+    symbol: str
+    trade_id: int
+    price: float
+    qty: float
+    ts: int
+    recv_ts: int
+    buyer_is_maker: bool
+    source: TickSource
+    first_trade_id: int
+    last_trade_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """OHLCV bar of one symbol over ``[start, end)``; its timestamp is ``end``.
+
+    A window in which the symbol traded nothing while the feed was healthy has
+    ``trades == 0``, OHLC equal to the previous close and zero volumes; a window inside a
+    feed gap is not a bar at all.
+    """
+
+    kind: ClassVar[str] = "bar"
+    symbol: str
+    timeframe: str
+    start: int
+    end: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    quote_volume: float
+    vwap: float | None
+    trades: int
+    taker_buy_volume: float
+    first_trade_id: int | None
+    last_trade_id: int | None
+
+    @property
+    def key(self) -> str:
+        """Kafka key and stream key: ``SYMBOL|timeframe``."""
+        return f"{self.symbol}|{self.timeframe}"
+
+
+@dataclass(frozen=True, slots=True)
+class PairStats:
+    """Statistics of pair ``Y/X`` at bar end ``ts``, using data up to ``ts`` only.
+
+    Undefined statistics are ``None`` and ``reason`` says why; when a leg has no bar at
+    ``ts`` (feed gap, or not started yet) its transformed close ``y`` or ``x`` is ``None`` too.
+    """
+
+    kind: ClassVar[str] = "pair"
+    pair: str
+    timeframe: str
+    ts: int
+    y: float | None
+    x: float | None
+    window: int
+    n: int
+    beta: float | None
+    alpha: float | None
+    spread: float | None
+    spread_mean: float | None
+    spread_std: float | None
+    zscore: float | None
+    corr: float | None
+    adf_stat: float | None
+    adf_pvalue: float | None
+    adf_lags: int | None
+    eg_stat: float | None
+    eg_pvalue: float | None
+    half_life: float | None
+    price: str
+    lag: str
+    reason: str | None
+
+    @property
+    def key(self) -> str:
+        """Kafka key and stream key: ``Y/X|timeframe``."""
+        return f"{self.pair}|{self.timeframe}"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A z-score threshold crossing of one pair; ``alert_id`` makes replays idempotent."""
+
+    kind: ClassVar[str] = "alert"
+    alert_id: str
+    pair: str
+    timeframe: str
+    ts: int
+    alert_kind: AlertKind
+    zscore: float
+    threshold: float
+    spread: float
+    beta: float
+
+    @property
+    def key(self) -> str:
+        """Kafka key: the pair ``Y/X``."""
+        return self.pair
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Input that could not be used: where (``stage``), why (``reason``) and the raw text."""
+
+    kind: ClassVar[str] = "deadletter"
+    stage: str
+    reason: str
+    raw: str
+    ts: int
+
+    @property
+    def key(self) -> str:
+        """Kafka key: the stage that rejected the input."""
+        return self.stage
+
+
+Record = Tick | Bar | PairStats | Alert | DeadLetter
+RECORD_TYPES: dict[str, type] = {
+    cls.kind: cls for cls in (Tick, Bar, PairStats, Alert, DeadLetter)
+}
+#: The JSON name of ``Alert.alert_kind`` is ``kind`` (DESIGN.md); Python reserves ``kind``
+#: on every record class for the record type.
+_JSON_RENAMES: dict[type, dict[str, str]] = {Alert: {"alert_kind": "kind"}}
+
+
+def field_names(cls: type) -> list[str]:
+    """The JSON / CSV field names of a record class, in contract order."""
+    renames = _JSON_RENAMES.get(cls, {})
+    return [renames.get(f.name, f.name) for f in dataclasses.fields(cls)]
+
+
+def to_dict(record: Record) -> dict[str, Any]:
+    """The record's JSON object (without the ``"v"`` version field)."""
+    renames = _JSON_RENAMES.get(type(record), {})
+    return {
+        renames.get(f.name, f.name): getattr(record, f.name) for f in dataclasses.fields(record)
+    }
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Build a record of class ``cls`` from its JSON object (``"v"`` is ignored)."""
+    renames = {v: k for k, v in _JSON_RENAMES.get(cls, {}).items()}
+    return cls(**{renames.get(k, k): v for k, v in data.items() if k != "v"})
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def to_json(record: Record) -> bytes:
+    """Serialise a record to its wire form: one JSON object with ``"v": 1`` first."""
+    return _encoder.encode({"v": SCHEMA_VERSION, **to_dict(record)})
+
+
+def from_json(cls: type, payload: bytes | str) -> Any:
+    """Parse a record of class ``cls`` from its wire form."""
+    return from_dict(cls, msgspec.json.decode(payload))
