@@ -20,7 +20,7 @@ from typing import Any
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from pairflow.errors import StoreError
-from pairflow.records import Alert, Bar, DeadLetter, PairStats, field_names, to_dict
+from pairflow.records import Alert, Bar, DeadLetter, Health, PairStats, field_names, to_dict
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +30,11 @@ TABLES: dict[str, tuple[str, type, tuple[str, ...]]] = {
     "pair": ("pairs", PairStats, ("pair", "timeframe", "ts")),
     "alert": ("alerts", Alert, ("alert_id",)),
     "deadletter": ("deadletter", DeadLetter, ("id",)),
+    "health": ("health", Health, ("stream", "ts")),
 }
 #: Export / dashboard kinds by table name.
-KINDS = {"bars": "bar", "pairs": "pair", "alerts": "alert", "deadletter": "deadletter"}
+KINDS = {"bars": "bar", "pairs": "pair", "alerts": "alert", "deadletter": "deadletter",
+         "health": "health"}
 _SQL_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT", bool: "INTEGER"}
 _BUSY_TIMEOUT_MS = 30_000
 

@@ -33,7 +33,7 @@ from pairflow.config import PairflowConfig, load_config
 from pairflow.errors import ConfigError
 from pairflow.metrics import Count, counts
 from pairflow.pairs import PairState
-from pairflow.records import Bar, DeadLetter, to_json
+from pairflow.records import Bar, DeadLetter, Health, Tick, to_json
 from pairflow.ticks import FeedGap, Heartbeat, TickChunk
 
 
@@ -110,7 +110,21 @@ def _dead_count(letter: DeadLetter) -> Count:
 def _source(config: PairflowConfig, on_progress: Callable | None) -> Any:
     if config.source == "replay":
         return ReplaySource(list(config.files), config.symbols, config.speed, on_progress)
-    raise ConfigError(f"source {config.source!r} is not available in this build")
+    if config.source == "live":
+        from connectors.binance.live import BinanceTradeSource
+
+        return BinanceTradeSource.from_config(config)
+    from connectors.kafka import kafka_tick_source
+
+    return kafka_tick_source(config.kafka, config.kafka_prefix,
+                             partitions=config.kafka_partitions)
+
+
+def _as_chunk(item: Any) -> Any:
+    """Ticks read one by one (from Kafka) become one-tick chunks for the bar step."""
+    if isinstance(item, Tick):
+        return TickChunk.from_ticks(item.symbol, item.source, [item])
+    return item
 
 
 def build_flow(
@@ -132,11 +146,13 @@ def build_flow(
     if not (config.store or config.kafka):
         raise ConfigError("nowhere to write: give --store PATH and/or --kafka BOOTSTRAP")
     flow = Dataflow("pairflow")
-    source = op.input("source", flow, _source(config, on_progress))
-    # TickChunk | Heartbeat | FeedGap | DeadLetter | Count
+    source = op.map("as_chunks", op.input("source", flow, _source(config, on_progress)),
+                    _as_chunk)
+    # TickChunk | Heartbeat | FeedGap | DeadLetter | Health | Count
     is_count = op.branch("split_counts", source, lambda item: isinstance(item, Count))
     is_dead = op.branch("split_dead", is_count.falses, lambda i: isinstance(i, DeadLetter))
-    feed = op.key_on("by_symbol", is_dead.falses, lambda item: item.symbol)
+    is_health = op.branch("split_health", is_dead.falses, lambda i: isinstance(i, Health))
+    feed = op.key_on("by_symbol", is_health.falses, lambda item: item.symbol)
     # (symbol, TickChunk | Heartbeat | FeedGap)
     bar_out = op.key_rm("bars_out", op.stateful_batch(
         "bars", feed, lambda state: _BarLogic(state, config)))
@@ -150,8 +166,8 @@ def build_flow(
     pair_out = op.key_rm("pairs_out", op.stateful_flat_map("pairs", legs, _pair_step(config)))
     # PairStats | Alert
     dead = op.merge("dead", is_dead.trues, bars_or_late.falses)
-    records = op.merge("records", bars, pair_out, dead)
-    # Bar | PairStats | Alert | DeadLetter
+    records = op.merge("records", bars, pair_out, dead, is_health.trues)
+    # Bar | PairStats | Alert | DeadLetter | Health
     all_counts = op.merge("counts", is_count.trues, bar_counts.trues,
                           op.map("count_dead", dead, _dead_count),
                           op.map("count_pairs", pair_out, lambda r: Count(f"{r.kind}s", 1)))
@@ -164,7 +180,7 @@ def build_flow(
         op.output("kafka", records, KafkaRecordSink(
             config.kafka, config.kafka_prefix, partitions=config.kafka_partitions))
         if config.ticks_to_kafka:
-            chunks = op.filter("chunks", is_dead.falses, lambda i: isinstance(i, TickChunk))
+            chunks = op.filter("chunks", is_health.falses, lambda i: isinstance(i, TickChunk))
             ticks = op.flat_map("ticks", chunks, lambda chunk: chunk.ticks())
             op.output("kafka_ticks", ticks, KafkaRecordSink(
                 config.kafka, config.kafka_prefix, partitions=config.kafka_partitions))

@@ -84,6 +84,7 @@ class PairflowConfig:
         ws_url: base WebSocket URL of the live source (None: Binance's).
         rest_url: base REST URL for backfills (None: Binance's).
         record_dir: directory where the live source records raw frames, or None.
+        duration_s: stop a live run after this many seconds (None: run until stopped).
     """
 
     symbols: tuple[str, ...] = ()
@@ -108,6 +109,7 @@ class PairflowConfig:
     ws_url: str | None = None
     rest_url: str | None = None
     record_dir: str | None = None
+    duration_s: float | None = None
 
     def __post_init__(self) -> None:
         bad = [s for s in self.symbols if not SYMBOL.match(s)]
@@ -154,6 +156,8 @@ class PairflowConfig:
             raise ConfigError("a replay needs input files")
         if self.market not in ("spot", "usdm"):
             raise ConfigError(f"market {self.market!r} is not spot or usdm")
+        if self.duration_s is not None and not self.duration_s > 0:
+            raise ConfigError(f"duration must be > 0 s, got {self.duration_s}")
         if self.kafka_partitions < 1:
             raise ConfigError(f"kafka_partitions must be >= 1, got {self.kafka_partitions}")
 
@@ -171,7 +175,7 @@ class PairflowConfig:
 _FIELDS = {f.name: f for f in dataclasses.fields(PairflowConfig)}
 _LISTS = {"symbols", "pairs", "timeframes", "files"}
 _INTS = {"window", "cooldown_bars", "kafka_partitions"}
-_FLOATS = {"entry_z", "exit_z", "lateness_s"}
+_FLOATS = {"entry_z", "exit_z", "lateness_s", "duration_s"}
 
 
 def _coerce(name: str, value: Any) -> Any:

@@ -184,9 +184,39 @@ class DeadLetter:
         return self.stage
 
 
-Record = Tick | Bar | PairStats | Alert | DeadLetter
+@dataclass(frozen=True, slots=True)
+class Health:
+    """Health of one live stream at ``ts`` (µs), published every few seconds.
+
+    ``latency_*_ms`` are exchange trade time → local receive time over the last interval;
+    ``clock_skew_ms`` estimates how far the local clock is behind (+) the exchange's.
+    """
+
+    kind: ClassVar[str] = "health"
+    stream: str
+    symbol: str
+    ts: int
+    connected: bool
+    last_message_age_s: float | None
+    messages_per_s: float
+    reconnects: int
+    gaps_found: int
+    trades_backfilled: int
+    gaps_unrecovered: int
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    clock_skew_ms: float | None
+    event: str | None
+
+    @property
+    def key(self) -> str:
+        """Kafka key: the stream name."""
+        return self.stream
+
+
+Record = Tick | Bar | PairStats | Alert | DeadLetter | Health
 RECORD_TYPES: dict[str, type] = {
-    cls.kind: cls for cls in (Tick, Bar, PairStats, Alert, DeadLetter)
+    cls.kind: cls for cls in (Tick, Bar, PairStats, Alert, DeadLetter, Health)
 }
 #: The JSON name of ``Alert.alert_kind`` is ``kind`` (DESIGN.md); Python reserves ``kind``
 #: on every record class for the record type.
