@@ -1,0 +1,29 @@
+"""Streaming pair statistics: the pure, incremental analytics core of pairflow.
+
+Imports only the standard library, numpy and scipy (statsmodels' MacKinnon tables are
+copied in); the flow (live)
+and the dashboard (what-if recomputation) share these estimators.
+
+Examples:
+    >>> from pairflow.analytics import EstimatorSettings, PairEstimator
+    >>> est = PairEstimator(EstimatorSettings(window=10, price="raw", lag=0))
+    >>> for i in range(12):
+    ...     est.update(100.0 + (i * 7919) % 13, 50.0 + (i * 104729) % 11)
+    >>> r = est.result()
+    >>> r.n, round(r.beta, 6), r.adf_lags
+    (10, -0.292208, 0)
+"""
+
+from pairflow.analytics.errors import AnalyticsError, InputError, SettingsError
+from pairflow.analytics.pair import PairEstimator, PairResult, run_history
+from pairflow.analytics.settings import EstimatorSettings
+
+__all__ = [
+    "AnalyticsError",
+    "EstimatorSettings",
+    "InputError",
+    "PairEstimator",
+    "PairResult",
+    "SettingsError",
+    "run_history",
+]

@@ -1,0 +1,96 @@
+"""Settings of the pair estimator and the lag rules they imply."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from pairflow.analytics.errors import SettingsError
+
+__all__ = ["MIN_WINDOW", "EstimatorSettings", "schwert_maxlag"]
+
+#: Smallest window: below it the ADF regressions have (almost) no degrees of freedom.
+MIN_WINDOW = 10
+
+
+def schwert_maxlag(nobs: int, ntrend: int) -> int:
+    """Statsmodels' default ADF maximum lag for a series of ``nobs`` points.
+
+    ``min(ceil(12 * (nobs / 100) ** 0.25), nobs // 2 - ntrend - 1)`` exactly as in
+    ``statsmodels.tsa.stattools.adfuller`` (Schwert 1989, via Greene), where ``ntrend`` is
+    1 for ``regression="c"`` and 0 for ``regression="n"``.
+
+    Args:
+        nobs: length of the tested series (the window).
+        ntrend: number of deterministic terms in the test regression.
+
+    Returns:
+        The maximum lag considered by the automatic lag selection.
+
+    Examples:
+        >>> schwert_maxlag(120, 1), schwert_maxlag(120, 0), schwert_maxlag(10, 1)
+        (13, 13, 3)
+    """
+    maxlag = int(math.ceil(12.0 * math.pow(nobs / 100.0, 1 / 4.0)))
+    return min(nobs // 2 - ntrend - 1, maxlag)
+
+
+@dataclass(frozen=True, slots=True)
+class EstimatorSettings:
+    """What a :class:`~pairflow.analytics.PairEstimator` computes.
+
+    Attributes:
+        window: bars in the rolling window (``min_periods`` equals it).
+        price: ``"log"`` (statistics on natural logs of the closes) or ``"raw"``.
+        lag: ADF/Engle-Granger augmentation: ``"aic"`` or ``"bic"`` (statsmodels'
+            ``autolag``, maximum lag ``12 * (window / 100) ** 0.25``) or a fixed ``int``
+            number of lagged differences (``autolag=None, maxlag=lag``).
+
+    Raises:
+        SettingsError: a setting out of bounds (the message gives the bound).
+
+    Examples:
+        >>> EstimatorSettings(window=120).lag
+        'aic'
+        >>> EstimatorSettings(window=5)
+        Traceback (most recent call last):
+        ...
+        pairflow.analytics.errors.SettingsError: window must be at least 10 bars, got 5
+    """
+
+    window: int = 300
+    price: Literal["log", "raw"] = "log"
+    lag: Literal["aic", "bic"] | int = "aic"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.window, bool) or not isinstance(self.window, int):
+            raise SettingsError(f"window must be an int number of bars, got {self.window!r}")
+        if self.window < MIN_WINDOW:
+            raise SettingsError(f"window must be at least {MIN_WINDOW} bars, got {self.window}")
+        if self.price not in ("log", "raw"):
+            raise SettingsError(f"price must be 'log' or 'raw', got {self.price!r}")
+        if isinstance(self.lag, str):
+            if self.lag not in ("aic", "bic"):
+                raise SettingsError(f"lag must be 'aic', 'bic' or an int >= 0, got {self.lag!r}")
+        elif isinstance(self.lag, bool) or not isinstance(self.lag, int):
+            raise SettingsError(f"lag must be 'aic', 'bic' or an int >= 0, got {self.lag!r}")
+        else:
+            bound = self.window // 2 - 2
+            if self.lag < 0:
+                raise SettingsError(f"lag must be at least 0, got {self.lag}")
+            if self.lag > bound:
+                raise SettingsError(
+                    f"lag must be at most window // 2 - 2 = {bound} for window {self.window}, "
+                    f"got {self.lag}"
+                )
+
+    @property
+    def adf_maxlag(self) -> int:
+        """Largest lag of the spread's ADF test (``regression="c"``)."""
+        return self.lag if isinstance(self.lag, int) else schwert_maxlag(self.window, 1)
+
+    @property
+    def eg_maxlag(self) -> int:
+        """Largest lag of the Engle-Granger residual test (``regression="n"``)."""
+        return self.lag if isinstance(self.lag, int) else schwert_maxlag(self.window, 0)
