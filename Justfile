@@ -1,0 +1,56 @@
+# pairflow tasks. On a fresh machine run them through ./dev, which installs `just` first.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+python := ".venv/bin/python"
+demo_store := ".cache/demo/demo.db"
+
+# list the recipes
+default:
+    @just --list
+
+# create .venv and install pairflow with its development tools (skipped when up to date)
+setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    [ -x {{python}} ] || python3 -m venv .venv
+    stamp=.venv/.pairflow-installed
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+        {{python}} -m pip install --quiet --disable-pip-version-check --upgrade pip
+        {{python}} -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+        touch "$stamp"
+    fi
+
+# the Kafka broker's jars (Maven Central) and Debian's chromium for the browser tests
+setup-test: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v java >/dev/null || { echo "error: java (17+) is missing: apt-get install openjdk-17-jre-headless" >&2; exit 2; }
+    {{python}} -c 'from connectors.kafka_broker import ensure_kafka_libs; ensure_kafka_libs()'
+    if [ ! -x /usr/bin/chromium ]; then
+        if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+        $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
+    fi
+
+# replay the bundled real tape into the demo store and print the summary
+demo: setup
+    mkdir -p "$(dirname {{demo_store}})"
+    {{python}} -m pairflow.cli replay pairflow/data/*.gz --symbols BTCUSDT,ETHUSDT \
+        --pairs BTCUSDT/ETHUSDT --timeframes 1s,1m,5m --window 120 --store {{demo_store}}
+
+# the whole test suite: unit, property, Kafka, live-server and browser tests
+test: setup-test
+    {{python}} -m pytest -q
+
+# benchmarks (print figures and ratios against baselines run side by side)
+bench: setup
+    {{python}} bench/replay.py
+    {{python}} bench/analytics.py
+
+# ruff lint
+lint: setup
+    .venv/bin/ruff check .
+
+# a local Apache Kafka broker (KRaft) on 127.0.0.1:9092 in the foreground
+kafka: setup-test
+    {{python}} -m connectors.kafka_broker --port 9092
