@@ -146,6 +146,11 @@ class BarBuilder:
 
     def _drop_duplicates(self, chunk: TickChunk) -> tuple[TickChunk, int]:
         ids = chunk.trade_id
+        if len(ids) and (not len(self._recent_ids) or ids[0] > self._recent_ids[-1]) and (
+                len(ids) == 1 or bool((ids[1:] > ids[:-1]).all())):
+            # The usual case, ids rising past all remembered ones: nothing to look up.
+            self._recent_ids = np.concatenate((self._recent_ids, ids))[-DEDUP_CAPACITY:]
+            return chunk, 0
         _, first_index = np.unique(ids, return_index=True)
         keep = np.zeros(len(ids), bool)
         keep[first_index] = True
