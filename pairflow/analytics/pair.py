@@ -26,12 +26,14 @@ window.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from pairflow.analytics import _kernel
 from pairflow.analytics.errors import InputError, SettingsError
 from pairflow.analytics.mackinnon import mackinnonp
 from pairflow.analytics.regression import select_lag, tstat_last
@@ -42,6 +44,15 @@ __all__ = ["PairEstimator", "PairResult", "run_history"]
 #: statsmodels' ``coint`` gives up (statistic ``-inf``) when R^2 >= 1 - 100 * sqrt(eps).
 _COLLINEAR_R2_GAP = 100.0 * math.sqrt(np.finfo(float).eps)
 _LN2 = math.log(2.0)
+_AUTOLAG_CODE = {None: 0, "aic": 1, "bic": 2}
+
+#: ``"numba"`` (compiled kernels, the default when numba is installed) or ``"numpy"``;
+#: both give the same statistics to ~1e-13 (tests run both against the oracle). Read at
+#: each update, so tests and the benchmark may switch it; environment variable
+#: ``PAIRFLOW_ANALYTICS_BACKEND`` sets the initial choice.
+BACKEND = os.environ.get("PAIRFLOW_ANALYTICS_BACKEND", "numba" if _kernel.AVAILABLE else "numpy")
+if BACKEND == "numba" and not _kernel.AVAILABLE:  # pragma: no cover
+    BACKEND = "numpy"
 
 N_LT_WINDOW = "n < window"
 ZERO_VAR_X = "zero variance in x"
@@ -252,6 +263,7 @@ class PairEstimator:
         yr = self._y_ref
         xr = self._x_ref
         pos = k % w
+        kernel = BACKEND == "numba"
         if k >= w:
             # evict bar k - w (levels), the difference of bar k - w + 1, row k - w + p + 1
             uo = self._yb[pos] - yr
@@ -269,8 +281,15 @@ class PairEstimator:
             self._sdydy -= dyo * dyo
             self._sdydx -= dyo * dxo
             self._sdxdx -= dxo * dxo
-            zo = self._row(k - w + p + 1)
-            self._gram -= np.outer(zo, zo)
+            # row k - w + p + 1 uses the level of bar k - w + p: evict before overwriting
+            if kernel:
+                _kernel.gram_row_update(
+                    self._gram, self._yb, self._xb, self._dyb, self._dxb,
+                    0, (k - w + p + 1) % w + w, yr, xr, p, False, True,
+                )  # fmt: skip
+            else:
+                zo = self._row(k - w + p + 1)
+                self._gram -= np.outer(zo, zo)
         self._yb[pos] = self._yb[pos + w] = y
         self._xb[pos] = self._xb[pos + w] = x
         self._dyb[pos] = self._dyb[pos + w] = dy
@@ -288,7 +307,13 @@ class PairEstimator:
             self._sdydy += dy * dy
             self._sdydx += dy * dx
             self._sdxdx += dx * dx
-        if k >= p + 1:
+        if kernel:
+            if k >= p + 1:
+                _kernel.gram_row_update(
+                    self._gram, self._yb, self._xb, self._dyb, self._dxb,
+                    pos + w, 0, yr, xr, p, True, False,
+                )  # fmt: skip
+        elif k >= p + 1:
             zn = self._row(k)
             self._gram += np.outer(zn, zn)
         self._last_y = y
@@ -473,6 +498,8 @@ class PairEstimator:
         return sub + zx.T @ zx
 
     def _tests(self, beta: float, c0: float, stats: dict, reasons: list[str]) -> int | None:
+        if BACKEND == "numba":
+            return self._tests_kernel(beta, c0, stats, reasons)
         w = self._window
         g = self._spread_gram(beta, c0)
         head = self._head(beta, c0)
@@ -510,6 +537,34 @@ class PairEstimator:
         else:
             stats["eg_stat"] = eg[0]
             stats["eg_pvalue"] = mackinnonp(eg[0], "c", 2)
+        return adf_lag
+
+    def _tests_kernel(self, beta: float, c0: float, stats: dict, reasons: list[str]) -> int | None:
+        w = self._window
+        hl_ok, lam, adf_ok, adf_t, adf_lag, eg_ok, eg_t = _kernel.pair_tests(
+            self._gram, self._yb, self._xb, self._dyb, self._dxb, self._count % w,
+            self._y_ref, self._x_ref, self._su / w, self._sv / w, self._maxlag,
+            self._adf_maxlag, self._eg_maxlag, _AUTOLAG_CODE[self._autolag], w, beta, c0,
+        )  # fmt: skip
+        if not hl_ok:
+            reasons.append(SINGULAR_ADF)
+        elif lam < 0.0:
+            stats["half_life"] = -_LN2 / lam
+        else:
+            reasons.append(NOT_MEAN_REVERTING)
+        if not adf_ok:
+            if SINGULAR_ADF not in reasons:
+                reasons.append(SINGULAR_ADF)
+            adf_lag = None
+        else:
+            stats["adf_stat"] = adf_t
+            stats["adf_pvalue"] = mackinnonp(adf_t, "c", 1)
+            adf_lag = int(adf_lag)
+        if not eg_ok:
+            reasons.append(SINGULAR_EG)
+        else:
+            stats["eg_stat"] = eg_t
+            stats["eg_pvalue"] = mackinnonp(eg_t, "c", 2)
         return adf_lag
 
     def _chosen_lag(self, g: np.ndarray, head: tuple, maxlag: int, const: bool) -> int | None:

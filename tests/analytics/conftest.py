@@ -11,6 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from analytics_oracle import DATA_DIR, RealBars, load_real_bars  # noqa: E402
 
+from pairflow.analytics import _kernel, pair  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def real_bars() -> RealBars:
@@ -19,3 +21,15 @@ def real_bars() -> RealBars:
     if bars is None:
         pytest.skip(f"real data not found at {DATA_DIR}")
     return bars
+
+
+_BACKENDS = ["numpy"] + (["numba"] if _kernel.AVAILABLE else [])
+
+
+@pytest.fixture(scope="module", params=_BACKENDS, autouse=True)
+def backend(request):
+    """Run every analytics test module once per available backend (numpy, numba kernels)."""
+    saved = pair.BACKEND
+    pair.BACKEND = request.param
+    yield request.param
+    pair.BACKEND = saved

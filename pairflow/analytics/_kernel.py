@@ -1,0 +1,275 @@
+"""Compiled (numba) kernels of the pair estimator's per-bar work.
+
+Same algorithm, same operation order as the numpy path in ``pair.py`` and ``regression.py``
+(the tests run both against the oracle and against each other); the kernels only remove
+Python's per-call overhead, which dominates at these matrix sizes (at most 81 x 81).
+numba is optional: without it :data:`AVAILABLE` is ``False`` and the estimator uses numpy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:  # pragma: no cover - exercised where numba is installed
+    from numba import njit
+
+    AVAILABLE = True
+except ImportError:  # pragma: no cover - the numpy path is used instead
+    AVAILABLE = False
+
+    def njit(*args, **kwargs):  # noqa: D103 - identity decorator stand-in
+        if args and callable(args[0]):
+            return args[0]
+        return lambda f: f
+
+
+__all__ = ["AVAILABLE", "gram_row_update", "pair_tests"]
+
+_MIN_PIVOT = 1e-7
+
+
+@njit(cache=True)
+def gram_row_update(gram, yb, xb, dyb, dxb, j_new, j_old, y_ref, x_ref, p, add, remove):  # noqa: D103
+    # z_k = [1, u_{k-1}, v_{k-1}, dy_k..dy_{k-p}, dx_k..dx_{k-p}] of the bars at ring
+    # positions j (second copy): gram += z_new z_new' - z_old z_old'
+    dim = 2 * p + 5
+    zn = np.empty(dim)
+    zo = np.empty(dim)
+    if add:
+        zn[0] = 1.0
+        zn[1] = yb[j_new - 1] - y_ref
+        zn[2] = xb[j_new - 1] - x_ref
+        for i in range(p + 1):
+            zn[3 + i] = dyb[j_new - i]
+            zn[p + 4 + i] = dxb[j_new - i]
+    if remove:
+        zo[0] = 1.0
+        zo[1] = yb[j_old - 1] - y_ref
+        zo[2] = xb[j_old - 1] - x_ref
+        for i in range(p + 1):
+            zo[3 + i] = dyb[j_old - i]
+            zo[p + 4 + i] = dxb[j_old - i]
+    for a in range(dim):
+        for b in range(dim):
+            v = gram[a, b]
+            if remove:
+                v -= zo[a] * zo[b]
+            if add:
+                v += zn[a] * zn[b]
+            gram[a, b] = v
+
+
+@njit(cache=True)
+def _spread_gram(m, p, beta, c0):
+    """T' M T, T mapping z to [1, e_{k-1}, ds_k, ..., ds_{k-p}]; at most 3 terms per column.
+
+    Symmetric: the upper triangle is computed and mirrored.
+    """
+    k = p + 3
+    g = np.empty((k, k))
+    # column s of T as (base index, coefficient) pairs: const, e, ds_j
+    ia = np.empty((k, 3), dtype=np.int64)
+    ca = np.zeros((k, 3))
+    na = np.empty(k, dtype=np.int64)
+    ia[0, 0] = 0
+    ca[0, 0] = 1.0
+    na[0] = 1
+    ia[1, 0] = 0
+    ia[1, 1] = 1
+    ia[1, 2] = 2
+    ca[1, 0] = c0
+    ca[1, 1] = 1.0
+    ca[1, 2] = -beta
+    na[1] = 3
+    for j in range(p + 1):
+        ia[2 + j, 0] = 3 + j
+        ia[2 + j, 1] = p + 4 + j
+        ca[2 + j, 0] = 1.0
+        ca[2 + j, 1] = -beta
+        na[2 + j] = 2
+    for s in range(k):
+        for t in range(s, k):
+            acc = 0.0
+            for a in range(na[s]):
+                ra = ia[s, a]
+                inner = 0.0
+                for b in range(na[t]):
+                    inner += m[ra, ia[t, b]] * ca[t, b]
+                acc += ca[s, a] * inner
+            g[s, t] = acc
+            g[t, s] = acc
+    return g
+
+
+@njit(cache=True)
+def _zval(s, i, e, ds):
+    if s == 0:
+        return 1.0
+    if s == 1:
+        return e[i - 1]
+    return ds[i - (s - 2)]
+
+
+@njit(cache=True)
+def _gram_sub(g, e, ds, p, lo, idx):
+    """g[idx, idx] plus the head rows lo..p (spread coordinates) in the order idx."""
+    m = idx.shape[0]
+    out = np.empty((m, m))
+    for a in range(m):
+        for b in range(m):
+            out[a, b] = g[idx[a], idx[b]]
+    if lo <= p:
+        nrow = p + 1 - lo
+        extra = np.zeros((m, m))
+        z = np.empty((nrow, m))
+        for r in range(nrow):
+            for a in range(m):
+                z[r, a] = _zval(idx[a], lo + r, e, ds)
+        for a in range(m):
+            for b in range(m):
+                acc = 0.0
+                for r in range(nrow):
+                    acc += z[r, a] * z[r, b]
+                extra[a, b] = acc
+        for a in range(m):
+            for b in range(m):
+                out[a, b] += extra[a, b]
+    return out
+
+
+@njit(cache=True)
+def _cholesky(gram):
+    """Lower factor of the unit-diagonal scaling of ``gram`` (ok flag, factor, scales)."""
+    m = gram.shape[0]
+    low = np.zeros((m, m))
+    scale = np.empty(m)
+    for i in range(m):
+        d = gram[i, i]
+        if not d > 0.0:
+            return False, low, scale
+        scale[i] = 1.0 / math.sqrt(d)
+    for j in range(m):
+        s = gram[j, j] * scale[j] * scale[j]
+        for t in range(j):
+            s -= low[j, t] * low[j, t]
+        if not s > 0.0:
+            return False, low, scale
+        ljj = math.sqrt(s)
+        if j < m - 1 and ljj < _MIN_PIVOT:
+            return False, low, scale
+        low[j, j] = ljj
+        for i in range(j + 1, m):
+            s = gram[i, j] * scale[i] * scale[j]
+            for t in range(j):
+                s -= low[i, t] * low[j, t]
+            low[i, j] = s / ljj
+    return True, low, scale
+
+
+@njit(cache=True)
+def _select(gram, first, maxlag, nobs, method):
+    ok, low, scale = _cholesky(gram)
+    if not ok:
+        return -1
+    m = gram.shape[0]
+    tail = np.empty(m)
+    acc = 0.0
+    for i in range(m - 1, -1, -1):
+        acc += low[m - 1, i] * low[m - 1, i]
+        tail[i] = acc
+    sy2 = scale[m - 1] * scale[m - 1]
+    nobs2 = nobs / 2.0
+    const = (1.0 + math.log(math.pi / nobs2)) * nobs2
+    best = -1
+    best_ic = 0.0
+    for lag in range(maxlag + 1):
+        ssr = tail[first + lag] / sy2
+        if not ssr > 0.0:
+            return -1
+        llf = -math.log(ssr) * nobs2 - const
+        k = float(first + lag)
+        if method == 1:
+            ic = -2.0 * llf + 2.0 * k
+        else:
+            ic = -2.0 * llf + math.log(nobs) * k
+        if best < 0 or ic < best_ic:
+            best = lag
+            best_ic = ic
+    return best
+
+
+@njit(cache=True)
+def _tstat(gram, nobs):
+    m = gram.shape[0]
+    df = nobs - (m - 1)
+    if df <= 0:
+        return False, 0.0, 0.0
+    ok, low, scale = _cholesky(gram)
+    if not ok:
+        return False, 0.0, 0.0
+    r_ly = low[m - 1, m - 2]
+    r_ll = low[m - 2, m - 2]
+    r_yy = low[m - 1, m - 1]
+    if not r_yy > 0.0:
+        return False, 0.0, 0.0
+    t = r_ly * math.sqrt(df) / r_yy
+    coef = r_ly * scale[m - 2] / (r_ll * scale[m - 1])
+    if not (math.isfinite(t) and math.isfinite(coef)):
+        return False, 0.0, 0.0
+    return True, t, coef
+
+
+@njit(cache=True)
+def _order(const, lag, select):
+    """Order of a regression in S coordinates: selection or final (tested level last)."""
+    n = (1 if const else 0) + lag + 2
+    idx = np.empty(n, dtype=np.int64)
+    i = 0
+    if const:
+        idx[i] = 0
+        i += 1
+    if select:
+        idx[i] = 1
+        i += 1
+    for j in range(1, lag + 1):
+        idx[i] = 2 + j
+        i += 1
+    if not select:
+        idx[i] = 1
+        i += 1
+    idx[i] = 2
+    return idx
+
+
+@njit(cache=True)
+def _one_test(g, e, ds, p, maxlag, autolag, window, const):
+    if autolag == 0:
+        lag = maxlag
+    else:
+        gram = _gram_sub(g, e, ds, p, maxlag + 1, _order(const, maxlag, True))
+        lag = _select(gram, 2 if const else 1, maxlag, window - 1 - maxlag, autolag)
+        if lag < 0:
+            return False, 0.0, -1
+    gram = _gram_sub(g, e, ds, p, lag + 1, _order(const, lag, False))
+    ok, t, _ = _tstat(gram, window - 1 - lag)
+    return ok, t, lag
+
+
+@njit(cache=True)
+def pair_tests(  # noqa: D103
+    m, yb, xb, dyb, dxb, start, y_ref, x_ref, mu, mv, p, adf_maxlag, eg_maxlag, autolag,
+    window, beta, c0,
+):  # fmt: skip
+    # -> (hl_ok, lambda, adf_ok, adf_t, adf_lag, eg_ok, eg_t)
+    e = np.empty(p + 1)
+    ds = np.empty(p + 1)
+    for i in range(p + 1):
+        e[i] = ((yb[start + i] - y_ref) - mu) - beta * ((xb[start + i] - x_ref) - mv)
+        ds[i] = dyb[start + i] - beta * dxb[start + i]
+    g = _spread_gram(m, p, beta, c0)
+    hl_ok, _, lam = _tstat(_gram_sub(g, e, ds, p, 1, _order(True, 0, False)), window - 1)
+    adf_ok, adf_t, adf_lag = _one_test(g, e, ds, p, adf_maxlag, autolag, window, True)
+    eg_ok, eg_t, _ = _one_test(g, e, ds, p, eg_maxlag, autolag, window, False)
+    return hl_ok, lam, adf_ok, adf_t, adf_lag, eg_ok, eg_t
