@@ -1,17 +1,14 @@
 """Kafka sinks and sources of pairflow records (confluent-kafka, JSON values with ``"v": 1``).
 
-Topics, under a configurable prefix (default ``pairflow.``), and their keys:
+Topics, under a configurable prefix (default ``pairflow.``), and their keys (the record's
+``key`` property; a tick's is its symbol):
 
-=============  ============================  =========================================
-topic          record                        key
-=============  ============================  =========================================
-``ticks``      :class:`~pairflow.records.Tick`       ``symbol``
-``bars``       :class:`~pairflow.records.Bar`        ``SYMBOL|timeframe``
-``pairs``      :class:`~pairflow.records.PairStats`  ``Y/X|timeframe``
-``alerts``     :class:`~pairflow.records.Alert`      ``Y/X``
-``deadletter`` :class:`~pairflow.records.DeadLetter` ``stage``
-``health``     health records (``kind == "health"``)  the record's ``key``
-=============  ============================  =========================================
+- ``ticks``: :class:`~pairflow.records.Tick`, key ``symbol``;
+- ``bars``: :class:`~pairflow.records.Bar`, key ``SYMBOL|timeframe``;
+- ``pairs``: :class:`~pairflow.records.PairStats`, key ``Y/X|timeframe``;
+- ``alerts``: :class:`~pairflow.records.Alert`, key ``Y/X``;
+- ``deadletter``: :class:`~pairflow.records.DeadLetter`, key ``stage``;
+- ``health``: :class:`~pairflow.records.Health`, key ``stream``.
 
 Delivery: every producer here is idempotent (``enable.idempotence``, ``acks=all``), counts
 delivery reports and keeps the first failure, which the next write or the final flush raises
@@ -360,6 +357,26 @@ def ensure_topics(
                 continue  # another worker or process won the race
             msg = f"cannot create Kafka topic {topic!r} on {bootstrap}: {err.str()}"
             raise SinkError(msg) from exc
+    # Creation returns before every broker's metadata has the topic; wait for it, so a consumer
+    # listing partitions right after (KafkaTickSource) does not see "unknown topic".
+    deadline = time.monotonic() + timeout_s
+    while True:
+        topics = admin.list_topics(timeout=timeout_s).topics
+        if all(_ready(topics.get(t)) for t in missing):
+            return
+        if time.monotonic() > deadline:
+            msg = f"Kafka topics {missing} were created but do not show up in metadata"
+            raise SinkError(msg)
+        time.sleep(0.05)
+
+
+def _ready(meta: Any) -> bool:
+    return (
+        meta is not None
+        and meta.error is None
+        and bool(meta.partitions)
+        and all(p.leader >= 0 for p in meta.partitions.values())
+    )
 
 
 def _admin_config(bootstrap: str, extra_config: dict[str, Any] | None) -> dict[str, Any]:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
 import msgspec
 import pytest
 from bytewax.dataflow import Dataflow
+from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.testing import TestingSink, TestingSource, run_main
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
@@ -258,3 +265,74 @@ def test_consume_records_edge_cases(kafka_broker: Any, unique_prefix: str) -> No
     [(key, value)] = consume_records(kafka_broker.bootstrap, topic_for("tick", unique_prefix))
     assert key == "BTCUSDT"
     assert msgspec.json.decode(msgspec.json.encode(value)) == value
+
+
+class _EndlessTicks(StatelessSourcePartition[Tick]):
+    def __init__(self, count_path: Path) -> None:
+        self._count_path = count_path
+        self._batches = 0
+
+    def next_batch(self) -> list[Tick]:
+        base = make_ticks(100)
+        batch = [replace(t, trade_id=self._batches * 100 + i) for i, t in enumerate(base)]
+        self._batches += 1
+        self._count_path.write_text(str(self._batches * 100))  # upper bound of what was emitted
+        time.sleep(0.02)
+        return batch
+
+
+class _EndlessSource(DynamicSource[Tick]):
+    def __init__(self, count_path: Path) -> None:
+        self._count_path = count_path
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _EndlessTicks:
+        return _EndlessTicks(self._count_path)
+
+
+def endless_flow(bootstrap: str, prefix: str, count_path: str) -> Dataflow:
+    """Entry point for `python -m bytewax.run` in the SIGTERM test: ticks until stopped."""
+    flow = Dataflow("endless")
+    # A long linger keeps records queued in the producer, so only a flush at exit delivers them.
+    sink = KafkaRecordSink(bootstrap, prefix, extra_config={"linger.ms": 5000})
+    op.output("out", op.input("in", flow, _EndlessSource(Path(count_path))), sink)
+    return flow
+
+
+def _emitted(count_path: Path) -> int:
+    try:
+        return int(count_path.read_text() or 0)
+    except FileNotFoundError:
+        return 0
+
+
+def test_sigterm_flushes_queued_records(
+    kafka_broker: Any, unique_prefix: str, tmp_path: Path
+) -> None:
+    count_path = tmp_path / "emitted"
+    entry = f"tests.test_kafka_connectors:endless_flow({kafka_broker.bootstrap!r}, "
+    entry += f"{unique_prefix!r}, {str(count_path)!r})"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bytewax.run", entry],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while _emitted(count_path) < 2_000:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the flow emitted nothing in 60 s"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    emitted = _emitted(count_path)
+    got = consume_records(kafka_broker.bootstrap, topic_for("tick", unique_prefix))
+    ids = [value["trade_id"] for _, value in got]
+    assert len(ids) == len(set(ids))
+    # Everything but (at most) the batch SIGTERM interrupted inside the source was delivered.
+    assert emitted - 100 <= len(ids) <= emitted

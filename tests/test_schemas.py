@@ -15,6 +15,7 @@ from pairflow.records import (
     Alert,
     Bar,
     DeadLetter,
+    Health,
     PairStats,
     Tick,
     field_names,
@@ -23,13 +24,7 @@ from pairflow.records import (
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 #: Schema file stem of each record kind.
-SCHEMA_NAMES = {
-    "tick": "tick",
-    "bar": "bar",
-    "pair": "pair",
-    "alert": "alert",
-    "deadletter": "deadletter",
-}
+SCHEMA_NAMES = {kind: kind for kind in ("tick", "bar", "pair", "alert", "deadletter", "health")}
 
 
 def load_schema(kind: str) -> dict[str, Any]:
@@ -76,6 +71,14 @@ def sample_records() -> list[Any]:
               alert_kind="exit", zscore=0.4, threshold=0.5, spread=0.0001, beta=1.01, **alert),
         DeadLetter(stage="parse", reason="missing field 'p'", raw='{"e":"trade","s":"BTCUSDT"}',
                    ts=t0 + 5),
+        Health(stream="btcusdt@trade", symbol="BTCUSDT", ts=t0 + 10_000_000, connected=True,
+               last_message_age_s=0.2, messages_per_s=35.5, reconnects=1, gaps_found=1,
+               trades_backfilled=120, gaps_unrecovered=0, latency_p50_ms=12.5,
+               latency_p99_ms=80.0, clock_skew_ms=-1.5, event=None),
+        Health(stream="ethusdt@trade", symbol="ETHUSDT", ts=t0 + 10_000_000, connected=False,
+               last_message_age_s=None, messages_per_s=0.0, reconnects=3, gaps_found=2,
+               trades_backfilled=0, gaps_unrecovered=1, latency_p50_ms=None,
+               latency_p99_ms=None, clock_skew_ms=None, event="reconnecting"),
     ]  # fmt: skip
 
 
