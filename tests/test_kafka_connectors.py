@@ -336,3 +336,28 @@ def test_sigterm_flushes_queued_records(
     assert len(ids) == len(set(ids))
     # Everything but (at most) the batch SIGTERM interrupted inside the source was delivered.
     assert emitted - 100 <= len(ids) <= emitted
+
+
+def test_broker_command_runs_in_foreground_and_stops_on_sigterm(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "connectors.kafka_broker", "--port", "0"]
+    proc = subprocess.Popen(
+        [*cmd, "--data-dir", str(tmp_path / "data")],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # blocks until ready (or the process ends)
+        assert "ready: bootstrap 127.0.0.1:" in first, first + proc.stdout.read()
+        bootstrap = first.rsplit(" ", 1)[-1].strip()
+        meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
+        assert list(meta.brokers) == [1]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert (tmp_path / "data" / "logs" / "meta.properties").is_file()  # data kept
