@@ -1,0 +1,157 @@
+"""The real captured tape the test server replays: trade frames of the shared recordings.
+
+The captures in ``../shared/data/binance-spot-2024-08-08`` hold combined-stream frames of
+``btcusdt@trade`` and ``ethusdt@trade`` (plus book streams, skipped here). A :class:`Tape` is a
+slice of those trade frames in their original receive order, with per-symbol views for the
+REST endpoints and a derived aggregate-trade view (consecutive trades of one taker order —
+same time, price and side — form one aggregate, as Binance aggregates them).
+"""
+
+from __future__ import annotations
+
+import bisect
+import gzip
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+
+DATA_DIR = Path("/work/shared/data/binance-spot-2024-08-08")
+#: First aggregate id of the derived aggTrade view (any base works; ids stay contiguous).
+AGG_BASE = 900_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class TapeTrade:
+    """One trade of the tape: the frame as recorded and its fields."""
+
+    recv_ns: int
+    stream: str
+    symbol: str
+    trade_id: int
+    price: str
+    qty: str
+    time_ms: int
+    maker: bool
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AggTrade:
+    """A derived aggregate trade (fields as Binance's REST ``aggTrades`` rows)."""
+
+    a: int
+    p: str
+    q: str
+    f: int
+    l: int  # noqa: E741 - Binance's name
+    T: int
+    m: bool
+
+    def rest(self) -> dict:
+        """The REST row."""
+        return {"a": self.a, "p": self.p, "q": self.q, "f": self.f, "l": self.l,
+                "T": self.T, "m": self.m, "M": True}
+
+    def frame(self, symbol: str) -> bytes:
+        """A combined-stream ``@aggTrade`` frame."""
+        data = {"e": "aggTrade", "E": self.T, "s": symbol, **self.rest()}
+        return json.dumps({"stream": f"{symbol.lower()}@aggTrade", "data": data},
+                          separators=(",", ":")).encode()
+
+
+@lru_cache(maxsize=1)
+def _all_trades() -> tuple[TapeTrade, ...]:
+    trades = []
+    for path in sorted(DATA_DIR.glob("*.gz")):
+        with gzip.open(path, "rb") as handle:
+            for line in handle:
+                recv, _, frame = line.rstrip(b"\n").partition(b" ")
+                if b'@trade"' not in frame[:40]:
+                    continue
+                message = json.loads(frame)
+                d = message["data"]
+                trades.append(TapeTrade(int(recv), message["stream"], d["s"], d["t"], d["p"],
+                                        d["q"], d["T"], d["m"], frame))
+    trades.sort(key=lambda t: t.recv_ns)
+    return tuple(trades)
+
+
+@dataclass
+class Tape:
+    """A slice of the real tape (by trade time, seconds after the tape's first trade)."""
+
+    trades: list[TapeTrade]
+    by_symbol: dict[str, list[TapeTrade]] = field(default_factory=dict)
+    aggs: dict[str, list[AggTrade]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for t in self.trades:
+            self.by_symbol.setdefault(t.symbol, []).append(t)
+        for symbol, rows in self.by_symbol.items():
+            rows.sort(key=lambda t: t.trade_id)
+            self.aggs[symbol] = _aggregate(rows)
+        self.times = [t.time_ms for t in self.trades]
+
+    @classmethod
+    def load(cls, start_s: float = 0.0, length_s: float | None = None,
+             symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")) -> Tape:
+        """The trades with time in ``[t0 + start_s, t0 + start_s + length_s)``."""
+        everything = _all_trades()
+        t0 = min(t.time_ms for t in everything)
+        lo = t0 + int(start_s * 1000)
+        hi = lo + int(length_s * 1000) if length_s is not None else 1 << 62
+        chosen = [t for t in everything if lo <= t.time_ms < hi and t.symbol in symbols]
+        # Receive order on the recording can put a trade of a later T before an earlier
+        # one across symbols; the server sends in trade-time order per symbol anyway.
+        chosen.sort(key=lambda t: (t.time_ms, t.recv_ns))
+        return cls(chosen)
+
+    @property
+    def first_ms(self) -> int:
+        """Trade time of the first trade."""
+        return self.trades[0].time_ms
+
+    @property
+    def last_ms(self) -> int:
+        """Trade time of the last trade."""
+        return self.trades[-1].time_ms
+
+    def ids(self, symbol: str) -> list[int]:
+        """Trade ids of a symbol, ascending."""
+        return [t.trade_id for t in self.by_symbol.get(symbol, [])]
+
+    def published(self, symbol: str, now_ms: int) -> list[TapeTrade]:
+        """Trades of ``symbol`` with time <= ``now_ms``."""
+        rows = self.by_symbol.get(symbol, [])
+        return rows[:bisect.bisect_right([t.time_ms for t in rows], now_ms)]
+
+    def write_recording(self, path: str | Path) -> Path:
+        """Write the slice as a recording (``<recv_ns> <frame>`` lines, gzip) for replay."""
+        path = Path(path)
+        with gzip.open(path, "wb") as handle:
+            for t in self.trades:
+                handle.write(b"%d %s\n" % (t.recv_ns, t.frame))
+        return path
+
+
+def _aggregate(rows: list[TapeTrade]) -> list[AggTrade]:
+    out: list[AggTrade] = []
+    group: list[TapeTrade] = []
+
+    def close() -> None:
+        qty = sum((Decimal(t.qty) for t in group), Decimal(0))
+        out.append(AggTrade(AGG_BASE + len(out), group[0].price, f"{qty:f}",
+                            group[0].trade_id, group[-1].trade_id, group[0].time_ms,
+                            group[0].maker))
+
+    for t in rows:
+        if group and (t.time_ms, t.price, t.maker) != (group[-1].time_ms, group[-1].price,
+                                                      group[-1].maker):
+            close()
+            group = []
+        group.append(t)
+    if group:
+        close()
+    return out
