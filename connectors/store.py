@@ -9,11 +9,13 @@ by a digest of (stage, reason, raw).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +110,9 @@ class StoreWriter:
         self.path = Path(path)
         self._connection = open_store(self.path)
         self._statements = {}
+        self._values = {}
         for kind, (table, cls, _key) in TABLES.items():
+            self._values[kind] = attrgetter(*(f.name for f in dataclasses.fields(cls)))
             columns = (["id"] if table == "deadletter" else []) + field_names(cls)
             quoted = ", ".join(f'"{c}"' for c in columns)
             marks = ", ".join("?" * len(columns))
@@ -122,7 +126,7 @@ class StoreWriter:
         """
         rows: dict[str, list[tuple]] = {}
         for record in records:
-            values = tuple(to_dict(record).values())
+            values = self._values[record.kind](record)
             if record.kind == "deadletter":
                 values = (dead_letter_id(record), *values)
             rows.setdefault(record.kind, []).append(values)

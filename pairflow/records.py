@@ -75,6 +75,11 @@ class Tick:
     first_trade_id: int
     last_trade_id: int
 
+    @property
+    def key(self) -> str:
+        """Kafka key: the symbol."""
+        return self.symbol
+
 
 @dataclass(frozen=True, slots=True)
 class Bar:

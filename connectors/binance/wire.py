@@ -13,7 +13,6 @@ bad one becomes a dead letter with its reason and the rest goes on.
 
 from __future__ import annotations
 
-import gc
 import math
 import re
 from collections import Counter
@@ -28,7 +27,9 @@ from pairflow.ticks import TickChunk
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,20}$")
 
 
-class TradePayload(msgspec.Struct, forbid_unknown_fields=True):
+# gc=False: these structs hold scalars only, so they cannot form cycles; untracked, millions of
+# them per replay cost the garbage collector nothing.
+class TradePayload(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """A ``trade`` or ``aggTrade`` event payload, spelled as on the wire."""
 
     e: str  # event type: "trade" or "aggTrade"
@@ -48,7 +49,7 @@ class TradePayload(msgspec.Struct, forbid_unknown_fields=True):
     nq: float | None = None  # futures aggTrade quantity without RPI orders
 
 
-class TradeEnvelope(msgspec.Struct, forbid_unknown_fields=True):
+class TradeEnvelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """A combined-stream envelope around a trade payload."""
 
     stream: str  # "<symbol>@trade" or "<symbol>@aggTrade", lower case
@@ -176,8 +177,6 @@ class FrameParser:
         return out
 
     def _decode(self, batch, many, one, enveloped, parts: list[TickChunk], out) -> None:
-        gc_was_enabled = gc.isenabled()
-        gc.disable()  # decoding makes many small objects; collections during it cost ~25 %
         try:
             decoded = many.decode(b"[" + b",".join(f for _, f in batch) + b"]")
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -188,9 +187,6 @@ class FrameParser:
                 except (msgspec.DecodeError, msgspec.ValidationError) as error:
                     decoded.append(None)
                     out.dead.append(self._dead(_reason(error), frame, recv))
-        finally:
-            if gc_was_enabled:
-                gc.enable()
         if None in decoded:
             batch = [b for b, d in zip(batch, decoded, strict=True) if d is not None]
             decoded = [d for d in decoded if d is not None]
@@ -198,11 +194,42 @@ class FrameParser:
             return
         payloads = [d.data for d in decoded] if enveloped else decoded
         streams = [d.stream for d in decoded] if enveloped else None
-        self._columns(batch, payloads, streams, parts, out)
+        recv = np.fromiter((r for r, _ in batch), np.int64, len(batch))
+        self._columns(recv, lambda i: batch[i][1], payloads, streams, parts, out)
 
-    def _columns(self, batch, payloads: list[TradePayload], streams: list[str] | None,
-                 parts: list[TickChunk], out: ParsedFrames) -> None:
-        """Check decoded payloads column-wise and cut them into per-symbol chunks."""
+    def parse_columns(self, recv_ts: np.ndarray, frames: list[bytes]) -> ParsedFrames:
+        """Parse frames whose receive times (µs) come as an array; same result as :meth:`parse`.
+
+        When every frame is a combined-stream trade envelope — what ``pairflow record`` writes —
+        the batch is checked and decoded as one JSON array without a Python step per frame.
+        """
+        body = b",".join(frames)
+        count = len(frames)
+        # A batch that decodes as trade envelopes is one; the count only saves a doomed
+        # attempt on batches of other streams.
+        if body.count(b'@trade","data":{') + body.count(b'@aggTrade","data":{') == count:
+            try:
+                decoded = _envelopes.decode(b"[" + body + b"]")
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                decoded = None
+            if decoded is not None:
+                out = ParsedFrames(frames=count)
+                parts: list[TickChunk] = []
+                self._columns(recv_ts, frames.__getitem__,
+                              [d.data for d in decoded], [d.stream for d in decoded], parts, out)
+                for chunk in parts:
+                    previous = out.chunks.get(chunk.symbol)
+                    out.chunks[chunk.symbol] = (chunk if previous is None
+                                                else _concat(previous, chunk))
+                return out
+        return self.parse(list(zip(recv_ts.tolist(), frames, strict=True)))
+
+    def _columns(self, recv: np.ndarray, frame_at, payloads: list[TradePayload],
+                 streams: list[str] | None, parts: list[TickChunk], out: ParsedFrames) -> None:
+        """Check decoded payloads column-wise and cut them into per-symbol chunks.
+
+        ``frame_at(i)`` gives the raw frame of payload ``i`` for a dead letter.
+        """
         n = len(payloads)
         symbols = [p.s for p in payloads]
         kinds = {p.e for p in payloads}
@@ -213,11 +240,11 @@ class FrameParser:
             agg, firsts, lasts = ([p.a for p in payloads], [p.f for p in payloads],
                                   [p.l for p in payloads])
             if None in agg or None in firsts or None in lasts:
-                return self._columns_slowly(batch, payloads, streams, parts, out)
+                return self._columns_slowly(recv, frame_at, payloads, streams, parts, out)
             ids, first, last = (np.array(agg, np.int64), np.array(firsts, np.int64),
                                 np.array(lasts, np.int64))
         else:
-            return self._columns_slowly(batch, payloads, streams, parts, out)
+            return self._columns_slowly(recv, frame_at, payloads, streams, parts, out)
         price = np.array([p.p for p in payloads], np.float64)
         qty = np.array([p.q for p in payloads], np.float64)
         times = np.array([p.T for p in payloads], np.int64)
@@ -237,11 +264,9 @@ class FrameParser:
                 ok &= np.array([stream_symbol[st] == s
                                 for st, s in zip(streams, symbols, strict=True)])
         for index in np.flatnonzero(~ok).tolist():
-            recv, frame = batch[index]
-            out.dead.append(self._dead(self._problem(payloads[index], streams and
-                                                     streams[index]), frame, recv))
+            problem = self._problem(payloads[index], streams and streams[index])
+            out.dead.append(self._dead(problem, frame_at(index), int(recv[index])))
         ts = np.where(times >= 100_000_000_000_000, times, times * 1000)
-        recv = np.fromiter((r for r, _ in batch), np.int64, n)
         maker = np.array([p.m for p in payloads], np.bool_)
         for symbol in sorted({s for s, good in usable.items() if good}):
             mask = ok if len(usable) == 1 else ok & (np.array(symbols) == symbol)
@@ -253,20 +278,20 @@ class FrameParser:
                                    first[trades], last[trades], price[trades], qty[trades],
                                    maker[trades], ids[mask & ghost]))
 
-    def _columns_slowly(self, batch, payloads, streams, parts, out) -> None:
+    def _columns_slowly(self, recv, frame_at, payloads, streams, parts, out) -> None:
         """Frame by frame, for batches mixing trade kinds or missing ids."""
         keep = []
         for index, payload in enumerate(payloads):
             problem = self._problem(payload, streams and streams[index])
             if problem:
-                recv, frame = batch[index]
-                out.dead.append(self._dead(problem, frame, recv))
+                out.dead.append(self._dead(problem, frame_at(index), int(recv[index])))
             else:
                 keep.append(index)
         for kind in ("trade", "aggTrade"):
             chosen = [i for i in keep if payloads[i].e == kind]
             if chosen:
-                self._columns([batch[i] for i in chosen], [payloads[i] for i in chosen],
+                self._columns(recv[chosen], lambda j, chosen=chosen: frame_at(chosen[j]),
+                              [payloads[i] for i in chosen],
                               streams and [streams[i] for i in chosen], parts, out)
 
     def _problem(self, p: TradePayload, stream: str | None) -> str | None:
