@@ -28,78 +28,66 @@ except ImportError:  # pragma: no cover - the numpy path is used instead
 __all__ = ["AVAILABLE", "gram_row_update", "pair_tests"]
 
 _MIN_PIVOT = 1e-7
+# Reassociation lets LLVM vectorise the dot products (the Cholesky's inner loops are
+# otherwise bound by the latency of one long dependent chain); no "nnan"/"ninf", so the
+# NaN / non-positive pivot checks keep their meaning.
+_FAST = {"reassoc", "contract"}
 
 
-@njit(cache=True)
-def gram_row_update(gram, yb, xb, dyb, dxb, j_new, j_old, y_ref, x_ref, p, add, remove):  # noqa: D103
-    # z_k = [1, u_{k-1}, v_{k-1}, dy_k..dy_{k-p}, dx_k..dx_{k-p}] of the bars at ring
-    # positions j (second copy): gram += z_new z_new' - z_old z_old'
-    dim = 2 * p + 5
-    zn = np.empty(dim)
-    zo = np.empty(dim)
+@njit(cache=True, fastmath=_FAST)
+def gram_row_update(gram, ring, j, y_ref, x_ref, add):  # noqa: D103
+    # gram +/-= z z', z = [1, u_{k-1}, v_{k-1}, dy_k..dy_{k-p}, dx_k..dx_{k-p}] of the bar k
+    # at ring column j (second copy); ring rows y, x, dy, dx
+    dim = gram.shape[0]
+    p = (dim - 5) // 2
+    z = np.empty(dim)
+    z[0] = 1.0
+    z[1] = ring[0, j - 1] - y_ref
+    z[2] = ring[1, j - 1] - x_ref
+    for i in range(p + 1):
+        z[3 + i] = ring[2, j - i]
+        z[p + 4 + i] = ring[3, j - i]
     if add:
-        zn[0] = 1.0
-        zn[1] = yb[j_new - 1] - y_ref
-        zn[2] = xb[j_new - 1] - x_ref
-        for i in range(p + 1):
-            zn[3 + i] = dyb[j_new - i]
-            zn[p + 4 + i] = dxb[j_new - i]
-    if remove:
-        zo[0] = 1.0
-        zo[1] = yb[j_old - 1] - y_ref
-        zo[2] = xb[j_old - 1] - x_ref
-        for i in range(p + 1):
-            zo[3 + i] = dyb[j_old - i]
-            zo[p + 4 + i] = dxb[j_old - i]
-    for a in range(dim):
-        for b in range(dim):
-            v = gram[a, b]
-            if remove:
-                v -= zo[a] * zo[b]
-            if add:
-                v += zn[a] * zn[b]
-            gram[a, b] = v
+        for a in range(dim):
+            za = z[a]
+            for b in range(dim):
+                gram[a, b] += za * z[b]
+    else:
+        for a in range(dim):
+            za = z[a]
+            for b in range(dim):
+                gram[a, b] -= za * z[b]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _spread_gram(m, p, beta, c0):
-    """T' M T, T mapping z to [1, e_{k-1}, ds_k, ..., ds_{k-p}]; at most 3 terms per column.
-
-    Symmetric: the upper triangle is computed and mirrored.
-    """
+    """T' M T, T mapping z to [1, e_{k-1}, ds_k, ..., ds_{k-p}] (symmetric, direct terms)."""
     k = p + 3
+    dy = 3
+    dx = p + 4
     g = np.empty((k, k))
-    # column s of T as (base index, coefficient) pairs: const, e, ds_j
-    ia = np.empty((k, 3), dtype=np.int64)
-    ca = np.zeros((k, 3))
-    na = np.empty(k, dtype=np.int64)
-    ia[0, 0] = 0
-    ca[0, 0] = 1.0
-    na[0] = 1
-    ia[1, 0] = 0
-    ia[1, 1] = 1
-    ia[1, 2] = 2
-    ca[1, 0] = c0
-    ca[1, 1] = 1.0
-    ca[1, 2] = -beta
-    na[1] = 3
+    b2 = beta * beta
+    # E = M T[:, e] restricted to the rows 0, 1, 2 that T[:, e] touches
+    e0 = c0 * m[0, 0] + m[0, 1] - beta * m[0, 2]
+    e1 = c0 * m[1, 0] + m[1, 1] - beta * m[1, 2]
+    e2 = c0 * m[2, 0] + m[2, 1] - beta * m[2, 2]
+    g[0, 0] = m[0, 0]
+    g[0, 1] = g[1, 0] = e0
+    g[1, 1] = c0 * e0 + e1 - beta * e2
     for j in range(p + 1):
-        ia[2 + j, 0] = 3 + j
-        ia[2 + j, 1] = p + 4 + j
-        ca[2 + j, 0] = 1.0
-        ca[2 + j, 1] = -beta
-        na[2 + j] = 2
-    for s in range(k):
-        for t in range(s, k):
-            acc = 0.0
-            for a in range(na[s]):
-                ra = ia[s, a]
-                inner = 0.0
-                for b in range(na[t]):
-                    inner += m[ra, ia[t, b]] * ca[t, b]
-                acc += ca[s, a] * inner
-            g[s, t] = acc
-            g[t, s] = acc
+        d0 = m[0, dy + j] - beta * m[0, dx + j]
+        d1 = m[1, dy + j] - beta * m[1, dx + j]
+        d2 = m[2, dy + j] - beta * m[2, dx + j]
+        g[0, 2 + j] = g[2 + j, 0] = d0
+        v = c0 * d0 + d1 - beta * d2
+        g[1, 2 + j] = g[2 + j, 1] = v
+        for i in range(j + 1):
+            v = (
+                m[dy + i, dy + j]
+                - beta * (m[dy + i, dx + j] + m[dx + i, dy + j])
+                + b2 * m[dx + i, dx + j]
+            )
+            g[2 + i, 2 + j] = g[2 + j, 2 + i] = v
     return g
 
 
@@ -112,7 +100,7 @@ def _zval(s, i, e, ds):
     return ds[i - (s - 2)]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _gram_sub(g, e, ds, p, lo, idx):
     """g[idx, idx] plus the head rows lo..p (spread coordinates) in the order idx."""
     m = idx.shape[0]
@@ -139,7 +127,7 @@ def _gram_sub(g, e, ds, p, lo, idx):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _cholesky(gram):
     """Lower factor of the unit-diagonal scaling of ``gram`` (ok flag, factor, scales)."""
     m = gram.shape[0]
@@ -258,18 +246,26 @@ def _one_test(g, e, ds, p, maxlag, autolag, window, const):
 
 
 @njit(cache=True)
-def pair_tests(  # noqa: D103
-    m, yb, xb, dyb, dxb, start, y_ref, x_ref, mu, mv, p, adf_maxlag, eg_maxlag, autolag,
-    window, beta, c0,
-):  # fmt: skip
-    # -> (hl_ok, lambda, adf_ok, adf_t, adf_lag, eg_ok, eg_t)
+def pair_tests(m, ring, fpar, ipar, out):  # noqa: D103
+    # fpar = [y_ref, x_ref, mu, mv, beta, c0]; ipar = [start, adf_maxlag, eg_maxlag,
+    # autolag (0 none, 1 aic, 2 bic), window]; out <- [hl_ok, lambda, adf_ok, adf_t,
+    # adf_lag, eg_ok, eg_t]
+    y_ref, x_ref, mu, mv, beta, c0 = fpar[0], fpar[1], fpar[2], fpar[3], fpar[4], fpar[5]
+    start, adf_maxlag, eg_maxlag, autolag, window = ipar[0], ipar[1], ipar[2], ipar[3], ipar[4]
+    p = (m.shape[0] - 5) // 2
     e = np.empty(p + 1)
     ds = np.empty(p + 1)
     for i in range(p + 1):
-        e[i] = ((yb[start + i] - y_ref) - mu) - beta * ((xb[start + i] - x_ref) - mv)
-        ds[i] = dyb[start + i] - beta * dxb[start + i]
+        e[i] = ((ring[0, start + i] - y_ref) - mu) - beta * ((ring[1, start + i] - x_ref) - mv)
+        ds[i] = ring[2, start + i] - beta * ring[3, start + i]
     g = _spread_gram(m, p, beta, c0)
     hl_ok, _, lam = _tstat(_gram_sub(g, e, ds, p, 1, _order(True, 0, False)), window - 1)
     adf_ok, adf_t, adf_lag = _one_test(g, e, ds, p, adf_maxlag, autolag, window, True)
     eg_ok, eg_t, _ = _one_test(g, e, ds, p, eg_maxlag, autolag, window, False)
-    return hl_ok, lam, adf_ok, adf_t, adf_lag, eg_ok, eg_t
+    out[0] = 1.0 if hl_ok else 0.0
+    out[1] = lam
+    out[2] = 1.0 if adf_ok else 0.0
+    out[3] = adf_t
+    out[4] = adf_lag
+    out[5] = 1.0 if eg_ok else 0.0
+    out[6] = eg_t

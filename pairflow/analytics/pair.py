@@ -177,10 +177,8 @@ class PairEstimator:
         p = self._maxlag
         self._dim = 2 * p + 5
         # double-length rings: bar k lives at k % w and k % w + w
-        self._yb = np.zeros(2 * w)
-        self._xb = np.zeros(2 * w)
-        self._dyb = np.zeros(2 * w)
-        self._dxb = np.zeros(2 * w)
+        # rows: y, x, dy, dx
+        self._ring = np.zeros((4, 2 * w))
         self._count = 0
         self._last_y = 0.0
         self._last_x = 0.0
@@ -196,6 +194,12 @@ class PairEstimator:
         self._gram = np.zeros((self._dim, self._dim))
         self._since_rebuild = 0
         self._cached: PairResult | None = None
+        # argument blocks of the compiled kernel (few arguments = little dispatch overhead)
+        self._fpar = np.zeros(6)
+        self._ipar = np.array(
+            [0, self._adf_maxlag, self._eg_maxlag, _AUTOLAG_CODE[self._autolag], w], dtype=np.int64
+        )
+        self._out = np.zeros(7)
 
     @property
     def settings(self) -> EstimatorSettings:
@@ -229,10 +233,10 @@ class PairEstimator:
         j = k % w + w
         z = np.empty(self._dim)
         z[0] = 1.0
-        z[1] = self._yb[j - 1] - self._y_ref
-        z[2] = self._xb[j - 1] - self._x_ref
-        z[3 : p + 4] = self._dyb[j - p : j + 1][::-1]
-        z[p + 4 :] = self._dxb[j - p : j + 1][::-1]
+        z[1] = self._ring[0, j - 1] - self._y_ref
+        z[2] = self._ring[1, j - 1] - self._x_ref
+        z[3 : p + 4] = self._ring[2, j - p : j + 1][::-1]
+        z[p + 4 :] = self._ring[3, j - p : j + 1][::-1]
         return z
 
     def update(self, y_close: float, x_close: float) -> None:
@@ -266,16 +270,16 @@ class PairEstimator:
         kernel = BACKEND == "numba"
         if k >= w:
             # evict bar k - w (levels), the difference of bar k - w + 1, row k - w + p + 1
-            uo = self._yb[pos] - yr
-            vo = self._xb[pos] - xr
+            uo = self._ring[0, pos] - yr
+            vo = self._ring[1, pos] - xr
             self._su -= uo
             self._sv -= vo
             self._suu -= uo * uo
             self._suv -= uo * vo
             self._svv -= vo * vo
             j = (k - w + 1) % w
-            dyo = self._dyb[j]
-            dxo = self._dxb[j]
+            dyo = self._ring[2, j]
+            dxo = self._ring[3, j]
             self._sdy -= dyo
             self._sdx -= dxo
             self._sdydy -= dyo * dyo
@@ -284,16 +288,13 @@ class PairEstimator:
             # row k - w + p + 1 uses the level of bar k - w + p: evict before overwriting
             if kernel:
                 _kernel.gram_row_update(
-                    self._gram, self._yb, self._xb, self._dyb, self._dxb,
-                    0, (k - w + p + 1) % w + w, yr, xr, p, False, True,
-                )  # fmt: skip
+                    self._gram, self._ring, (k - w + p + 1) % w + w, yr, xr, False
+                )
             else:
                 zo = self._row(k - w + p + 1)
                 self._gram -= np.outer(zo, zo)
-        self._yb[pos] = self._yb[pos + w] = y
-        self._xb[pos] = self._xb[pos + w] = x
-        self._dyb[pos] = self._dyb[pos + w] = dy
-        self._dxb[pos] = self._dxb[pos + w] = dx
+        ring = self._ring
+        ring[:, pos] = ring[:, pos + w] = (y, x, dy, dx)
         u = y - yr
         v = x - xr
         self._su += u
@@ -309,10 +310,7 @@ class PairEstimator:
             self._sdxdx += dx * dx
         if kernel:
             if k >= p + 1:
-                _kernel.gram_row_update(
-                    self._gram, self._yb, self._xb, self._dyb, self._dxb,
-                    pos + w, 0, yr, xr, p, True, False,
-                )  # fmt: skip
+                _kernel.gram_row_update(self._gram, self._ring, pos + w, yr, xr, True)
         elif k >= p + 1:
             zn = self._row(k)
             self._gram += np.outer(zn, zn)
@@ -336,15 +334,15 @@ class PairEstimator:
         self._x_ref = self._last_x
         n = self.n
         p = self._maxlag
-        u = self._window_slice(self._yb) - self._y_ref
-        v = self._window_slice(self._xb) - self._x_ref
+        u = self._window_slice(self._ring[0]) - self._y_ref
+        v = self._window_slice(self._ring[1]) - self._x_ref
         self._su = float(np.sum(u))
         self._sv = float(np.sum(v))
         self._suu = float(np.dot(u, u))
         self._suv = float(np.dot(u, v))
         self._svv = float(np.dot(v, v))
-        dy = self._window_slice(self._dyb)[1:]
-        dx = self._window_slice(self._dxb)[1:]
+        dy = self._window_slice(self._ring[2])[1:]
+        dx = self._window_slice(self._ring[3])[1:]
         self._sdy = float(np.sum(dy))
         self._sdx = float(np.sum(dx))
         self._sdydy = float(np.dot(dy, dy))
@@ -354,8 +352,8 @@ class PairEstimator:
         if rows <= 0:
             self._gram = np.zeros((self._dim, self._dim))
             return
-        dyw = self._window_slice(self._dyb)
-        dxw = self._window_slice(self._dxb)
+        dyw = self._window_slice(self._ring[2])
+        dxw = self._window_slice(self._ring[3])
         z = np.empty((rows, self._dim))
         z[:, 0] = 1.0
         z[:, 1] = u[p:-1]
@@ -473,12 +471,12 @@ class PairEstimator:
         p = self._maxlag
         w = self._window
         start = self._count % w  # window full: first bar at (count - w) % w
-        yw = self._yb[start : start + p + 1]
-        xw = self._xb[start : start + p + 1]
+        yw = self._ring[0, start : start + p + 1]
+        xw = self._ring[1, start : start + p + 1]
         mu = self._su / w
         mv = self._sv / w
         e = ((yw - self._y_ref) - mu) - beta * ((xw - self._x_ref) - mv)
-        ds = self._dyb[start : start + p + 1] - beta * self._dxb[start : start + p + 1]
+        ds = self._ring[2, start : start + p + 1] - beta * self._ring[3, start : start + p + 1]
         return e, ds
 
     def _gram_for(
@@ -541,11 +539,17 @@ class PairEstimator:
 
     def _tests_kernel(self, beta: float, c0: float, stats: dict, reasons: list[str]) -> int | None:
         w = self._window
-        hl_ok, lam, adf_ok, adf_t, adf_lag, eg_ok, eg_t = _kernel.pair_tests(
-            self._gram, self._yb, self._xb, self._dyb, self._dxb, self._count % w,
-            self._y_ref, self._x_ref, self._su / w, self._sv / w, self._maxlag,
-            self._adf_maxlag, self._eg_maxlag, _AUTOLAG_CODE[self._autolag], w, beta, c0,
-        )  # fmt: skip
+        fpar = self._fpar
+        fpar[0] = self._y_ref
+        fpar[1] = self._x_ref
+        fpar[2] = self._su / w
+        fpar[3] = self._sv / w
+        fpar[4] = beta
+        fpar[5] = c0
+        self._ipar[0] = self._count % w
+        out = self._out
+        _kernel.pair_tests(self._gram, self._ring, fpar, self._ipar, out)
+        hl_ok, lam, adf_ok, adf_t, adf_lag, eg_ok, eg_t = out.tolist()
         if not hl_ok:
             reasons.append(SINGULAR_ADF)
         elif lam < 0.0:
