@@ -33,3 +33,65 @@ def test_abrupt_close_backfills(tmp_path, tape):
     totals, stats, _ = check_exact(tmp_path, tape, SPEED, faults)
     assert totals["reconnects"] >= 2
     assert totals["backfilled"] > 0
+
+
+@pytest.mark.parametrize("kind", ["close_1006", "close_1008"])
+def test_close_codes(tmp_path, tape, kind):
+    faults = Faults(events=[(25.0, kind, None), (60.0, kind, None)])
+    totals, stats, _ = check_exact(tmp_path, tape, SPEED, faults)
+    assert totals["reconnects"] >= 2
+
+
+def test_rest_429_with_retry_after(tmp_path, tape):
+    faults = Faults(events=[(20.0, "refuse", 0.2)], rest_429_first=2, rest_429_every=3,
+                    retry_after_s=1)
+    totals, stats, _ = check_exact(tmp_path, tape, SPEED, faults, slack_s=5.0)
+    assert stats["rest_429"] >= 2
+    assert totals["rest_rate_limited"] >= 2
+    assert totals["backfilled"] > 0
+
+
+def test_rest_418_ban(tmp_path, tape):
+    faults = Faults(events=[(20.0, "abrupt_close", None)], rest_429_first=1, rest_status=418,
+                    retry_after_s=1)
+    totals, stats, _ = check_exact(tmp_path, tape, SPEED, faults, slack_s=5.0)
+    assert stats["rest_418"] == 1
+
+
+def test_silent_stream_is_detected_and_backfilled(tmp_path, tape):
+    faults = Faults(events=[(20.0, "silence", "ethusdt@trade")])
+    totals, stats, store = check_exact(tmp_path, tape, SPEED, faults, slack_s=4.0)
+    assert totals["silent_streams"] >= 1
+    assert totals["backfilled"] > 0
+    from connectors.store import StoreReader
+
+    events = [r["event"] for r in StoreReader(store).query("health") if r["event"]]
+    assert "silent_stream" in events
+
+
+def test_duplicated_reordered_malformed_frames(tmp_path, tape):
+    faults = Faults(duplicate_every=7, reorder_every=5, malformed_every=50)
+    totals, stats, _ = check_exact(tmp_path, tape, SPEED, faults)
+    assert stats["duplicated"] > 0 and stats["reordered"] > 0 and stats["malformed"] > 0
+    assert totals["source_duplicates"] >= stats["duplicated"]
+    assert sum(v for k, v in totals.items() if k.startswith("dead:")) == stats["malformed"]
+
+
+def test_rollover_before_the_24h_cut(tmp_path, tape):
+    faults = Faults(max_connection_age_s=1.0)
+    env = {"PAIRFLOW_LIVE_MAX_CONNECTION_AGE_S": "0.6",
+           "PAIRFLOW_LIVE_ROLLOVER_OVERLAP_S": "0.2"}
+    totals, stats, _ = check_exact(tmp_path, tape, SPEED, faults, extra_env=env)
+    assert totals["replaced:rollover"] >= 2
+    assert stats["age_limit_closes"] == 0  # we always left before the server's cut
+    assert totals["reconnects"] == 0
+    assert totals["backfilled"] == 0
+
+
+def test_server_24h_cut_without_rollover(tmp_path, tape):
+    # The client's rollover is later than the server's limit: every cut is a reconnect and
+    # the backfill closes the hole.
+    faults = Faults(max_connection_age_s=0.8)
+    totals, stats, _ = check_exact(tmp_path, tape, SPEED, faults)
+    assert stats["age_limit_closes"] >= 2
+    assert totals["reconnects"] >= 2

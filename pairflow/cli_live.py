@@ -1,0 +1,193 @@
+"""The live commands of the ``pairflow`` CLI: ``live``, ``record`` and ``status``.
+
+``register(app)`` adds them to the main typer app (``pairflow/cli.py``). Errors are
+:class:`~pairflow.errors.PairflowError` s, printed as one line with exit code 2 by
+``pairflow.cli.main``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pairflow.config import load_config
+from pairflow.errors import ConfigError
+
+Symbols = Annotated[str, typer.Option("--symbols", help="Comma-separated symbols, e.g. "
+                                      "BTCUSDT,ETHUSDT.")]
+Market = Annotated[str | None, typer.Option(help="spot or usdm (USDⓈ-M futures) "
+                                            "[default: spot].")]
+WsUrl = Annotated[str | None, typer.Option("--ws-url", help="Base WebSocket URL "
+                                           "[default: Binance's for the market].")]
+RestUrl = Annotated[str | None, typer.Option("--rest-url", help="Base REST URL for backfills "
+                                             "[default: Binance's for the market].")]
+Duration = Annotated[float | None, typer.Option(help="Stop after this many seconds "
+                                                "[default: until Ctrl-C].")]
+
+
+def live(
+    symbols: Symbols,
+    pairs: Annotated[str | None, typer.Option(help="Comma-separated pairs Y/X.")] = None,
+    timeframes: Annotated[str | None, typer.Option(help="Bar timeframes "
+                                                   "[default: 1s,1m,5m].")] = None,
+    market: Market = None,
+    ws_url: WsUrl = None,
+    rest_url: RestUrl = None,
+    store: Annotated[Path | None, typer.Option(help="SQLite store to write.")] = None,
+    kafka: Annotated[str | None, typer.Option("--kafka", help="Kafka bootstrap servers.")] = None,
+    duration: Duration = None,
+    record: Annotated[Path | None, typer.Option("--record", help="Also record raw frames "
+                                                "into this directory.")] = None,
+    ticks_to_kafka: Annotated[bool, typer.Option("--ticks-to-kafka", help="Publish "
+                                                 "normalised ticks to Kafka.")] = False,
+    lateness: Annotated[float | None, typer.Option(help="Allowed lateness, s "
+                                                   "[default: 2].")] = None,
+    window: Annotated[int | None, typer.Option(help="Bars in the rolling window.")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker "
+                                         "threads.")] = 1,
+    config_file: Annotated[Path | None, typer.Option("--config", help="TOML "
+                                                     "configuration file.")] = None,
+) -> None:
+    """Run the flow on live Binance trades into the store and/or Kafka.
+
+    Gaps are backfilled over REST; --duration, Ctrl-C or SIGTERM stop it with everything
+    flushed.
+    """
+    from connectors.recorder import close_all_recorders
+    from pairflow.cli import _print_summary, _run_flow
+
+    config = load_config(
+        {"source": "live", "symbols": symbols, "pairs": pairs, "timeframes": timeframes,
+         "market": market, "ws_url": ws_url, "rest_url": rest_url,
+         "store": str(store) if store else None, "kafka": kafka, "duration_s": duration,
+         "record_dir": str(record) if record else None,
+         "ticks_to_kafka": ticks_to_kafka or None, "lateness_s": lateness, "window": window},
+        toml_path=config_file)
+    try:
+        totals, elapsed = _run_flow(config, workers, show_progress=False)
+    finally:
+        # Ctrl-C / SIGTERM end the flow without closing its partitions: close the recorders
+        # here so their gzip files are complete.
+        close_all_recorders()
+    _print_summary(totals, elapsed)
+
+
+def record(
+    symbols: Symbols,
+    out: Annotated[Path, typer.Option("--out", help="Directory for the recordings.")],
+    market: Market = None,
+    ws_url: WsUrl = None,
+    duration: Duration = None,
+    stream_kind: Annotated[str | None, typer.Option("--stream", help="trade or aggTrade "
+                                                    "[default: trade on spot, aggTrade on "
+                                                    "usdm].")] = None,
+) -> None:
+    """Record raw Binance frames (``<recv_ns> <frame>`` lines, hourly gzip files), nothing else.
+
+    Reconnects on its own; Ctrl-C or SIGTERM close the files cleanly.
+    """
+    from connectors.binance.live import LiveSettings
+    from connectors.recorder import FrameRecorder
+
+    config = load_config({"source": "live", "symbols": symbols, "market": market,
+                          "ws_url": ws_url, "duration_s": duration})
+    settings = LiveSettings.from_env(market=config.market, ws_url=config.ws_url,
+                                     stream_kind=stream_kind)
+    recorder = FrameRecorder(out, f"binance-{settings.market}")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        asyncio.run(_record(config.symbols, settings, recorder, config.duration_s))
+    except KeyboardInterrupt:
+        typer.echo("interrupted: recording closed", err=True)
+    finally:
+        recorder.close()
+    typer.echo(f"recorded {recorder.frames} frames into {len(recorder.paths)} file(s) in {out}")
+
+
+async def _record(symbols, settings, recorder, duration_s: float | None) -> None:
+    import logging
+    import random
+
+    from websockets.asyncio.client import connect
+
+    log = logging.getLogger(__name__)
+    streams = "/".join(f"{s.lower()}@{settings.kind}" for s in symbols)
+    url = f"{settings.base_ws_url}/stream?streams={streams}"
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    backoff = settings.backoff_initial_s
+
+    async def read() -> None:
+        nonlocal backoff
+        while True:
+            try:
+                async with connect(url, max_size=1 << 24, compression=None) as ws:
+                    opened = time.monotonic()
+                    while True:
+                        frame = await ws.recv(decode=False)
+                        backoff = settings.backoff_initial_s
+                        if not frame.startswith(b'{"result"'):
+                            recorder.write(time.time_ns(), frame)
+                        if time.monotonic() - opened > settings.max_connection_age_s:
+                            break  # before Binance's 24 h cut
+            except Exception as error:  # noqa: BLE001 - every failure reconnects
+                log.warning("record connection lost: %s", error)
+            await asyncio.sleep(backoff * (0.5 + random.random() / 2))
+            backoff = min(backoff * 2, settings.backoff_max_s)
+
+    task = asyncio.create_task(read())
+    try:
+        if deadline is None:
+            await task
+        else:
+            await asyncio.sleep(max(deadline - time.monotonic(), 0))
+    finally:
+        task.cancel()
+
+
+def status(
+    store: Annotated[Path, typer.Option(help="SQLite store written by `pairflow live`.")],
+) -> None:
+    """Print the latest health record of every live stream."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from connectors.store import StoreReader
+    from pairflow.records import us_to_iso
+
+    reader = StoreReader(store)
+    latest: dict[str, dict] = {}
+    for row in reader.query("health", order="ts"):
+        latest[row["stream"]] = row
+    if not latest:
+        raise ConfigError(f"no health records in {store}: is `pairflow live` writing to it?")
+    now_us = time.time_ns() // 1000
+    table = Table(title=f"live streams ({store})")
+    for name in ("stream", "connected", "updated", "last msg age s", "msgs/s", "reconnects",
+                 "gaps", "backfilled", "unrecovered", "lat p50 ms", "lat p99 ms", "skew ms",
+                 "event"):
+        table.add_column(name)
+
+    def fmt(value) -> str:
+        return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+    for stream, row in sorted(latest.items()):
+        table.add_row(stream, "yes" if row["connected"] else "NO",
+                      f"{us_to_iso(row['ts'])} ({(now_us - row['ts']) / 1e6:.0f} s ago)",
+                      fmt(row["last_message_age_s"]), fmt(row["messages_per_s"]),
+                      fmt(row["reconnects"]), fmt(row["gaps_found"]),
+                      fmt(row["trades_backfilled"]), fmt(row["gaps_unrecovered"]),
+                      fmt(row["latency_p50_ms"]), fmt(row["latency_p99_ms"]),
+                      fmt(row["clock_skew_ms"]), fmt(row["event"]))
+    Console(width=200).print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``live``, ``record`` and ``status`` commands to ``app``."""
+    app.command()(live)
+    app.command()(record)
+    app.command()(status)
