@@ -66,13 +66,14 @@ def replay_bars(tmp_path: Path, tape: Tape) -> list[dict]:
 
 def live_run(tmp_path: Path, server: BinanceTestServer, duration_s: float,
              extra_env: dict[str, str] | None = None,
-             record_dir: Path | None = None) -> tuple[Counter, list[dict], Path]:
+             record_dir: Path | None = None,
+             market: str = "spot") -> tuple[Counter, list[dict], Path]:
     """Run the live flow against ``server`` for ``duration_s``; (totals, bars, store)."""
     store = tmp_path / "live.db"
     config = load_config({"source": "live", "symbols": ",".join(SYMBOLS),
                           "timeframes": TIMEFRAMES, "store": str(store),
                           "ws_url": server.ws_url, "rest_url": server.rest_url,
-                          "duration_s": duration_s,
+                          "duration_s": duration_s, "market": market,
                           "record_dir": str(record_dir) if record_dir else None}, env={})
     tally = CountTally()
     with env({**FAST_ENV, **(extra_env or {})}):
@@ -91,14 +92,16 @@ def comparable(bars: list[dict], tape: Tape) -> list[dict]:
 
 
 def check_exact(tmp_path: Path, tape: Tape, speed: float, faults: Faults,
-                extra_env: dict[str, str] | None = None, slack_s: float = 3.0):
+                extra_env: dict[str, str] | None = None, slack_s: float = 3.0,
+                market: str = "spot"):
     """Run live under ``faults``; assert every tape trade arrived once and bars equal replay."""
     reference = replay_bars(tmp_path, tape)
     duration = (tape.last_ms - tape.first_ms) / 1000 / speed + slack_s
     with BinanceTestServer(tape, speed, faults) as server:
-        totals, bars, store = live_run(tmp_path, server, duration, extra_env)
+        totals, bars, store = live_run(tmp_path, server, duration, extra_env, market=market)
         stats = Counter(server.stats)
-    assert totals["ticks_read"] == len(tape.trades), (totals, stats)
+    expected = len(tape.trades) if market == "spot" else sum(map(len, tape.aggs.values()))
+    assert totals["ticks_read"] == expected, (totals, stats)
     assert totals["duplicates"] == 0, totals
     assert totals["dead:late"] == 0, totals
     assert totals["feed_gaps_declared"] == 0, totals

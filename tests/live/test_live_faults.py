@@ -95,3 +95,11 @@ def test_server_24h_cut_without_rollover(tmp_path, tape):
     totals, stats, _ = check_exact(tmp_path, tape, SPEED, faults)
     assert stats["age_limit_closes"] >= 2
     assert totals["reconnects"] >= 2
+
+
+def test_usdm_agg_trades_abrupt_close(tmp_path, tape):
+    # Futures default to @aggTrade and /fapi/v1/aggTrades; aggregates cover the same exchange
+    # trades, so the bars equal the trade tape's (sums to rounding).
+    faults = Faults(events=[(30.0, "abrupt_close", None)])
+    totals, stats, _ = check_exact(tmp_path, tape, SPEED, faults, market="usdm")
+    assert totals["backfilled"] > 0
