@@ -335,11 +335,10 @@ def test_binance_vision_csv_dumps(tmp_path, trade_tape, aggregated, zipped, head
             rows = csv_rows(trades, micro, futures)
             name = f"{symbol}-trades-2024-08-08.csv"
             reference[symbol] = [trade_from_payload(t) for t in trades]
-        files.append(write_csv(tmp_path / name, (AGG_HEADER if aggregated else TRADES_HEADER)
-                               if header else None, rows, zipped))
-        if header and futures:  # futures headers have no is_best_match column
-            text = files[-1]
-            assert text.exists()
+        head = (AGG_HEADER if aggregated else TRADES_HEADER) if header else None
+        if head and futures:  # futures dumps have no is_best_match column
+            head = head.removesuffix(",is_best_match")
+        files.append(write_csv(tmp_path / name, head, rows, zipped))
     layout = inspect_file(files[0]).layout
     assert layout == ("aggtrades_csv" if aggregated else "trades_csv")
     db = tmp_path / "csv.db"
@@ -436,6 +435,45 @@ def test_nan_in_csv_has_the_same_reason_as_nan_on_the_wire(tmp_path, trade_tape)
     assert [(d["raw"], d["reason"].partition(":")[0]) for d in dead_letters(db)] == [
         (bad, "non_finite")]
     assert totals["dead:non_finite"] == 1
+
+
+def test_csv_rows_with_wrong_field_counts_are_dead_letters_with_their_raw_text(tmp_path,
+                                                                            trade_tape):
+    # A row with too many fields must not vanish (pandas' on_bad_lines="skip" drops it), and
+    # a short row's dead letter must carry the row as it was in the file.
+    trades = [d for _, d in trade_tape if d["s"] == "BTCUSDT"][:30]
+    rows = csv_rows(trades, micro=False, futures=False)
+    too_many = rows[10] + ",surplus,fields"
+    too_few = rows[20].rsplit(",", 4)[0]
+    mixed = rows[:10] + [too_many] + rows[11:20] + [too_few] + rows[21:]
+    path = write_csv(tmp_path / "BTCUSDT-trades-2024-08-08.csv", None, mixed, zipped=False)
+    db = tmp_path / "fields.db"
+    totals = run_replay([path], db, symbols=["BTCUSDT"])
+    assert sorted(d["raw"] for d in dead_letters(db)) == sorted([too_many, too_few])
+    assert totals["frames"] == len(mixed)
+    assert totals["ticks_read"] == len(mixed) - 2
+
+
+def test_ndjson_bad_lines_use_the_common_reason_codes(tmp_path):
+    # The same classes of bad input carry the same reason codes in every layout
+    # (connectors/binance/wire.py: invalid_json, missing_field, unknown_field, non_finite …).
+    base = json.loads(to_json(Tick("BTCUSDT", 1, 100.0, 1.0, 1_723_161_255_342_000,
+                                   1_723_161_255_342_000, True, "replay", 1, 1)))
+    missing = {k: v for k, v in base.items() if k != "price"}
+    bad = {
+        "{not json": "invalid_json",
+        compact({**missing, "trade_id": 2}): "missing_field",
+        compact({**base, "trade_id": 3, "colour": "red"}): "unknown_field",
+        compact({**base, "trade_id": 4, "qty": -1.0}): "non_positive",
+        compact({**base, "trade_id": 5, "symbol": "DOGEUSDT"}): "unknown_symbol",
+    }
+    path = tmp_path / "ticks.ndjson"
+    path.write_text("\n".join([compact(base), *bad]) + "\n")
+    db = tmp_path / "nd.db"
+    totals = run_replay([path], db, symbols=["BTCUSDT"], timeframes="1s")
+    got = sorted((d["raw"], d["reason"].partition(":")[0]) for d in dead_letters(db))
+    assert got == sorted(bad.items())
+    assert totals["ticks_read"] == 1
 
 
 def test_csv_of_symbol_not_requested_is_dead_lettered(tmp_path, trade_tape):
