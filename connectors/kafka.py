@@ -52,6 +52,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from pairflow.errors import SinkError
 from pairflow.records import SCHEMA_VERSION, DeadLetter, Tick, to_json
+from pairflow.ticks import Heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -612,29 +613,42 @@ def _message_to_record(item: Any) -> Tick | DeadLetter | None:
         except ValueError as exc:
             raw = (item.value or b"").decode("utf-8", errors="replace")
             where = f"partition {item.partition} offset {item.offset}"
-            return DeadLetter(TICK_DEAD_STAGE, f"{exc} ({where})", raw, _now_us())
+            return DeadLetter(TICK_DEAD_STAGE, f"bad_tick: {exc} ({where})", raw, _now_us())
     if isinstance(item, BytewaxKafkaError):
         err = item.err
         if err.retriable():
             logger.warning("kafka tick source transient error err=%s", err.str())
             return None
         raw = (item.msg.value or b"").decode("utf-8", errors="replace")
-        return DeadLetter(TICK_DEAD_STAGE, f"consumer error: {err.str()}", raw, _now_us())
+        return DeadLetter(TICK_DEAD_STAGE, f"consumer_error: {err.str()}", raw, _now_us())
     msg = f"unexpected item from KafkaSource: {type(item).__name__}"
     raise TypeError(msg)
 
 
-class _KafkaTickPartition(StatefulSourcePartition[Tick | DeadLetter, int | None]):
+class _KafkaTickPartition(StatefulSourcePartition[Tick | DeadLetter | Heartbeat, int | None]):
     def __init__(self, inner: StatefulSourcePartition[Any, int | None]) -> None:
         self._inner = inner
+        self._symbols: set[str] = set()
+        self._ended = False
 
-    def next_batch(self) -> list[Tick | DeadLetter]:
-        # StopIteration from the inner partition (end of topic when tail=False) ends us too.
+    def next_batch(self) -> list[Tick | DeadLetter | Heartbeat]:
+        if self._ended:
+            raise StopIteration
+        try:
+            batch = self._inner.next_batch()
+        except StopIteration:
+            # End of the topic (tail=False): close the open bars of this partition's symbols,
+            # as a replay does at the end of its files. Ticks are keyed by symbol, so no other
+            # partition carries them.
+            self._ended = True
+            return [Heartbeat(symbol, 0, final=True) for symbol in sorted(self._symbols)]
         out = []
-        for item in self._inner.next_batch():
+        for item in batch:
             record = _message_to_record(item)
             if record is not None:
                 out.append(record)
+                if isinstance(record, Tick):
+                    self._symbols.add(record.symbol)
         return out
 
     def next_awake(self) -> Any:

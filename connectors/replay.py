@@ -36,7 +36,7 @@ import msgspec
 import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from connectors.binance.wire import SYMBOL_PATTERN, FrameParser, trade_time_us
+from connectors.binance.wire import SYMBOL_PATTERN, FrameParser, decode_reason, trade_time_us
 from pairflow.errors import InputFileError
 from pairflow.metrics import Count, counts
 from pairflow.records import DeadLetter, Tick
@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 #: Lines read from a file at a time; also roughly the ticks per emitted batch.
 BLOCK_LINES = 16_384
 _READ_BYTES = 1 << 22
+_NON_FINITE = ["nan", "inf", "infinity"]
 _POWERS_OF_TEN = 10 ** np.arange(18, -1, -1, dtype=np.int64)
 _CSV_NAME = re.compile(r"^([A-Z0-9]{2,20})-(trades|aggTrades)-", re.IGNORECASE)
 _TRADES_HEADER = ["id", "price", "qty", "quote_qty", "time", "is_buyer_maker"]
@@ -328,25 +329,35 @@ def _csv_blocks(spec: InputFile, symbols: frozenset[str], stage: str) -> Iterato
     import pandas as pd
 
     aggregate = spec.layout == "aggtrades_csv"
-    with _open_binary(spec.path) as handle:
-        try:
-            table = pd.read_csv(handle, header=None, dtype=str, keep_default_na=False,
-                                skip_blank_lines=True, on_bad_lines="skip", engine="c")
-        except (ValueError, pd.errors.ParserError) as error:
-            raise InputFileError(f"{spec.path}: unreadable CSV ({error})") from error
-    if len(table) and not table.iat[0, 0].strip().lstrip("-").isdigit():
-        table = table.iloc[1:]
+    lines = [line.rstrip(b"\r") for block in _iter_lines(spec.path) for line in block]
+    lines = [line for line in lines if line.strip()]
+    if lines and not lines[0].split(b",")[0].strip().lstrip(b"-").isdigit():
+        lines = lines[1:]  # header
+    width = lines[0].count(b",") + 1 if lines else 0
+    counts = [line.count(b",") + 1 for line in lines]
+    dead = [DeadLetter(stage, f"bad_row: expected {width} fields, got {count}",
+                       line.decode("utf-8", "replace"), 0)
+            for line, count in zip(lines, counts, strict=True) if count != width]
+    if dead:
+        lines = [line for line, count in zip(lines, counts, strict=True) if count == width]
+    try:
+        table = pd.read_csv(io.BytesIO(b"\n".join(lines)), header=None, dtype=str,
+                            keep_default_na=False, engine="c") if lines else pd.DataFrame()
+    except (ValueError, pd.errors.ParserError) as error:
+        raise InputFileError(f"{spec.path}: unreadable CSV ({error})") from error
     columns = (0, 1, 2, 3, 4, 5, 6) if aggregate else (0, 1, 2, 0, 0, 4, 5)
-    id_, price, qty, first, last, when, maker = (table.iloc[:, c] if c < table.shape[1] else
-                                                 None for c in columns)
+    id_, price, qty, first, last, when, maker = (table.iloc[:, c] for c in columns)
     ints = [pd.to_numeric(col, errors="coerce") for col in (id_, first, last, when)]
     floats = [pd.to_numeric(col, errors="coerce") for col in (price, qty)]
-    flag = maker.str.strip().str.lower() if maker is not None else None
+    flag = maker.str.strip().str.lower()
     bad = np.zeros(len(table), bool)
     reasons = np.array([""] * len(table), object)
-    for col, name in zip(ints + floats, ["id", "first id", "last id", "time", "price", "qty"],
-                         strict=True):
-        missing = col.isna().to_numpy()
+    for col, text, name in zip(ints + floats, (id_, first, last, when, price, qty),
+                               ["id", "first id", "last id", "time", "price", "qty"],
+                               strict=True):
+        # NaN / inf spelled out are numbers, just not finite ones: checked below.
+        spelled = text.str.strip().str.lower().str.lstrip("+-").isin(_NON_FINITE).to_numpy()
+        missing = col.isna().to_numpy() & ~spelled
         reasons[missing & ~bad] = f"bad_type: {name} is not a number"
         bad |= missing
     values = [c.to_numpy(np.float64, na_value=np.nan) for c in floats]
@@ -356,7 +367,7 @@ def _csv_blocks(spec: InputFile, symbols: frozenset[str], stage: str) -> Iterato
     non_positive = (np.nan_to_num(values[0]) <= 0) | (np.nan_to_num(values[1]) <= 0)
     reasons[non_positive & ~bad] = "non_positive: price or qty"
     bad |= non_positive
-    flag_ok = flag.isin(["true", "false"]).to_numpy() if flag is not None else np.zeros(0, bool)
+    flag_ok = flag.isin(["true", "false"]).to_numpy()
     reasons[~flag_ok & ~bad] = "bad_type: is_buyer_maker is not true/false"
     bad |= ~flag_ok
     if spec.symbol not in symbols:
@@ -364,8 +375,8 @@ def _csv_blocks(spec: InputFile, symbols: frozenset[str], stage: str) -> Iterato
         bad[:] = True
     bad_rows = np.flatnonzero(bad)
     raw = table.iloc[bad_rows].agg(",".join, axis=1).tolist() if len(bad_rows) else []
-    dead = [DeadLetter(stage, str(reasons[i]), text, 0)
-            for i, text in zip(bad_rows, raw, strict=True)]
+    dead += [DeadLetter(stage, str(reasons[i]), text, 0)
+             for i, text in zip(bad_rows, raw, strict=True)]
     good = ~bad
     ids, firsts, lasts, times = (c.to_numpy(np.float64, na_value=0)[good].astype(np.int64)
                                  for c in ints)
@@ -418,7 +429,7 @@ def _tick_blocks(path: Path, symbols: frozenset[str], stage: str,
             try:
                 row = _tick_line.decode(line)
             except (msgspec.DecodeError, msgspec.ValidationError) as error:
-                dead.append(DeadLetter(stage, f"bad_tick: {error}", line.decode(errors="replace"),
+                dead.append(DeadLetter(stage, decode_reason(error), line.decode(errors="replace"),
                                        0))
                 continue
             if row.symbol not in symbols:

@@ -116,7 +116,7 @@ def _source(config: PairflowConfig, on_progress: Callable | None) -> Any:
         return BinanceTradeSource.from_config(config)
     from connectors.kafka import kafka_tick_source
 
-    return kafka_tick_source(config.kafka, config.kafka_prefix,
+    return kafka_tick_source(config.kafka, config.kafka_prefix, tail=config.kafka_follow,
                              partitions=config.kafka_partitions)
 
 

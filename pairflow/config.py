@@ -80,6 +80,8 @@ class PairflowConfig:
         kafka_prefix: topic name prefix.
         kafka_partitions: partitions of topics pairflow creates.
         ticks_to_kafka: also publish normalised ticks to the ``ticks`` topic.
+        kafka_follow: with the ``kafka`` source, keep reading new ticks (False: stop at the
+            topic's current end, for reprocessing).
         market: ``spot`` or ``usdm`` (USDⓈ-M futures), for the live source.
         ws_url: base WebSocket URL of the live source (None: Binance's).
         rest_url: base REST URL for backfills (None: Binance's).
@@ -105,6 +107,7 @@ class PairflowConfig:
     kafka_prefix: str = "pairflow."
     kafka_partitions: int = 3
     ticks_to_kafka: bool = False
+    kafka_follow: bool = True
     market: str = "spot"
     ws_url: str | None = None
     rest_url: str | None = None
@@ -158,6 +161,8 @@ class PairflowConfig:
             raise ConfigError(f"market {self.market!r} is not spot or usdm")
         if self.duration_s is not None and not self.duration_s > 0:
             raise ConfigError(f"duration must be > 0 s, got {self.duration_s}")
+        if (self.ticks_to_kafka or self.source == "kafka") and not self.kafka:
+            raise ConfigError("ticks in Kafka need a broker: give --kafka BOOTSTRAP")
         if self.kafka_partitions < 1:
             raise ConfigError(f"kafka_partitions must be >= 1, got {self.kafka_partitions}")
 
@@ -197,7 +202,7 @@ def _coerce(name: str, value: Any) -> Any:
             return parse_lag(value)
         if name == "speed":
             return parse_speed(value)
-        if name == "ticks_to_kafka":
+        if name in ("ticks_to_kafka", "kafka_follow"):
             if isinstance(value, bool):
                 return value
             return str(value).strip().lower() in ("1", "true", "yes", "on")

@@ -65,6 +65,25 @@ def test_replay_into_kafka_equals_the_store_and_matches_the_schemas(
         assert from_kafka == stored[table], table
 
 
+@pytest.mark.kafka
+def test_ticks_through_kafka_give_the_same_bars_and_pairs(tmp_path, kafka_broker,
+                                                         unique_prefix):
+    """Ingestion and analytics apart: ticks published to `ticks`, the flow reading them back."""
+    run_main(build_flow(_config(tmp_path, "direct")))
+    run_main(build_flow(_config(tmp_path, "ingest", kafka=kafka_broker.bootstrap,
+                                kafka_prefix=unique_prefix, ticks_to_kafka=True)))
+    published = consume_records(kafka_broker.bootstrap, f"{unique_prefix}ticks")
+    assert len(published) == 19_904 + 14_515
+    assert all(key == value["symbol"] for key, value in published)
+    run_main(build_flow(_config(tmp_path, "from_kafka", source="kafka", files=None,
+                                kafka=kafka_broker.bootstrap, kafka_prefix=f"{unique_prefix}",
+                                kafka_follow=False)))
+    direct, from_kafka = _store_rows(tmp_path / "direct.db"), _store_rows(tmp_path / "from_kafka.db")
+    assert from_kafka["bars"] == direct["bars"]
+    assert from_kafka["pairs"] == direct["pairs"]
+    assert from_kafka["alerts"] == direct["alerts"]
+
+
 def test_one_worker_two_workers_and_two_processes_give_the_same_records(tmp_path):
     run_main(build_flow(_config(tmp_path, "one")))
     cluster_main(build_flow(_config(tmp_path, "two")), [], 0, worker_count_per_proc=2)

@@ -92,23 +92,37 @@ def stream_kind(stream: str) -> str:
 
 
 def _classify(frame: bytes) -> tuple[str, bool]:
-    """(kind, enveloped) of a frame from its first bytes, without decoding it."""
+    """(kind, enveloped) of a frame; ``""`` when it is not a JSON object.
+
+    Frames as Binance sends them (compact, ``stream`` or ``e`` first) are told from their first
+    bytes; anything else is decoded generically, so a trade spelled with blanks or another key
+    order is still a trade.
+    """
     if frame.startswith(_STREAM_PREFIX):
         end = frame.find(b'"', len(_STREAM_PREFIX))
         return stream_kind(frame[len(_STREAM_PREFIX) : end].decode("ascii", "replace")), True
-    start = frame.find(b'"e":"', 0, 40)
-    if start >= 0:
-        end = frame.find(b'"', start + 5)
-        kind = frame[start + 5 : end].decode("ascii", "replace")
+    if frame.startswith(b'{"e":"'):
+        kind = frame[6 : frame.find(b'"', 6)].decode("ascii", "replace")
         return ("depth" if kind == "depthUpdate" else kind), False
-    if frame.startswith(b'{"lastUpdateId"'):
+    try:
+        value = msgspec.json.decode(frame)
+    except msgspec.DecodeError:
+        return "", False
+    if not isinstance(value, dict):
+        return "", False
+    if isinstance(value.get("stream"), str) and "data" in value:
+        return stream_kind(value["stream"]), True
+    if isinstance(value.get("e"), str):
+        return ("depth" if value["e"] == "depthUpdate" else value["e"]), False
+    if "lastUpdateId" in value:
         return "snapshot", False
-    if frame.startswith(b"{") and frame.rstrip().endswith(b"}"):
-        return ("bookTicker" if b'"A":' in frame else "other"), False
-    return "", False
+    if {"u", "s", "b", "B", "a", "A"} <= value.keys():
+        return "bookTicker", False
+    return "other", False
 
 
-def _reason(error: Exception) -> str:
+def decode_reason(error: Exception) -> str:
+    """The dead-letter reason (``code: detail``) of a msgspec decoding error."""
     text = str(error)
     if isinstance(error, msgspec.DecodeError) and not isinstance(error, msgspec.ValidationError):
         return f"invalid_json: {text}"
@@ -186,7 +200,7 @@ class FrameParser:
                     decoded.append(one.decode(frame))
                 except (msgspec.DecodeError, msgspec.ValidationError) as error:
                     decoded.append(None)
-                    out.dead.append(self._dead(_reason(error), frame, recv))
+                    out.dead.append(self._dead(decode_reason(error), frame, recv))
         if None in decoded:
             batch = [b for b, d in zip(batch, decoded, strict=True) if d is not None]
             decoded = [d for d in decoded if d is not None]
@@ -252,7 +266,7 @@ class FrameParser:
         ok &= first <= last
         market = [p.X for p in payloads]
         ghost = np.zeros(n, bool)
-        if any(x is not None for x in market):
+        if market.count(None) != n:
             ghost = np.array([x is not None and x != "MARKET" for x in market])
             ok |= ghost & (times > 0)
         usable = {s: bool(SYMBOL_PATTERN.match(s)) and s in self.symbols for s in set(symbols)}
@@ -260,9 +274,9 @@ class FrameParser:
             ok &= np.array([usable[s] for s in symbols])
         if streams is not None:
             stream_symbol = {st: st.partition("@")[0].upper() for st in set(streams)}
-            if any(stream_symbol[st] != s for st, s in zip(streams, symbols, strict=True)):
-                ok &= np.array([stream_symbol[st] == s
-                                for st, s in zip(streams, symbols, strict=True)])
+            carried = [stream_symbol[st] for st in streams]
+            if carried != symbols:
+                ok &= np.array(carried) == np.array(symbols)
         for index in np.flatnonzero(~ok).tolist():
             problem = self._problem(payloads[index], streams and streams[index])
             out.dead.append(self._dead(problem, frame_at(index), int(recv[index])))
