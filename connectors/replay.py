@@ -517,7 +517,7 @@ class MergedReplay:
         return min(heads) if heads else None
 
     def read(self, max_lines: int, until_key: int | None = None) -> _BatchOut:
-        """Parse about ``max_lines`` lines (whole blocks) with receive time ``<= until_key``.
+        """Parse up to ``max_lines`` lines with receive time ``<= until_key``.
 
         Each round takes, from every file, the lines up to the smallest last key of the
         current blocks — nothing later in any file can sort before them — and orders them with
@@ -526,7 +526,8 @@ class MergedReplay:
         out = _BatchOut([], [], Counter())
         frames: list[bytes] = []
         line_keys: list[np.ndarray] = []
-        while len(frames) + sum(len(c) for c in out.chunks) < max_lines:
+        consumed = 0
+        while consumed < max_lines:
             live = [c for c in self._cursors if c.block is not None]
             if not live:
                 break
@@ -548,8 +549,13 @@ class MergedReplay:
             if pieces:
                 keys = np.concatenate([c.block.keys[a:b] for _, c, a, b in pieces])
                 owner = np.concatenate([np.full(b - a, i) for i, _, a, b in pieces])
-                order = np.argsort(keys, kind="stable")
+                # Exactly ``max_lines`` in all: a resumed replay skips exactly the lines its
+                # snapshot counted. A prefix of the merged order is a prefix of every piece.
+                order = np.argsort(keys, kind="stable")[: max_lines - consumed]
                 owner = owner[order]
+                consumed += len(order)
+                taken = np.bincount(owner, minlength=len(live))
+                pieces = [(i, c, a, a + int(taken[i])) for i, c, a, _ in pieces if taken[i]]
                 runs = np.flatnonzero(np.diff(owner)) + 1
                 offsets = {i: a for i, _, a, _ in pieces}
                 for run_start, run_stop in zip(np.concatenate(([0], runs)).tolist(),

@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -49,6 +50,10 @@ def _analytics_options(window, price, lag, entry_z, exit_z, cooldown) -> dict[st
             "exit_z": exit_z, "cooldown_bars": cooldown}
 
 
+RecoveryDir = Annotated[Path | None, typer.Option(help="Bytewax recovery directory: snapshot "
+                                                "state there and resume from it after a crash.")]
+SnapshotInterval = Annotated[float | None, typer.Option(help="Seconds between snapshots "
+                                                        "[default: 10].")]
 Window = Annotated[int | None, typer.Option(help="Bars in the rolling window [default: 300].")]
 Price = Annotated[str | None, typer.Option(help="Price transform: log or raw [default: log].")]
 Lag = Annotated[str | None, typer.Option(help="ADF/EG lag policy: aic, bic or a fixed lag "
@@ -61,6 +66,7 @@ Cooldown = Annotated[int | None, typer.Option(help="Bars after an exit with no n
 
 def _run_flow(config: PairflowConfig, workers: int, show_progress: bool) -> tuple[Counter, float]:
     """Run the flow in this process to its end; return its counters and elapsed seconds."""
+    from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
     from connectors.metrics import CountTally
@@ -81,6 +87,10 @@ def _run_flow(config: PairflowConfig, workers: int, show_progress: bool) -> tupl
             progress.update(task, completed=done, total=total or None)
 
     flow = build_flow(config, tally, on_progress if show_progress else None)
+    recovery = {}
+    if config.recovery_dir:
+        recovery = {"recovery_config": RecoveryConfig(ensure_recovery_dir(config.recovery_dir)),
+                    "epoch_interval": timedelta(seconds=config.snapshot_s)}
     # SIGTERM behaves like Ctrl-C: Bytewax stops at once and sinks have committed every
     # finished batch; nothing is half-written.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -88,11 +98,47 @@ def _run_flow(config: PairflowConfig, workers: int, show_progress: bool) -> tupl
     try:
         if progress is not None:
             progress.start()
-        cli_main(flow, workers_per_process=workers)
+        cli_main(flow, workers_per_process=workers, **recovery)
     finally:
         if progress is not None:
             progress.stop()
     return tally.totals(), time.perf_counter() - started
+
+
+#: Recovery partitions made by default: the most workers (threads × processes) a resumed run
+#: may use; the count can never change for a recovery directory.
+RECOVERY_PARTITIONS = 4
+
+
+def ensure_recovery_dir(path: str, partitions: int = RECOVERY_PARTITIONS) -> Path:
+    """The recovery directory, with its partitions created on first use.
+
+    Raises:
+        ConfigError: when the directory cannot be created.
+    """
+    from bytewax.recovery import init_db_dir
+
+    directory = Path(path)
+    if not any(directory.glob("part-*.sqlite3")):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            init_db_dir(directory, partitions)
+        except OSError as error:
+            raise ConfigError(f"cannot create recovery directory {directory}: {error}") from error
+    return directory
+
+
+@app.command("init-recovery")
+def init_recovery(
+    directory: Annotated[Path, typer.Argument(help="Directory for the recovery partitions.")],
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions: at least the most workers "
+                                            "any run on this directory will use.")] = 4,
+) -> None:
+    """Create Bytewax recovery partitions (what `python -m bytewax.recovery DIR N` does)."""
+    if any(directory.glob("part-*.sqlite3")):
+        raise ConfigError(f"{directory} already holds recovery partitions; their number is fixed")
+    ensure_recovery_dir(str(directory), partitions)
+    typer.echo(f"{partitions} recovery partitions in {directory}")
 
 
 def _print_summary(totals: Counter, elapsed: float) -> None:
@@ -141,7 +187,11 @@ def replay(
     cooldown: Cooldown = None,
     kafka_prefix: Annotated[str | None, typer.Option(help="Kafka topic prefix "
                                                      "[default: pairflow.].")] = None,
+    ticks_to_kafka: Annotated[bool, typer.Option(help="Also publish the normalised ticks to "
+                                                 "the `ticks` topic (needs --kafka).")] = False,
     workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker threads.")] = 1,
+    recovery_dir: RecoveryDir = None,
+    snapshot_interval: SnapshotInterval = None,
     config_file: ConfigFile = None,
 ) -> None:
     """Replay recorded trades through the flow into the store and/or Kafka, then summarise."""
@@ -149,6 +199,9 @@ def replay(
         {"source": "replay", "files": [str(f) for f in files], "symbols": symbols,
          "timeframes": timeframes, "pairs": pairs, "store": str(store) if store else None,
          "kafka": kafka, "speed": speed, "lateness_s": lateness, "kafka_prefix": kafka_prefix,
+         "ticks_to_kafka": ticks_to_kafka or None,
+         "recovery_dir": str(recovery_dir) if recovery_dir else None,
+         "snapshot_s": snapshot_interval,
          **_analytics_options(window, price, lag, entry_z, exit_z, cooldown)},
         toml_path=config_file,
     )
@@ -222,6 +275,16 @@ def _csv_value(column: str, value: Any) -> Any:
     if isinstance(value, float):
         return repr(value)
     return value
+
+
+def _register_commands() -> None:
+    """Add the live-feed and dashboard commands, which live beside their subsystems."""
+    from pairflow import cli_live
+
+    cli_live.register(app)
+
+
+_register_commands()
 
 
 def main() -> None:

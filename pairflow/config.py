@@ -87,6 +87,9 @@ class PairflowConfig:
         rest_url: base REST URL for backfills (None: Binance's).
         record_dir: directory where the live source records raw frames, or None.
         duration_s: stop a live run after this many seconds (None: run until stopped).
+        recovery_dir: Bytewax recovery partitions; a run with it resumes after a crash from
+            the last snapshot.
+        snapshot_s: seconds between snapshots (the epoch length, also the backpressure step).
     """
 
     symbols: tuple[str, ...] = ()
@@ -113,6 +116,8 @@ class PairflowConfig:
     rest_url: str | None = None
     record_dir: str | None = None
     duration_s: float | None = None
+    recovery_dir: str | None = None
+    snapshot_s: float = 10.0
 
     def __post_init__(self) -> None:
         bad = [s for s in self.symbols if not SYMBOL.match(s)]
@@ -163,6 +168,9 @@ class PairflowConfig:
             raise ConfigError(f"duration must be > 0 s, got {self.duration_s}")
         if (self.ticks_to_kafka or self.source == "kafka") and not self.kafka:
             raise ConfigError("ticks in Kafka need a broker: give --kafka BOOTSTRAP")
+        if not self.snapshot_s >= 1 or self.snapshot_s != int(self.snapshot_s):
+            raise ConfigError(f"snapshot interval must be a whole number of seconds >= 1, got "
+                              f"{self.snapshot_s}")
         if self.kafka_partitions < 1:
             raise ConfigError(f"kafka_partitions must be >= 1, got {self.kafka_partitions}")
 
@@ -180,7 +188,7 @@ class PairflowConfig:
 _FIELDS = {f.name: f for f in dataclasses.fields(PairflowConfig)}
 _LISTS = {"symbols", "pairs", "timeframes", "files"}
 _INTS = {"window", "cooldown_bars", "kafka_partitions"}
-_FLOATS = {"entry_z", "exit_z", "lateness_s", "duration_s"}
+_FLOATS = {"entry_z", "exit_z", "lateness_s", "duration_s", "snapshot_s"}
 
 
 def _coerce(name: str, value: Any) -> Any:
