@@ -72,8 +72,9 @@ class PairResult:
     says why (several reasons are joined with ``"; "``), otherwise ``reason`` is ``None``.
 
     Attributes:
-        y: transformed close of the dependent leg at this bar (``log`` or ``raw``).
-        x: transformed close of the independent leg at this bar.
+        y: transformed close of the dependent leg at this bar (``log`` or ``raw``);
+            ``None`` only before the first bar (``n == 0``).
+        x: transformed close of the independent leg at this bar (same).
         n: bars in the window so far (at most ``window``).
         beta: OLS slope of y on 1 + x over the window.
         alpha: OLS intercept (the window mean of ``y - beta x``).
@@ -92,8 +93,8 @@ class PairResult:
         reason: why some statistics are ``None``, or ``None``.
     """
 
-    y: float
-    x: float
+    y: float | None
+    x: float | None
     n: int
     beta: float | None
     alpha: float | None
@@ -369,13 +370,11 @@ class PairEstimator:
 
         Returns:
             A :class:`PairResult`; before ``window`` bars only ``y``, ``x`` and ``n`` are
-            set and ``reason`` is ``"n < window"``.
-
-        Raises:
-            ValueError: no bar has been added yet.
+            set and ``reason`` is ``"n < window"`` (before the first bar ``n`` is 0 and
+            ``y``, ``x`` are ``None`` too).
         """
         if self._count == 0:
-            raise ValueError("result() needs at least one bar; call update() first")
+            return _empty(None, None, 0, N_LT_WINDOW)
         if self._cached is None:
             self._cached = self._compute()
         return self._cached
@@ -588,7 +587,9 @@ class PairEstimator:
         return gram[np.ix_(idx, idx)]
 
 
-def _empty(y: float, x: float, n: int, reason: str, corr: float | None = None) -> PairResult:
+def _empty(
+    y: float | None, x: float | None, n: int, reason: str, corr: float | None = None
+) -> PairResult:
     return PairResult(
         y,
         x,

@@ -181,5 +181,7 @@ def test_run_history_length_mismatch():
 
 
 def test_result_before_any_bar():
-    with pytest.raises(ValueError):
-        PairEstimator(EstimatorSettings(window=10)).result()
+    """The flow asks for ``n`` of a pair whose legs have not both started: no exception."""
+    r = PairEstimator(EstimatorSettings(window=10)).result()
+    assert (r.n, r.y, r.x, r.reason) == (0, None, None, "n < window")
+    assert all(getattr(r, f) is None for f in STATS)
