@@ -38,7 +38,7 @@ TABLES: dict[str, tuple[str, type, tuple[str, ...]]] = {
 KINDS = {"bars": "bar", "pairs": "pair", "alerts": "alert", "deadletter": "deadletter",
          "health": "health"}
 _SQL_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT", bool: "INTEGER"}
-_BUSY_TIMEOUT_MS = 30_000
+_BUSY_TIMEOUT_S = 30.0
 
 
 def _column_type(cls: type, name: str) -> str:
@@ -62,16 +62,19 @@ def _schema() -> str:
     return ";\n".join(statements) + ";"
 
 
-def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+def _connect(path: Path, readonly: bool, timeout_s: float = _BUSY_TIMEOUT_S) -> sqlite3.Connection:
     uri = f"file:{path}?mode=ro" if readonly else f"file:{path}?mode=rwc"
-    connection = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_MS / 1000,
-                                 check_same_thread=False)
-    connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    connection = sqlite3.connect(uri, uri=True, timeout=timeout_s, check_same_thread=False)
+    connection.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
     return connection
 
 
-def open_store(path: str | Path) -> sqlite3.Connection:
+def open_store(path: str | Path, timeout_s: float = _BUSY_TIMEOUT_S) -> sqlite3.Connection:
     """Open (creating if needed) the store for writing, in WAL mode.
+
+    Args:
+        path: the SQLite file.
+        timeout_s: how long a write waits for a lock another process holds.
 
     Raises:
         StoreError: when the directory is missing or the file cannot be written.
@@ -80,7 +83,7 @@ def open_store(path: str | Path) -> sqlite3.Connection:
     if not path.parent.is_dir():
         raise StoreError(f"store directory {path.parent} does not exist: create it first")
     try:
-        connection = _connect(path, readonly=False)
+        connection = _connect(path, readonly=False, timeout_s=timeout_s)
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = NORMAL")
         connection.executescript(_schema())
@@ -104,11 +107,12 @@ class StoreWriter:
 
     Args:
         path: the SQLite file.
+        timeout_s: how long a write waits for a lock another process holds.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, timeout_s: float = _BUSY_TIMEOUT_S):
         self.path = Path(path)
-        self._connection = open_store(self.path)
+        self._connection = open_store(self.path, timeout_s)
         self._statements = {}
         self._values = {}
         for kind, (table, cls, _key) in TABLES.items():
@@ -151,13 +155,14 @@ class StoreSink(DynamicSink[Any]):
     flow that replays a batch leaves the same content (effectively exactly-once).
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, timeout_s: float = _BUSY_TIMEOUT_S):
         self.path = Path(path)
-        open_store(self.path).close()  # fail at start-up, not in a worker
+        self.timeout_s = timeout_s
+        open_store(self.path, timeout_s).close()  # fail at start-up, not in a worker
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _StorePartition:
         """One writer per worker."""
-        return _StorePartition(StoreWriter(self.path))
+        return _StorePartition(StoreWriter(self.path, self.timeout_s))
 
 
 class _StorePartition(StatelessSinkPartition[Any]):

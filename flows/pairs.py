@@ -173,7 +173,7 @@ def build_flow(
                           op.map("count_pairs", pair_out, lambda r: Count(f"{r.kind}s", 1)))
     op.output("tally", all_counts, CountSink(tally))
     if config.store:
-        op.output("store", records, StoreSink(config.store))
+        op.output("store", records, StoreSink(config.store, config.store_timeout_s))
     if config.kafka:
         from connectors.kafka import KafkaRecordSink
 

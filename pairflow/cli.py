@@ -6,11 +6,15 @@ line on stderr and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
 import signal
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +24,11 @@ import typer
 from pairflow.config import PairflowConfig, load_config
 from pairflow.errors import ConfigError, PairflowError
 from pairflow.records import iso_to_us, us_to_iso
+
+if not os.environ.get("PAIRFLOW_DEBUG"):
+    # A step that raises makes Bytewax's Rust core panic; its backtrace says nothing to a user,
+    # who gets the cause as one line instead (PAIRFLOW_DEBUG=1 shows everything).
+    os.environ["RUST_BACKTRACE"] = "0"
 
 app = typer.Typer(
     add_completion=False,
@@ -98,11 +107,64 @@ def _run_flow(config: PairflowConfig, workers: int, show_progress: bool) -> tupl
     try:
         if progress is not None:
             progress.start()
-        cli_main(flow, workers_per_process=workers, **recovery)
+        with _without_engine_panics():
+            cli_main(flow, workers_per_process=workers, **recovery)
+    except Exception as error:
+        # Bytewax wraps what a step raised; a user-facing cause (store full, broker gone)
+        # is reported as itself.
+        cause = _pairflow_cause(error)
+        if cause is None:
+            raise
+        raise cause from None
     finally:
         if progress is not None:
             progress.stop()
     return tally.totals(), time.perf_counter() - started
+
+
+#: What Bytewax's Rust core prints when a step raises; the cause is reported as one line.
+_PANIC_LINES = ("thread '", "Box<dyn Any>", "note: run with `RUST_BACKTRACE")
+
+
+@contextlib.contextmanager
+def _without_engine_panics() -> Iterator[None]:
+    """Forward everything written to fd 2 meanwhile, except the engine's panic report."""
+    if os.environ.get("PAIRFLOW_DEBUG"):
+        yield
+        return
+    sys.stderr.flush()
+    original = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def forward() -> None:
+        with os.fdopen(read_end, "rb") as pipe, os.fdopen(os.dup(original), "wb", 0) as out:
+            for line in pipe:
+                text = line.decode("utf-8", "replace")
+                if not text.startswith(_PANIC_LINES):
+                    out.write(line)
+
+    thread = threading.Thread(target=forward, name="stderr-filter", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(original, 2)  # closes the pipe's last writer: the thread drains and ends
+        os.close(original)
+        thread.join(timeout=5)
+
+
+def _pairflow_cause(error: BaseException) -> PairflowError | None:
+    """The first :class:`PairflowError` in an exception's chain of causes, if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, PairflowError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 #: Recovery partitions made by default: the most workers (threads × processes) a resumed run

@@ -90,6 +90,7 @@ class PairflowConfig:
         recovery_dir: Bytewax recovery partitions; a run with it resumes after a crash from
             the last snapshot.
         snapshot_s: seconds between snapshots (the epoch length, also the backpressure step).
+        store_timeout_s: how long a store write waits for a lock held by another process.
     """
 
     symbols: tuple[str, ...] = ()
@@ -117,6 +118,7 @@ class PairflowConfig:
     record_dir: str | None = None
     duration_s: float | None = None
     recovery_dir: str | None = None
+    store_timeout_s: float = 30.0
     snapshot_s: float = 10.0
 
     def __post_init__(self) -> None:
@@ -188,7 +190,7 @@ class PairflowConfig:
 _FIELDS = {f.name: f for f in dataclasses.fields(PairflowConfig)}
 _LISTS = {"symbols", "pairs", "timeframes", "files"}
 _INTS = {"window", "cooldown_bars", "kafka_partitions"}
-_FLOATS = {"entry_z", "exit_z", "lateness_s", "duration_s", "snapshot_s"}
+_FLOATS = {"entry_z", "exit_z", "lateness_s", "duration_s", "snapshot_s", "store_timeout_s"}
 
 
 def _coerce(name: str, value: Any) -> Any:

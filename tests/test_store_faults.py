@@ -1,0 +1,89 @@
+"""Store faults: disk full and a database locked by another process end with one clear line,
+exit code 2, and a database that passes SQLite's integrity check."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from connectors.store import StoreWriter
+from pairflow.errors import StoreError
+from pairflow.records import Bar
+
+ROOT = Path(__file__).resolve().parents[1]
+TAPE = sorted(str(p) for p in (ROOT / "pairflow" / "data").glob("*.gz"))
+
+
+def _replay(store: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pairflow.cli", "replay", *TAPE, "--symbols", "BTCUSDT,ETHUSDT",
+         "--pairs", "BTCUSDT/ETHUSDT", "--timeframes", "1s,1m", "--store", str(store)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
+
+
+def _integrity(store: Path) -> str:
+    connection = sqlite3.connect(store)
+    try:
+        return connection.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        connection.close()
+
+
+def _one_clear_line(stderr: str, expected: str) -> None:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: ") and expected in lines[-1], stderr
+    assert "Traceback" not in stderr and "panicked" not in stderr, stderr
+
+
+def _bar(start: int) -> Bar:
+    return Bar("BTCUSDT", "1s", start, start + 1_000_000, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1,
+               0.0, 1, 1)
+
+
+def test_a_full_database_raises_a_store_error_and_stays_intact(tmp_path):
+    store = tmp_path / "full.db"
+    writer = StoreWriter(store)
+    writer.write([_bar(0)])
+    # SQLite's own page budget stands in for a full disk: the same SQLITE_FULL error.
+    writer._connection.execute("PRAGMA max_page_count = 8")
+    with pytest.raises(StoreError, match="full"):
+        writer.write([_bar(i * 1_000_000) for i in range(1, 20_000)])
+    writer.close()
+    assert _integrity(store) == "ok"
+    assert sqlite3.connect(store).execute("SELECT COUNT(*) FROM bars").fetchone()[0] == 1
+
+
+def test_replay_onto_a_full_disk_fails_with_one_line(tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(small)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        result = _replay(small / "store.db")
+        assert result.returncode == 2
+        _one_clear_line(result.stderr, "database or disk is full")
+        assert _integrity(small / "store.db") == "ok"
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+def test_a_store_locked_by_another_process_fails_with_one_line(tmp_path):
+    store = tmp_path / "locked.db"
+    StoreWriter(store).close()
+    holder = sqlite3.connect(store)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        result = _replay(store, {"PAIRFLOW_STORE_TIMEOUT_S": "1"})
+    finally:
+        holder.rollback()
+        holder.close()
+    assert result.returncode == 2
+    _one_clear_line(result.stderr, "locked")
+    assert _integrity(store) == "ok"
