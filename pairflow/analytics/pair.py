@@ -62,6 +62,7 @@ COLLINEAR = "collinear legs"
 SINGULAR_ADF = "singular ADF regression"
 SINGULAR_EG = "singular Engle-Granger regression"
 NOT_MEAN_REVERTING = "not mean-reverting"
+NON_FINITE = "non-finite intermediate result"
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,24 +432,32 @@ class PairEstimator:
         else:
             stats["zscore"] = e_last / spread_std
             adf_lags = self._tests(beta, c0, stats, reasons)
+        values = {
+            "beta": _finite(beta),
+            "alpha": _finite(alpha),
+            "spread": _finite(spread),
+            "spread_mean": _finite(alpha),
+            "spread_std": _finite(spread_std),
+            "zscore": _finite(stats["zscore"]),
+            "corr": _finite(corr),
+            "adf_stat": _finite(stats["adf_stat"]),
+            "adf_pvalue": _finite(stats["adf_pvalue"]),
+            "eg_stat": _finite(stats["eg_stat"]),
+            "eg_pvalue": _finite(stats["eg_pvalue"]),
+            "half_life": _finite(stats["half_life"]),
+        }
+        if values["adf_stat"] is None:
+            adf_lags = None
+        if not reasons and (adf_lags is None or None in values.values()):
+            # overflow on absurd inputs (|price| ~ 1e300 under "raw"): still no NaN/inf out
+            reasons.append(NON_FINITE)
         return PairResult(
             y=y,
             x=x,
             n=n,
-            beta=_finite(beta),
-            alpha=_finite(alpha),
-            spread=_finite(spread),
-            spread_mean=_finite(alpha),
-            spread_std=_finite(spread_std),
-            zscore=_finite(stats["zscore"]),
-            corr=_finite(corr),
-            adf_stat=_finite(stats["adf_stat"]),
-            adf_pvalue=_finite(stats["adf_pvalue"]),
             adf_lags=adf_lags,
-            eg_stat=_finite(stats["eg_stat"]),
-            eg_pvalue=_finite(stats["eg_pvalue"]),
-            half_life=_finite(stats["half_life"]),
             reason="; ".join(reasons) if reasons else None,
+            **values,
         )
 
     def _spread_gram(self, beta: float, c0: float) -> np.ndarray:
