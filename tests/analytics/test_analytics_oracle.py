@@ -233,3 +233,27 @@ def test_log_equals_raw_of_logs():
         EstimatorSettings(window=window, price="raw"), transform(y, "log"), transform(x, "log")
     )
     assert a == b
+
+
+@pytest.mark.parametrize("window", [20, 21])
+def test_short_windows_where_adf_and_eg_maxlags_differ(window):
+    """Windows <= 21: the ADF's max lag is one below Engle-Granger's (statsmodels' caps).
+
+    The ADF candidates then start one row earlier than the shared Gram matrix's rows; the
+    ADF fields and half-life still match. (Engle-Granger's largest model has no residual
+    degrees of freedom here, so it may be None with a reason.)
+    """
+    cfg = EstimatorSettings(window=window, price="raw")
+    assert cfg.adf_maxlag == cfg.eg_maxlag - 1
+    for seed in range(15):
+        rng = np.random.default_rng(seed)
+        n = window + 30
+        x = 100 + np.cumsum(rng.normal(size=n))
+        y = 2 * x + np.cumsum(rng.normal(size=n))
+        res = run_history(cfg, y, x)
+        for k in (window - 1, n - 1):
+            exp = oracle(y[k - window + 1 : k + 1], x[k - window + 1 : k + 1])
+            bad = [m for m in mismatches(res[k], exp) if not m.startswith("eg_")]
+            assert not bad, (seed, k, bad)
+            if res[k].eg_stat is None:
+                assert "Engle-Granger" in res[k].reason
