@@ -291,6 +291,16 @@ class _DeliveringProducer:
         timeout = self._timeout_s + 5 if timeout_s is None else timeout_s
         return int(self._producer.flush(timeout))
 
+    def abandon(self) -> None:
+        """Release without waiting, after a failure was reported.
+
+        Queued records are dropped by this producer: the run ends with the error, and a
+        resumed run sends them again.
+        """
+        self._closed = True
+        _open_producers.discard(self)
+        self._producer.purge()
+
     def close(self, timeout_s: float | None = None) -> None:
         """Flush and release; raises :class:`SinkError` if anything was not delivered.
 
@@ -397,20 +407,29 @@ class _KafkaRecordPartition(StatelessSinkPartition[Any]):
         self._prefix = topic_prefix
 
     def write_batch(self, items: list[Any]) -> None:
-        self._producer.raise_if_failed()
-        for record in items:
-            kind = getattr(record, "kind", None)
-            if kind is None:
-                msg = f"KafkaRecordSink got {type(record).__name__}, not a pairflow record"
-                raise SinkError(msg)
-            topic = topic_for(kind, self._prefix)
-            self._producer.produce(topic, record_key(record), to_json(record))
-        # Serve delivery reports without waiting, so failures surface at the next batch.
-        self._producer.poll(0)
-        self._producer.raise_if_failed()
+        try:
+            self._producer.raise_if_failed()
+            for record in items:
+                kind = getattr(record, "kind", None)
+                if kind is None:
+                    msg = f"KafkaRecordSink got {type(record).__name__}, not a pairflow record"
+                    raise SinkError(msg)
+                topic = topic_for(kind, self._prefix)
+                self._producer.produce(topic, record_key(record), to_json(record))
+            # Serve delivery reports without waiting, so failures surface at the next batch.
+            self._producer.poll(0)
+            self._producer.raise_if_failed()
+        except SinkError:
+            self._failed = True
+            raise
 
     def close(self) -> None:
-        self._producer.close()
+        if getattr(self, "_failed", False):
+            # The failure has been raised and ends the run; Bytewax closes the partition while
+            # unwinding, when raising again would abort the process.
+            self._producer.abandon()
+        else:
+            self._producer.close()
 
 
 class KafkaRecordSink(DynamicSink[Any]):

@@ -178,12 +178,14 @@ def build_flow(
         from connectors.kafka import KafkaRecordSink
 
         op.output("kafka", records, KafkaRecordSink(
-            config.kafka, config.kafka_prefix, partitions=config.kafka_partitions))
+            config.kafka, config.kafka_prefix, partitions=config.kafka_partitions,
+            delivery_timeout_s=config.kafka_timeout_s))
         if config.ticks_to_kafka:
             chunks = op.filter("chunks", is_health.falses, lambda i: isinstance(i, TickChunk))
             ticks = op.flat_map("ticks", chunks, lambda chunk: chunk.ticks())
             op.output("kafka_ticks", ticks, KafkaRecordSink(
-                config.kafka, config.kafka_prefix, partitions=config.kafka_partitions))
+                config.kafka, config.kafka_prefix, partitions=config.kafka_partitions,
+                delivery_timeout_s=config.kafka_timeout_s))
     return flow
 
 

@@ -61,7 +61,8 @@ class AlertState:
             self.side = 0
             self.bars_since_exit = 0
             fire("exit", self.exit_z)
-        cooling = self.bars_since_exit is not None and self.bars_since_exit < self.cooldown_bars
+        cooling = (self.cooldown_bars > 0 and self.bars_since_exit is not None
+                   and self.bars_since_exit <= self.cooldown_bars)
         if self.side == 0 and not cooling:
             if zscore >= self.entry_z:
                 self.side = 1

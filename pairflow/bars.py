@@ -127,6 +127,11 @@ class BarBuilder:
             late = fresh.take(late_mask)
             late_by = floor[late_mask] - ts[late_mask]
             fresh = fresh.take(~late_mask)
+            # A late trade was received, only too late for its bar: its ids are not a hole in
+            # the feed, so quiet windows around it are still bars.
+            self._remember_ghosts(np.concatenate(
+                [np.arange(f, last + 1) for f, last in
+                 zip(late.first_trade_id.tolist(), late.last_trade_id.tolist(), strict=True)]))
         if len(fresh):
             self._fold(fresh)
         return BarStepOut(self._close_through(self.watermark, quiet=False), late, late_by,

@@ -80,6 +80,8 @@ class PairflowConfig:
         kafka_prefix: topic name prefix.
         kafka_partitions: partitions of topics pairflow creates.
         ticks_to_kafka: also publish normalised ticks to the ``ticks`` topic.
+        kafka_timeout_s: how long records wait for an unreachable broker before the run
+            fails with an error.
         kafka_follow: with the ``kafka`` source, keep reading new ticks (False: stop at the
             topic's current end, for reprocessing).
         market: ``spot`` or ``usdm`` (USDⓈ-M futures), for the live source.
@@ -112,6 +114,7 @@ class PairflowConfig:
     kafka_partitions: int = 3
     ticks_to_kafka: bool = False
     kafka_follow: bool = True
+    kafka_timeout_s: float = 120.0
     market: str = "spot"
     ws_url: str | None = None
     rest_url: str | None = None
@@ -190,7 +193,8 @@ class PairflowConfig:
 _FIELDS = {f.name: f for f in dataclasses.fields(PairflowConfig)}
 _LISTS = {"symbols", "pairs", "timeframes", "files"}
 _INTS = {"window", "cooldown_bars", "kafka_partitions"}
-_FLOATS = {"entry_z", "exit_z", "lateness_s", "duration_s", "snapshot_s", "store_timeout_s"}
+_FLOATS = {"entry_z", "exit_z", "lateness_s", "duration_s", "snapshot_s", "store_timeout_s",
+           "kafka_timeout_s"}
 
 
 def _coerce(name: str, value: Any) -> Any:
