@@ -22,7 +22,7 @@ from typing import Annotated, Any
 import typer
 
 from pairflow.config import PairflowConfig, load_config
-from pairflow.errors import ConfigError, PairflowError
+from pairflow.errors import ConfigError, PairflowError, SinkError
 from pairflow.records import iso_to_us, us_to_iso
 
 if not os.environ.get("PAIRFLOW_DEBUG"):
@@ -110,12 +110,17 @@ def _run_flow(config: PairflowConfig, workers: int, show_progress: bool) -> tupl
         with _without_engine_panics():
             cli_main(flow, workers_per_process=workers, **recovery)
     except Exception as error:
-        # Bytewax wraps what a step raised; a user-facing cause (store full, broker gone)
-        # is reported as itself.
-        cause = _pairflow_cause(error)
-        if cause is None:
+        # Bytewax wraps what a step raised (and Ctrl-C / SIGTERM as KeyboardInterrupt); a
+        # user-facing cause (store full, broker gone, a stop signal) is handled as itself.
+        cause = _cause(error, (PairflowError, KeyboardInterrupt))
+        if isinstance(cause, KeyboardInterrupt):
+            _stop()
+        elif cause is not None:
+            raise cause from None
+        else:
             raise
-        raise cause from None
+    except KeyboardInterrupt:
+        _stop()
     finally:
         if progress is not None:
             progress.stop()
@@ -156,11 +161,11 @@ def _without_engine_panics() -> Iterator[None]:
         thread.join(timeout=5)
 
 
-def _pairflow_cause(error: BaseException) -> PairflowError | None:
-    """The first :class:`PairflowError` in an exception's chain of causes, if any."""
+def _cause(error: BaseException, kinds: tuple[type, ...]) -> BaseException | None:
+    """The first exception of one of ``kinds`` in an exception's chain of causes, if any."""
     seen = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, PairflowError):
+        if isinstance(error, kinds):
             return error
         seen.add(id(error))
         error = error.__cause__ or error.__context__
@@ -349,10 +354,34 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _exit_now(signum: int, frame: Any) -> None:
+    os._exit(128 + signum)
+
+
+def _stop() -> None:
+    """A stop was asked (Ctrl-C, SIGTERM): flush what Kafka producers hold, then carry on.
+
+    Every finished batch is already committed to the store; a second signal exits at once
+    without waiting for the flush.
+
+    Raises:
+        SinkError: when records could not be delivered to Kafka.
+    """
+    signal.signal(signal.SIGINT, _exit_now)
+    signal.signal(signal.SIGTERM, _exit_now)
+    kafka = sys.modules.get("connectors.kafka")
+    undelivered = kafka.flush_all() if kafka is not None else 0
+    if undelivered:
+        raise SinkError(f"stopped with {undelivered} Kafka records undelivered")
+    typer.echo("stopped: everything processed so far is written", err=True)
+
+
 def main() -> None:
     """Console entry point: run the app, turning user errors into one line and exit 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)  # click's own exits (130 after Ctrl-C outside a flow run)
     except PairflowError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)

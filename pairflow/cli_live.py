@@ -70,12 +70,6 @@ def live(
         toml_path=config_file)
     try:
         totals, elapsed = _run_flow(config, workers, show_progress=False)
-    except Exception as error:
-        # Bytewax turns Ctrl-C / SIGTERM into a runtime error caused by KeyboardInterrupt;
-        # hand the interrupt on so the CLI reports it as one (exit 130, no traceback).
-        if isinstance(error.__cause__, KeyboardInterrupt) or "signal received" in str(error):
-            raise KeyboardInterrupt from error
-        raise
     finally:
         # Ctrl-C / SIGTERM end the flow without closing its partitions: close the recorders
         # here so their gzip files are complete.
