@@ -373,6 +373,8 @@ class _Client:
             st.stream for st in self.symbols.values())
         self.recorder = (FrameRecorder(settings.record_dir, f"binance-{name}")
                          if settings.record_dir else None)
+        self.backfill_recorders: dict[str, FrameRecorder] = {}
+        self.backfill_keys: dict[str, int] = {}
         self.rest = BinanceRestClient(settings.base_rest_url, settings.market, settings.api_key)
         self.frames: list[tuple[int, bytes]] = []
         self.conns: list[_Conn] = []
@@ -398,6 +400,8 @@ class _Client:
         finally:
             if self.recorder is not None:
                 self.recorder.close()
+            for recorder in self.backfill_recorders.values():
+                recorder.close()
 
     def stop(self) -> None:
         self._stop_requested = True
@@ -769,9 +773,9 @@ class _Client:
                     for tid in [t for t in st.pending if t < first]:
                         del st.pending[tid]
                     st.hi = first - 1
+                self._record_backfill(st, chunk)
                 new = self._accept(st, chunk)
                 recovered += new
-                self._record_backfill(st, chunk)
                 if len(chunk) < 1000 and (not st.pending or st.hi + 1 not in st.pending and
                                           not len(chunk)):
                     break
@@ -802,18 +806,36 @@ class _Client:
         self._count_rest()
 
     def _record_backfill(self, st: _Symbol, chunk: TickChunk) -> None:
-        # Backfilled trades go into the recording as trade frames so that replaying the
-        # recording yields the same bars as the live run (REST rows are not WS frames).
+        """Append the new backfilled trades to the symbol's backfill recording.
+
+        Replaying a recording must give the live run's bars, so backfilled trades are recorded
+        too, as trade frames built from the REST rows, in a file of their own per symbol (keys
+        there stay sorted). Their key is set just before the receive time of the first live
+        frame held behind the hole, so a replay sees the symbol's trades in id order.
+        """
         if self.recorder is None or not len(chunk):
             return
-        recv_ns = time.time_ns()
-        for tid, ts, price, qty, maker, first, last in zip(
-                chunk.trade_id.tolist(), chunk.ts.tolist(), chunk.price.tolist(),
-                chunk.qty.tolist(), chunk.buyer_is_maker.tolist(),
-                chunk.first_trade_id.tolist(), chunk.last_trade_id.tolist(), strict=True):
-            row = {"id": tid, "ts_ms": ts // 1000, "price": price, "qty": qty, "maker": maker,
-                   "first": first, "last": last}
-            self.recorder.write(recv_ns, trade_frame(st.symbol, self.kind, row))
+        hi = st.hi if st.hi is not None else -1
+        fresh = [i for i, tid in enumerate(chunk.trade_id.tolist())
+                 if tid > hi and tid not in st.pending]
+        if not fresh:
+            return
+        recorder = self.backfill_recorders.get(st.symbol)
+        if recorder is None:
+            recorder = self.backfill_recorders[st.symbol] = FrameRecorder(
+                self.settings.record_dir, f"binance-{self.name}-backfill-{st.symbol.lower()}")
+        held = [row[1] for row in st.pending.values() if row is not None]
+        base = (min(held) if held else time.time_ns() // 1000) * 1000 - 10_000_000
+        last_key = self.backfill_keys.get(st.symbol, 0)
+        for n, i in enumerate(fresh):
+            key = max(base + n, last_key + 1)
+            last_key = key
+            row = {"id": int(chunk.trade_id[i]), "ts_ms": int(chunk.ts[i]) // 1000,
+                   "price": float(chunk.price[i]), "qty": float(chunk.qty[i]),
+                   "maker": bool(chunk.buyer_is_maker[i]),
+                   "first": int(chunk.first_trade_id[i]), "last": int(chunk.last_trade_id[i])}
+            recorder.write(key, trade_frame(st.symbol, self.kind, row))
+        self.backfill_keys[st.symbol] = last_key
 
     async def _probe(self, st: _Symbol) -> None:
         """Ask REST for the newest id: quiet for real (heartbeats may pass) or silent stream."""
