@@ -377,29 +377,15 @@ def _stop() -> None:
 
 
 def main() -> None:
-    """Console entry point: run the app, turning user errors into one line and exit 2."""
+    """Console entry point: run the app, turning user errors into one line and exit 2.
+
+    Usage errors are the command-line parser's own (usage line, message, exit 2).
+    """
     try:
-        code = app(standalone_mode=False)
-        if isinstance(code, int) and code:
-            sys.exit(code)  # click's own exits (130 after Ctrl-C outside a flow run)
+        app()
     except PairflowError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
-    except (typer.Exit, SystemExit) as done:
-        code = getattr(done, "exit_code", getattr(done, "code", 0))
-        sys.exit(code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
-    except Exception as error:  # click usage errors
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        if isinstance(error, click.exceptions.Abort):
-            sys.exit(130)
-        raise
 
 
 if __name__ == "__main__":

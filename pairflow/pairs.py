@@ -42,6 +42,7 @@ class PairState:
     estimator: PairEstimator = field(init=False)
     pending: dict[int, list[Bar | None]] = field(default_factory=dict)
     latest_end: list[int | None] = field(default_factory=lambda: [None, None])
+    first_end: list[int | None] = field(default_factory=lambda: [None, None])
 
     def __post_init__(self) -> None:
         self.estimator = PairEstimator(self.settings)
@@ -52,6 +53,8 @@ class PairState:
         slot = self.pending.setdefault(bar.end, [None, None])
         slot[leg] = bar
         self.latest_end[leg] = bar.end
+        if self.first_end[leg] is None:
+            self.first_end[leg] = bar.end
         out: list[PairStats | Alert] = []
         while self.pending:
             end = min(self.pending)
@@ -83,7 +86,8 @@ class PairState:
 
     def _unaligned(self, end: int, y_bar: Bar | None, x_bar: Bar | None) -> PairStats:
         missing = 0 if y_bar is None else 1
-        started = self.latest_end[missing] is not None
+        first = self.first_end[missing]
+        started = first is not None and first < end
         reason = (f"no {self.legs[missing]} bar: feed gap" if started
                   else f"{self.legs[missing]} has not started")
         present = y_bar or x_bar
