@@ -1,0 +1,45 @@
+"""The dashboard page: ``panel serve dashboard/app.py`` or ``pairflow dashboard``.
+
+Settings come from the environment (``PAIRFLOW_STORE``, ``PAIRFLOW_KAFKA``,
+``PAIRFLOW_KAFKA_PREFIX``); ``?pair=Y/X&timeframe=1s`` in the URL selects a series.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import panel as pn
+
+if __package__ in (None, ""):  # run as a script by ``panel serve dashboard/app.py``
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dashboard.feed import FeedSettings, get_feed  # noqa: E402
+from dashboard.views import PairDashboard  # noqa: E402
+
+#: Served from the Panel server itself, never from a CDN (the page works offline).
+pn.config.notifications = True
+pn.extension(notifications=True, inline=True)
+
+
+def _arg(name: str) -> str | None:
+    values = (pn.state.session_args or {}).get(name)
+    if not values:
+        return None
+    value = values[0]
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def create_page(settings: FeedSettings | None = None) -> pn.viewable.Viewable:
+    """One session's page, reading from the process's single feed for ``settings``."""
+    settings = settings or FeedSettings.from_env()
+    feed = get_feed(settings)
+    try:
+        dashboard = PairDashboard(feed, pair=_arg("pair"), timeframe=_arg("timeframe"))
+    except Exception as error:  # noqa: BLE001 - a message, never a stack trace in the page
+        return pn.pane.Alert(f"The dashboard could not start: {error}", alert_type="danger")
+    return pn.Column(dashboard, sizing_mode="stretch_width")
+
+
+if pn.state.served:
+    create_page().servable(title="pairflow")
