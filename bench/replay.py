@@ -96,6 +96,29 @@ def run_pairflow(tape: Path, store: Path) -> tuple[float, dict]:
     return time.perf_counter() - started, tally.totals()
 
 
+def run_stages(tape: Path, store: Path) -> dict[str, float]:
+    """Seconds spent in each stage alone, outside the dataflow: parse, bars, store."""
+    from connectors.replay import MergedReplay, inspect_file
+    from connectors.store import StoreWriter
+    from pairflow.bars import BarBuilder
+
+    started = time.perf_counter()
+    replay = MergedReplay([inspect_file(tape)], frozenset({"BTCUSDT", "ETHUSDT"}))
+    chunks = []
+    while not replay.exhausted:
+        chunks.extend(replay.read(16_384).chunks)
+    parsed = time.perf_counter()
+    builders = {s: BarBuilder(s, TIMEFRAMES, 2_000_000) for s in ("BTCUSDT", "ETHUSDT")}
+    bars = [bar for chunk in chunks for bar in builders[chunk.symbol].update(chunk).bars]
+    folded = time.perf_counter()
+    writer = StoreWriter(store)
+    for start in range(0, len(bars), 2_000):
+        writer.write(bars[start : start + 2_000])
+    writer.close()
+    return {"parse": parsed - started, "bars": folded - parsed,
+            "store": time.perf_counter() - folded}
+
+
 def run_baseline(tape: Path, store: Path) -> float:
     import pandas as pd
 
@@ -142,6 +165,8 @@ def main() -> None:
         bars = sum(v for k, v in totals.items() if k.startswith("bars:"))
         ours = ticks / elapsed
         print(f"pairflow replay : {elapsed:7.2f} s  {ours:>12,.0f} ticks/s  ({bars:,} bars)")
+        for stage, seconds in run_stages(tape, Path(tmp) / "stages.db").items():
+            print(f"  {stage:<6} alone : {seconds:7.2f} s  {ticks / seconds:>12,.0f} ticks/s")
         if not args.skip_baseline:
             base_elapsed = run_baseline(tape, Path(tmp) / "baseline.db")
             theirs = ticks / base_elapsed
