@@ -32,11 +32,18 @@ setup-test: setup
         $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
     fi
 
-# replay the bundled real tape into the demo store and print the summary
-demo: setup
+# replay the bundled real tape at 10x real time into the demo store, and serve the dashboard
+demo speed="10" port="5006": setup
+    #!/usr/bin/env bash
+    set -euo pipefail
     mkdir -p "$(dirname {{demo_store}})"
+    rm -f {{demo_store}} {{demo_store}}-wal {{demo_store}}-shm
     {{python}} -m pairflow.cli replay pairflow/data/*.gz --symbols BTCUSDT,ETHUSDT \
-        --pairs BTCUSDT/ETHUSDT --timeframes 1s,1m,5m --window 120 --store {{demo_store}}
+        --pairs BTCUSDT/ETHUSDT --timeframes 1s,1m,5m --window 120 --speed {{speed}} \
+        --store {{demo_store}} &
+    replay=$!
+    trap 'kill $replay 2>/dev/null || true' EXIT
+    {{python}} -m pairflow.cli dashboard --store {{demo_store}} --port {{port}}
 
 # the whole test suite: unit, property, Kafka, live-server and browser tests
 test: setup-test

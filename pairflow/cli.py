@@ -346,9 +346,10 @@ def _csv_value(column: str, value: Any) -> Any:
 
 def _register_commands() -> None:
     """Add the live-feed and dashboard commands, which live beside their subsystems."""
-    from pairflow import cli_live
+    from pairflow import cli_dashboard, cli_live
 
     cli_live.register(app)
+    cli_dashboard.register(app)
 
 
 _register_commands()
