@@ -36,7 +36,13 @@ import msgspec
 import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from connectors.binance.wire import SYMBOL_PATTERN, FrameParser, decode_reason, trade_time_us
+from connectors.binance.wire import (
+    DECODE_ERRORS,
+    SYMBOL_PATTERN,
+    FrameParser,
+    decode_reason,
+    trade_time_us,
+)
 from pairflow.errors import InputFileError
 from pairflow.metrics import Count, counts
 from pairflow.records import DeadLetter, Tick
@@ -428,7 +434,7 @@ def _tick_blocks(path: Path, symbols: frozenset[str], stage: str,
                 continue
             try:
                 row = _tick_line.decode(line)
-            except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            except DECODE_ERRORS as error:
                 dead.append(DeadLetter(stage, decode_reason(error), line.decode(errors="replace"),
                                        0))
                 continue

@@ -17,6 +17,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import msgspec
 import numpy as np
@@ -25,6 +26,11 @@ from pairflow.records import DeadLetter, TickSource
 from pairflow.ticks import TickChunk
 
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,20}$")
+
+
+#: Ids and times as numpy int64 holds them; larger numbers are bad input, not an overflow.
+Id = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+Time = Annotated[int, msgspec.Meta(ge=0, le=10**16)]
 
 
 # gc=False: these structs hold scalars only, so they cannot form cycles; untracked, millions of
@@ -36,14 +42,14 @@ class TradePayload(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     s: str  # symbol, upper case
     p: float  # price (decimal string on the wire)
     q: float  # quantity (decimal string on the wire)
-    T: int  # trade time, ms (µs when the stream was opened with timeUnit=MICROSECOND)
+    T: Time  # trade time, ms (µs when the stream was opened with timeUnit=MICROSECOND)
     m: bool  # is the buyer the market maker?
-    E: int | None = None  # event time
-    t: int | None = None  # trade id (trade)
-    a: int | None = None  # aggregate trade id (aggTrade); seller order id in legacy trades
-    b: int | None = None  # buyer order id (legacy spot trade, before 2024-06-11)
-    f: int | None = None  # first trade id (aggTrade)
-    l: int | None = None  # noqa: E741 - last trade id (aggTrade), Binance's own name
+    E: Time | None = None  # event time
+    t: Id | None = None  # trade id (trade)
+    a: Id | None = None  # aggregate trade id (aggTrade); seller order id in legacy trades
+    b: Id | None = None  # buyer order id (legacy spot trade, before 2024-06-11)
+    f: Id | None = None  # first trade id (aggTrade)
+    l: Id | None = None  # noqa: E741 - last trade id (aggTrade), Binance's own name
     M: bool | None = None  # ignore (spot only)
     X: str | None = None  # futures trade type: MARKET, INSURANCE_FUND, ADL, NA
     nq: float | None = None  # futures aggTrade quantity without RPI orders
@@ -62,6 +68,8 @@ _envelope = msgspec.json.Decoder(TradeEnvelope, strict=False)
 _payload = msgspec.json.Decoder(TradePayload, strict=False)
 
 _STREAM_PREFIX = b'{"stream":"'
+#: What decoding bad input can raise: msgspec's errors, and invalid UTF-8 in a string.
+DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
 _TRADE_KINDS = frozenset({"trade", "aggTrade"})
 
 
@@ -106,7 +114,7 @@ def _classify(frame: bytes) -> tuple[str, bool]:
         return ("depth" if kind == "depthUpdate" else kind), False
     try:
         value = msgspec.json.decode(frame)
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         return "", False
     if not isinstance(value, dict):
         return "", False
@@ -124,6 +132,8 @@ def _classify(frame: bytes) -> tuple[str, bool]:
 def decode_reason(error: Exception) -> str:
     """The dead-letter reason (``code: detail``) of a msgspec decoding error."""
     text = str(error)
+    if isinstance(error, UnicodeDecodeError):
+        return f"invalid_json: not UTF-8 ({text})"
     if isinstance(error, msgspec.DecodeError) and not isinstance(error, msgspec.ValidationError):
         return f"invalid_json: {text}"
     if "missing required field" in text:
@@ -193,12 +203,12 @@ class FrameParser:
     def _decode(self, batch, many, one, enveloped, parts: list[TickChunk], out) -> None:
         try:
             decoded = many.decode(b"[" + b",".join(f for _, f in batch) + b"]")
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except DECODE_ERRORS:
             decoded = []
             for recv, frame in batch:
                 try:
                     decoded.append(one.decode(frame))
-                except (msgspec.DecodeError, msgspec.ValidationError) as error:
+                except DECODE_ERRORS as error:
                     decoded.append(None)
                     out.dead.append(self._dead(decode_reason(error), frame, recv))
         if None in decoded:
@@ -224,7 +234,7 @@ class FrameParser:
         if body.count(b'@trade","data":{') + body.count(b'@aggTrade","data":{') == count:
             try:
                 decoded = _envelopes.decode(b"[" + body + b"]")
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except DECODE_ERRORS:
                 decoded = None
             if decoded is not None:
                 out = ParsedFrames(frames=count)
