@@ -106,3 +106,59 @@ TRADE = ('{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"B
 def test_found_by_fuzzing_is_a_dead_letter_not_an_exception(frame):
     parsed = FrameParser(SYMBOLS, "replay").parse([(1, frame)])
     assert len(parsed.dead) == 1 and not sum(len(c) for c in parsed.chunks.values())
+
+
+# ------------------------------------------------------------------------------ replay files
+
+LINE = st.one_of(
+    st.tuples(st.one_of(st.integers(1_600_000_000_000_000_000, 1_900_000_000_000_000_000),
+                        st.integers(0, 10**30)), FRAME)
+    .map(lambda rf: str(rf[0]).encode() + b" " + rf[1].replace(b"\n", b" ")),
+    st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")),
+)
+
+
+def _read_all(path: Path) -> tuple[int, int]:
+    """(frames counted, ticks + skipped + dead letters) of a whole replay of ``path``."""
+    from connectors.replay import MergedReplay, inspect_file
+
+    replay = MergedReplay([inspect_file(path)], SYMBOLS)
+    frames = outcomes = 0
+    while not replay.exhausted:
+        out = replay.read(16)
+        frames += out.frames
+        outcomes += (sum(len(c) for c in out.chunks) + sum(out.skipped.values())
+                     + len(out.dead))
+    return frames, outcomes
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(st.lists(LINE, max_size=20))
+def test_recording_files_read_to_the_end_or_are_rejected(tmp_path_factory, lines):
+    from pairflow.errors import InputFileError
+
+    path = tmp_path_factory.mktemp("fuzz") / "rec.txt"
+    path.write_bytes(b"\n".join([b"1723161254087896568 " + FRAMES[0], *lines]))
+    try:
+        frames, outcomes = _read_all(path)
+    except InputFileError:
+        return
+    assert frames == outcomes
+
+
+def test_receive_time_beyond_int64_is_a_dead_letter_not_an_exception(tmp_path):
+    path = tmp_path / "rec.txt"
+    path.write_bytes(b"1723161254087896568 " + FRAMES[0] + b"\n"
+                     + b"9" * 25 + b" " + FRAMES[0] + b"\n")
+    assert _read_all(path) == (2, 2)
+
+
+def test_corrupt_gzip_is_an_input_file_error(tmp_path):
+    from connectors.replay import inspect_file
+    from pairflow.errors import InputFileError
+
+    path = tmp_path / "bad.gz"
+    path.write_bytes(b"\x1f\x8bgarbage\n")
+    with pytest.raises(InputFileError):
+        inspect_file(path)
