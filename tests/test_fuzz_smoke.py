@@ -132,7 +132,7 @@ def _read_all(path: Path) -> tuple[int, int]:
     return frames, outcomes
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
           suppress_health_check=list(HealthCheck))
 @given(st.lists(LINE, max_size=20))
 def test_recording_files_read_to_the_end_or_are_rejected(tmp_path_factory, lines):
@@ -162,3 +162,14 @@ def test_corrupt_gzip_is_an_input_file_error(tmp_path):
     path.write_bytes(b"\x1f\x8bgarbage\n")
     with pytest.raises(InputFileError):
         inspect_file(path)
+
+
+@pytest.mark.parametrize("field", ["trade_id", "ts", "recv_ts"])
+def test_ndjson_tick_number_beyond_int64_is_a_dead_letter_not_an_exception(tmp_path, field):
+    tick = {"v": 1, "symbol": "BTCUSDT", "trade_id": 1, "price": 1.0, "qty": 1.0,
+            "ts": 1723161255342000, "recv_ts": 1723161255342000, "buyer_is_maker": True,
+            "source": "replay", "first_trade_id": 1, "last_trade_id": 1}
+    path = tmp_path / "ticks.ndjson"
+    path.write_text(json.dumps(tick) + "\n" + json.dumps({**tick, "trade_id": 2, field: 2**63})
+                    + "\n")
+    assert _read_all(path) == (2, 2)
