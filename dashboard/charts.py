@@ -232,13 +232,28 @@ def build_figures(
     return out
 
 
+def relabel(figs: dict[str, Any], legs: tuple[str, str]) -> None:
+    """Retitle the price chart and its legend for another pair."""
+    y_leg, x_leg = legs
+    prices = figs["prices"]
+    prices.title.text = (f"Prices rebased to 100 at the first shown bar: {y_leg} (Y) and "
+                         f"{x_leg} (X)")
+    for item in prices.legend[0].items:
+        if figs["y_line"] in item.renderers:
+            item.label = {"value": f"{y_leg} (Y)"}
+        elif figs["x_line"] in item.renderers:
+            item.label = {"value": f"{x_leg} (X)"}
+
+
 #: Names of the chart figures, top to bottom.
 FIGURE_NAMES = ("prices", "spread", "zscore", "corr", "pvalues", "beta")
 #: Browser-side "follow newest": reset every chart's ranges to auto-ranging (as the reset tool
 #: does), found by name in the page's Bokeh document so it survives a pair switch.
 FOLLOW_JS = """
-for (const name of names) {
-  const fig = cb_obj.document.get_model_by_name(name)
-  if (fig != null) { fig.reset.emit() }
+for (const doc of Bokeh.documents) {
+  for (const name of names) {
+    const fig = doc.get_model_by_name(name)
+    if (fig != null) { fig.reset.emit() }
+  }
 }
 """

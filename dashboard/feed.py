@@ -334,8 +334,7 @@ class StoreFeed(Feed):
             keys = connection.execute("SELECT DISTINCT pair, timeframe FROM pairs").fetchall()
             with self._lock:
                 self._keys.update((p, t) for p, t in keys)
-                if self._status.last_ok is not None:
-                    self._status.generation += 1
+                self._status.generation += 1
             self._watermarks = marks
             return
         for table, cls in TABLES.items():

@@ -9,18 +9,19 @@ memory, and the user's zoom is left alone.
 
 from __future__ import annotations
 
-import asyncio
 import html
 import io
 import logging
 import math
+import threading
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
 import panel as pn
 from bokeh.layouts import column as bk_column
-from bokeh.models import ColumnDataSource
+from bokeh.models import ColumnDataSource, DataRange1d
 
 from dashboard import charts
 from dashboard.export import to_csv
@@ -214,8 +215,7 @@ class PairDashboard(pn.viewable.Viewer):
         self._generation = feed.status.generation
         self._status_key: tuple | None = None
         self._ticks = 0
-        self._whatif_task: asyncio.Task | None = None
-        self._whatif_pending = False
+        self._whatif_gen = 0
         self._muted = False
         self._load()
         self.pair_select.param.watch(self._on_pair, "value")
@@ -271,25 +271,37 @@ class PairDashboard(pn.viewable.Viewer):
         y_all = charts.closes(charts._floats(frame["y"]), self._price)
         x_all = charts.closes(charts._floats(frame["x"]), self._price)
         self._base = (charts.first_finite(y_all), charts.first_finite(x_all))
-        self.pair_source = ColumnDataSource(
-            charts.pair_columns(frame, self.k_input.value, self._price, self._base),
-            name="pair_source")
+        columns = charts.pair_columns(frame, self.k_input.value, self._price, self._base)
         alert_frame = charts.rows_frame(self._alerts, tuple(_alert_fields()))
-        self.alert_source = ColumnDataSource(charts.alert_columns(alert_frame),
-                                             name="alert_source")
-        self.whatif_source = ColumnDataSource(charts.empty(charts.WHATIF_COLUMNS),
-                                              name="whatif_source")
-        self.whatif_alert_source = ColumnDataSource(charts.empty(charts.ALERT_COLUMNS),
-                                                    name="whatif_alert_source")
-        self.figs = charts.build_figures(self.pair_source, self.alert_source,
-                                         self.whatif_source, self.whatif_alert_source,
-                                         self.legs)
-        layout = bk_column([self.figs[n] for n in charts.FIGURE_NAMES], sizing_mode="stretch_width")
+        if not hasattr(self, "figs"):
+            self.pair_source = ColumnDataSource(columns, name="pair_source")
+            self.alert_source = ColumnDataSource(charts.alert_columns(alert_frame),
+                                                 name="alert_source")
+            self.whatif_source = ColumnDataSource(charts.empty(charts.WHATIF_COLUMNS),
+                                                  name="whatif_source")
+            self.whatif_alert_source = ColumnDataSource(charts.empty(charts.ALERT_COLUMNS),
+                                                        name="whatif_alert_source")
+            self.figs = charts.build_figures(self.pair_source, self.alert_source,
+                                             self.whatif_source, self.whatif_alert_source,
+                                             self.legs)
+            self.chart_pane.object = bk_column([self.figs[n] for n in charts.FIGURE_NAMES],
+                                               sizing_mode="stretch_width")
+        else:
+            # A user action (switch, reload): replace the data, not the figures, and start
+            # following again with a fresh shared x-range.
+            self.pair_source.data = columns
+            self.alert_source.data = charts.alert_columns(alert_frame)
+            self.whatif_source.data = charts.empty(charts.WHATIF_COLUMNS)
+            self.whatif_alert_source.data = charts.empty(charts.ALERT_COLUMNS)
+            charts.relabel(self.figs, self.legs)
+            x_range = DataRange1d(range_padding=0.02, range_padding_units="percent")
+            for name in charts.FIGURE_NAMES:
+                self.figs[name].x_range = x_range
+            self.figs["x_range"] = x_range
         self._last = rows[-1] if rows else None
         self._last_ts = rows[-1]["ts"] if rows else -1
         self._set_thresholds_from(rows)
         self._update_spans()
-        self.chart_pane.object = layout
         self.kpis.object = kpi_html(self._last)
         self.alert_feed.object = alerts_html(self._alerts)
         self._update_waiting()
@@ -378,59 +390,62 @@ class PairDashboard(pn.viewable.Viewer):
     def _on_thresholds(self, event: Any) -> None:
         self._update_spans()
 
-    async def _on_whatif(self, event: Any) -> None:
+    def _on_whatif(self, event: Any) -> None:
         if self._muted:
             return
-        if self._whatif_task is not None and not self._whatif_task.done():
-            self._whatif_pending = True
+        self._whatif_gen += 1
+        generation = self._whatif_gen
+        try:
+            settings = WhatIfSettings(
+                window=int(self.w_window.value), price=self.w_price.value,
+                lag=self.w_lag.value, entry_z=float(self.w_entry.value),
+                exit_z=float(self.w_exit.value), cooldown_bars=int(self.w_cooldown.value))
+            settings.estimator()
+            if not settings.exit_z < settings.entry_z:
+                raise ValueError("the exit |z| must be below the entry |z|")
+        except Exception as error:  # noqa: BLE001 - shown to the user
+            self.w_status.object = f"**Cannot recompute:** {html.escape(str(error))}"
             return
-        self._whatif_task = asyncio.ensure_future(self._run_whatif())
+        self.w_status.object = "Recomputing…"
+        y, x = self.legs
+        limit = self.history + settings.window
+        pair, timeframe = self.pair, self.timeframe
+        y_bars = self.feed.bars(y, timeframe, limit=limit)
+        x_bars = self.feed.bars(x, timeframe, limit=limit)
+        doc = pn.state.curdoc
 
-    async def _run_whatif(self) -> None:
-        while True:
-            self._whatif_pending = False
+        def work() -> None:
+            # Off the server's event loop; the result is applied on the session's next tick.
             try:
-                settings = WhatIfSettings(
-                    window=int(self.w_window.value), price=self.w_price.value,
-                    lag=self.w_lag.value, entry_z=float(self.w_entry.value),
-                    exit_z=float(self.w_exit.value), cooldown_bars=int(self.w_cooldown.value))
-                settings.estimator()
-                if not settings.exit_z < settings.entry_z:
-                    raise ValueError("the exit |z| must be below the entry |z|")
+                result: Any = recompute(pair, timeframe, y_bars, x_bars, settings)
             except Exception as error:  # noqa: BLE001 - shown to the user
-                self.w_status.object = f"**Cannot recompute:** {html.escape(str(error))}"
-                return
-            self.w_status.object = "Recomputing…"
-            y, x = self.legs
-            limit = self.history + settings.window
-            pair, timeframe = self.pair, self.timeframe
-            y_bars = self.feed.bars(y, timeframe, limit=limit)
-            x_bars = self.feed.bars(x, timeframe, limit=limit)
-            loop = asyncio.get_running_loop()
-            try:
-                result = await loop.run_in_executor(None, recompute, pair, timeframe, y_bars,
-                                                    x_bars, settings)
-            except Exception as error:  # noqa: BLE001 - shown to the user
-                self.w_status.object = f"**Cannot recompute:** {html.escape(str(error))}"
-                return
-            if (pair, timeframe) != (self.pair, self.timeframe):
-                return
-            self.whatif_source.data = charts.whatif_columns(result.ts, result.zscore)
-            alert_frame = charts.rows_frame(result.alerts, tuple(_alert_fields()))
-            self.whatif_alert_source.data = charts.alert_columns(alert_frame)
-            shown = self._last_ts
-            live_alerts = len(self._alerts)
-            z = result.zscore
-            last = f"{z[-1]:.4f}" if len(z) and np.isfinite(z[-1]) else "–"
-            self.w_status.object = (
-                f"Recomputed **{len(result.ts)}** aligned bars in "
-                f"**{result.seconds * 1000:.0f} ms** (window {settings.window}, "
-                f"{settings.price}, lag {settings.lag}): last what-if z **{last}** vs live "
-                f"**{_fmt((self._last or {}).get('zscore'), 4)}**; "
-                f"{len(result.alerts)} what-if alerts (live feed shows {live_alerts}).")
-            self.w_status.tags = [shown]
-            if not self._whatif_pending:
-                return
+                result = error
+            if doc is None:
+                self._apply_whatif(generation, pair, timeframe, settings, result)
+            else:
+                doc.add_next_tick_callback(partial(self._apply_whatif, generation, pair,
+                                                   timeframe, settings, result))
+
+        threading.Thread(target=work, name="whatif", daemon=True).start()
+
+    def _apply_whatif(self, generation: int, pair: str, timeframe: str,
+                      settings: WhatIfSettings, result: Any) -> None:
+        if isinstance(result, Exception):
+            self.w_status.object = f"**Cannot recompute:** {html.escape(str(result))}"
+            return
+        if generation != self._whatif_gen or (pair, timeframe) != (self.pair, self.timeframe):
+            return  # superseded by a newer change
+        self.whatif_source.data = charts.whatif_columns(result.ts, result.zscore)
+        alert_frame = charts.rows_frame(result.alerts, tuple(_alert_fields()))
+        self.whatif_alert_source.data = charts.alert_columns(alert_frame)
+        z = result.zscore
+        last = f"{z[-1]:.4f}" if len(z) and np.isfinite(z[-1]) else "–"
+        self.w_status.object = (
+            f"Recomputed **{len(result.ts)}** aligned bars in "
+            f"**{result.seconds * 1000:.0f} ms** (window {settings.window}, "
+            f"{settings.price}, lag {settings.lag}): last what-if z **{last}** vs live "
+            f"**{_fmt((self._last or {}).get('zscore'), 4)}**; "
+            f"{len(result.alerts)} what-if alerts (live feed shows {len(self._alerts)}).")
 
     # -- streaming ----------------------------------------------------------------------
     def _tick(self) -> None:
@@ -444,7 +459,10 @@ class PairDashboard(pn.viewable.Viewer):
             self.banner.visible = not status.ok and status.message != "starting"
         if status.generation != self._generation:
             self._generation = status.generation
-            self._load()
+            if not self.pair:
+                self._refresh_options()
+            else:
+                self._load()
             return
         seq, rows, lost = self.feed.since(self._cursor)
         if lost:
