@@ -96,37 +96,8 @@ def serve(start: float, seconds: float, speed: float) -> None:
 # ------------------------------------------------------------------------------- flow child
 
 
-def _uncapped_heartbeats(self) -> None:
-    """Experiment (``--heartbeat wallclock``): the live source's heartbeats without the cap.
-
-    As ``connectors.binance.live._Client._heartbeats`` but a heartbeat is ``exchange now −
-    heartbeat_margin_s`` even past the symbol's last trade (while connected, caught up, no
-    hole pending): a quiet symbol's windows close on the wall clock, not on its next trade.
-    """
-    from pairflow.ticks import Heartbeat
-
-    if not any(c.up for c in self.conns):
-        return
-    now_ex = self._exchange_now()
-    if now_ex is None:
-        return
-    margin = int(self.settings.heartbeat_margin_s * 1e6)
-    for st in self.symbols.values():
-        if not st.caught_up or st.pending or st.backfilling or st.backfill_due \
-                or st.last_ts is None:
-            continue
-        beat = now_ex - margin
-        if beat > st.last_hb:
-            st.last_hb = beat
-            self.out.append(Heartbeat(st.symbol, beat))
-
-
-def flow_child(heartbeat: str, argv: list[str]) -> None:
-    """Child: ``pairflow`` with ``argv``; with ``heartbeat == "wallclock"``, patched heartbeats."""
-    if heartbeat == "wallclock":
-        from connectors.binance import live
-
-        live._Client._heartbeats = _uncapped_heartbeats  # noqa: SLF001 - the experiment
+def flow_child(argv: list[str]) -> None:
+    """Child: ``pairflow`` with ``argv``."""
     from pairflow.cli import main
 
     sys.argv = ["pairflow", *argv]
@@ -296,13 +267,13 @@ def main() -> int:
     parser.add_argument("--poll-ms", type=float, default=3.0, help="store poll period")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     parser.add_argument("--heartbeat", choices=("source", "wallclock"), default="source",
-                        help="source: the live source as it is; wallclock: experiment with "
-                             "heartbeats not capped by the last trade (see _uncapped_heartbeats)")
+                        help="source: heartbeats capped at each symbol's last trade (default "
+                             "live setting); wallclock: PAIRFLOW_LIVE_HEARTBEAT_WALLCLOCK=true")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--flow-child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.flow_child is not None:
-        flow_child(args.heartbeat, args.flow_child)
+        flow_child(args.flow_child)
         return 0
     if args.serve:
         serve(args.start, args.seconds, args.speed)
@@ -332,12 +303,14 @@ def main() -> int:
         poller.start()
         duration = args.seconds / args.speed + 4
         flow = subprocess.Popen(
-            [sys.executable, __file__, "--heartbeat", args.heartbeat, "--flow-child", "live",
+            [sys.executable, __file__, "--flow-child", "live",
              "--symbols", ",".join(SYMBOLS), "--pairs", PAIR, "--timeframes", "1s",
              "--kafka", broker.bootstrap, "--store", str(store_path),
              "--ws-url", info["ws"], "--rest-url", info["rest"], "--duration", str(duration),
              "--lateness", str(args.lateness)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PAIRFLOW_LIVE_HEARTBEAT_WALLCLOCK":
+                 "true" if args.heartbeat == "wallclock" else "false"})
         clock = json.loads(server.stdout.readline())["clock_start_wall"]
         out, _ = flow.communicate(timeout=duration + 120)
         time.sleep(1.0)  # the tail catches up

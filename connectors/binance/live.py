@@ -105,6 +105,11 @@ class LiveSettings:
             backfill is started.
         heartbeat_margin_s: heartbeats stay this far behind the estimated exchange time.
         heartbeat_every_s: heartbeat period.
+        heartbeat_wallclock: let heartbeats run ahead of a symbol's last trade on the wall
+            clock (minus the margin) while its connection delivers frames, so a quiet
+            symbol's windows close within ~margin of their end instead of at its next trade.
+            The bet: a stream that went silent alone, before the watchdog notices, has its
+            missed trades recovered as late dead letters instead of bars. Off by default.
         health_every_s: health record period.
         backoff_initial_s: first reconnect delay.
         backoff_max_s: reconnect delay cap.
@@ -129,6 +134,7 @@ class LiveSettings:
     reorder_grace_s: float = 0.5
     heartbeat_margin_s: float = 1.0
     heartbeat_every_s: float = 0.25
+    heartbeat_wallclock: bool = False
     health_every_s: float = 5.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
@@ -185,7 +191,11 @@ class LiveSettings:
                 continue
             kind = str(f.type)
             try:
-                if "float" in kind:
+                if kind == "bool":
+                    if text.strip().lower() not in ("1", "0", "true", "false", "yes", "no"):
+                        raise ValueError("use true or false")
+                    values[f.name] = text.strip().lower() in ("1", "true", "yes")
+                elif "float" in kind:
                     values[f.name] = float(text)
                 elif "int" in kind:
                     values[f.name] = int(text)
@@ -868,11 +878,17 @@ class _Client:
         if now_ex is None:
             return
         margin = int(self.settings.heartbeat_margin_s * 1e6)
+        # Wall-clock heartbeats only while some stream delivered a frame within half the
+        # margin-free lateness: a stalled connection keeps every symbol capped.
+        last_frames = [st.last_msg for st in self.symbols.values() if st.last_msg is not None]
+        frames_flowing = bool(last_frames) and time.monotonic() - max(last_frames) < 1.0
         for st in self.symbols.values():
             if not st.caught_up or st.pending or st.backfilling or st.backfill_due \
                     or st.last_ts is None:
                 continue
-            beat = min(now_ex - margin, max(st.last_ts, st.verified_until))
+            beat = now_ex - margin
+            if not (self.settings.heartbeat_wallclock and frames_flowing):
+                beat = min(beat, max(st.last_ts, st.verified_until))
             if beat > st.last_hb:
                 st.last_hb = beat
                 self.out.append(Heartbeat(st.symbol, beat))
