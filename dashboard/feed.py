@@ -54,7 +54,7 @@ class FeedSettings:
     store: Path | None = None
     kafka: str | None = None
     kafka_prefix: str = "pairflow."
-    poll_s: float = 0.25
+    poll_s: float = 0.1
     history: int = 3000
 
     @classmethod
@@ -74,7 +74,7 @@ class FeedSettings:
             store=Path(store) if store else None,
             kafka=kafka,
             kafka_prefix=env.get("PAIRFLOW_KAFKA_PREFIX", "pairflow."),
-            poll_s=float(env.get("PAIRFLOW_DASHBOARD_POLL_S", "0.25")),
+            poll_s=float(env.get("PAIRFLOW_DASHBOARD_POLL_S", "0.1")),
             history=int(env.get("PAIRFLOW_DASHBOARD_HISTORY", "3000")),
         )
 

@@ -32,7 +32,7 @@ from pairflow.records import Alert, Bar, PairStats, us_to_iso
 logger = logging.getLogger(__name__)
 
 #: Milliseconds between two updates of a session.
-UPDATE_MS = 250
+UPDATE_MS = 100
 #: Alerts kept in the feed list.
 ALERT_ROWS = 50
 
@@ -41,7 +41,7 @@ CSS = """
 .pf-kpi { border: 1px solid #ddd; border-radius: 6px; padding: 6px 12px; min-width: 110px;
           background: #fafafa; }
 .pf-kpi .v { font-size: 20px; font-weight: 600; font-variant-numeric: tabular-nums; }
-.pf-kpi .l { font-size: 11px; color: #666; text-transform: uppercase; }
+.pf-kpi .l { font-size: 11px; color: #666; }
 table.pf { border-collapse: collapse; font-size: 12px; width: 100%; }
 table.pf td, table.pf th { border-bottom: 1px solid #eee; padding: 2px 4px; text-align: left; }
 .pf-enter_upper { color: #d62728; } .pf-enter_lower { color: #2ca02c; } .pf-exit { color: #777; }
