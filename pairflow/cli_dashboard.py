@@ -15,17 +15,6 @@ import typer
 from pairflow.errors import ConfigError
 
 
-def _import_dashboard() -> None:
-    """Make the ``dashboard`` package importable beside ``pairflow``.
-
-    An editable install made before ``dashboard/`` existed maps only the older packages.
-    """
-    try:
-        import dashboard  # noqa: F401
-    except ModuleNotFoundError:
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-
 def _free_port(host: str) -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -67,7 +56,6 @@ def serve(
         raise ConfigError(f"store directory {Path(store).parent} does not exist")
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be 0..65535, got {port}")
-    _import_dashboard()
     from panel.io.server import get_server
 
     from dashboard.app import create_page
