@@ -7,7 +7,6 @@ line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import contextlib
-import csv
 import os
 import signal
 import sys
@@ -23,7 +22,7 @@ import typer
 
 from pairflow.config import PairflowConfig, load_config
 from pairflow.errors import ConfigError, PairflowError, SinkError
-from pairflow.records import iso_to_us, us_to_iso
+from pairflow.records import iso_to_us, write_csv
 
 if not os.environ.get("PAIRFLOW_DEBUG"):
     # A step that raises makes Bytewax's Rust core panic; its backtrace says nothing to a user,
@@ -38,8 +37,6 @@ app = typer.Typer(
     "z-scores, cointegration tests and alerts, to SQLite and Kafka.",
 )
 
-#: Fields holding µs timestamps, exported as ISO-8601 UTC.
-TIME_FIELDS = {"start", "end", "ts", "recv_ts"}
 
 Symbols = Annotated[str, typer.Option("--symbols", help="Comma-separated symbols, e.g. "
                                       "BTCUSDT,ETHUSDT.")]
@@ -311,17 +308,10 @@ def export(
         time_range = (iso_to_us(start) if start else None, iso_to_us(end) if end else None)
     except ValueError as error:
         raise ConfigError(f"--start/--end must be ISO-8601 times: {error}") from error
-    reader = StoreReader(store)
-    from pairflow.records import field_names
-
-    columns = field_names(TABLES[KINDS[kind]][1])
-    rows = reader.query(kind, where, time_range)
+    rows = StoreReader(store).query(kind, where, time_range)
     handle = sys.stdout if out == "-" else _open_out(out)
     try:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow(_csv_value(c, row[c]) for c in columns)
+        write_csv(handle, TABLES[KINDS[kind]][1], rows)
     finally:
         if handle is not sys.stdout:
             handle.close()
@@ -332,16 +322,6 @@ def _open_out(path: str):
         return open(path, "w", newline="", encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot write {path}: {error.strerror}") from error
-
-
-def _csv_value(column: str, value: Any) -> Any:
-    if value is None:
-        return ""
-    if column in TIME_FIELDS and isinstance(value, int):
-        return us_to_iso(value)
-    if isinstance(value, float):
-        return repr(value)
-    return value
 
 
 def _register_commands() -> None:

@@ -8,7 +8,9 @@ consumers, the SQLite store and the CSV export (see ``docs/architecture.md``).
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
@@ -259,3 +261,29 @@ def to_json(record: Record) -> bytes:
 def from_json(cls: type, payload: bytes | str) -> Any:
     """Parse a record of class ``cls`` from its wire form."""
     return from_dict(cls, msgspec.json.decode(payload))
+
+
+#: Fields holding µs timestamps; CSV writes them as ISO-8601 UTC with microseconds.
+TIME_FIELDS = frozenset({"start", "end", "ts", "recv_ts"})
+
+
+def write_csv(handle: Any, cls: type, rows: Iterable[dict[str, Any]]) -> None:
+    """Write rows of record class ``cls`` as CSV with a header of its field names.
+
+    Cells: empty for null, ISO-8601 UTC for times, floats to the last digit (``repr``).
+    """
+    columns = field_names(cls)
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(_csv_cell(column, row.get(column)) for column in columns)
+
+
+def _csv_cell(column: str, value: Any) -> Any:
+    if value is None:
+        return ""
+    if column in TIME_FIELDS and isinstance(value, int):
+        return us_to_iso(value)
+    if isinstance(value, float):
+        return repr(value)
+    return value
