@@ -171,7 +171,7 @@ def run_child(args: argparse.Namespace) -> None:
     if args.trace:
         import tracemalloc
 
-        tracemalloc.start(12)
+        tracemalloc.start(8)
 
     def write_stats() -> None:
         while not stop.wait(0.5):
@@ -209,8 +209,9 @@ def _trace_step(trace: dict, fraction: float) -> None:
         diff = tracemalloc.take_snapshot().compare_to(trace["first"], "traceback")
         lines = []
         for stat in diff[:12]:
+            # Most recent frame first: where the memory was allocated, then its callers.
             frames = " <- ".join(f"{Path(f.filename).name}:{f.lineno}"
-                                 for f in list(stat.traceback)[:4])
+                                 for f in list(stat.traceback)[::-1][:4])
             lines.append(f"{stat.size_diff / 1e6:+8.2f} MB {stat.count_diff:+9d} blocks  "
                          f"{frames}")
         trace["report"] = lines
