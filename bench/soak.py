@@ -260,7 +260,8 @@ def analyse(samples: list[dict], n_symbols: int) -> dict:
     hours = max((s["hours"] for s in samples), default=0.0)
     warm = max(hours / 4, 300 / 3600)
     # Once the last bar is out the flow tears down (RSS falls): not part of the steady state.
-    steady = [s for s in samples if warm <= s["hours"] < hours and s["ticks"] > 0]
+    steady = [s for s in samples if warm <= s["hours"] < hours and s["ticks"] > 0
+              and s["rss_mb"] > 0]
     result = {"warmup_hours": warm, "samples_fitted": len(steady)}
     if len(steady) >= 3:
         slope_h, intercept = fit([s["hours"] for s in steady], [s["rss_mb"] for s in steady])
@@ -285,7 +286,7 @@ def plot(samples: list[dict], result: dict, title: str, path: Path) -> None:
     except TypeError:  # Pillow < 10.1
         font = ImageFont.load_default()
     last = max(s["hours"] for s in samples)
-    running = [s for s in samples if s["ticks"] > 0 and s["hours"] < last]
+    running = [s for s in samples if s["ticks"] > 0 and s["hours"] < last and s["rss_mb"] > 0]
     points = [(s["hours"], s["rss_mb"]) for s in running]
     if not points:
         return
