@@ -410,6 +410,9 @@ def main() -> None:
               f"slope {result['slope_mb_per_hour']:+.2f} MB per exchange hour, "
               f"{result['slope_mb_per_mticks']:+.2f} MB per million ticks "
               f"({result['samples_fitted']} samples)")
+        if hours < 12:
+            print("  (the 1 m windows fill for 5 exchange h: a run this short is mostly warm-up "
+                  "and its slope says little; use --hours 24)")
     if final.get("trace"):
         print("tracemalloc, top growth from 30 % to 90 % of the input:")
         for line in final["trace"]:
