@@ -49,10 +49,14 @@ demo speed="10" port="5006": setup
 test: setup-test
     {{python}} -m pytest -q
 
-# benchmarks (print figures and ratios against baselines run side by side)
-bench: setup
+# benchmarks: figures and ratios against baselines run side by side (results in BENCHMARKS.md)
+bench: setup-test
     {{python}} bench/replay.py
     {{python}} bench/analytics.py
+    {{python}} bench/fuzz.py --seconds 60
+    {{python}} bench/soak.py
+    {{python}} bench/latency.py --seconds 90
+    {{python}} bench/dashboard_load.py --sessions 20 --seconds 60
 
 # ruff lint
 lint: setup

@@ -40,6 +40,8 @@ from connectors.binance.wire import (
     DECODE_ERRORS,
     SYMBOL_PATTERN,
     FrameParser,
+    Id,
+    Time,
     decode_reason,
     trade_time_us,
 )
@@ -123,7 +125,7 @@ def _iter_lines(path: Path, progress: list[int] | None = None) -> Iterator[list[
         while True:
             try:
                 data = handle.read(_READ_BYTES)
-            except (OSError, EOFError, zipfile.BadZipFile) as error:
+            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
                 raise InputFileError(f"{path}: corrupt or truncated ({error})") from error
             if not data:
                 break
@@ -321,7 +323,7 @@ def _split_recording_slowly(
         head, _, frame = line.partition(b" ")
         if not line.strip():
             continue
-        if not (head.isdigit() and frame):
+        if not (head.isdigit() and len(head) <= 19 and frame):
             reason = "malformed_line: expected `<receive_time_ns> <frame>`"
             dead.append(DeadLetter(stage, reason, line.decode("utf-8", "replace"), last_key))
             continue
@@ -409,15 +411,15 @@ def _csv_blocks(spec: InputFile, symbols: frozenset[str], stage: str) -> Iterato
 
 class _TickLine(msgspec.Struct, forbid_unknown_fields=True):
     symbol: str
-    trade_id: int
+    trade_id: Id
     price: float
     qty: float
-    ts: int
-    recv_ts: int
+    ts: Time
+    recv_ts: Time
     buyer_is_maker: bool
     source: str
-    first_trade_id: int
-    last_trade_id: int
+    first_trade_id: Id
+    last_trade_id: Id
     v: int = 1
 
 
