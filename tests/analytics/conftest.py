@@ -19,7 +19,8 @@ def real_bars() -> RealBars:
     """1 s closes of BTCUSDT (y) and ETHUSDT (x) from ../shared/data, aligned."""
     bars = load_real_bars()
     if bars is None:
-        pytest.skip(f"real data not found at {DATA_DIR}")
+        pytest.fail(f"real data not found at {DATA_DIR}: clone pairflow beside ../shared "
+                    "or set PAIRFLOW_TEST_DATA")
     return bars
 
 
