@@ -48,6 +48,16 @@ def live(
     lateness: Annotated[float | None, typer.Option(help="Allowed lateness, s "
                                                    "[default: 2].")] = None,
     window: Annotated[int | None, typer.Option(help="Bars in the rolling window.")] = None,
+    price: Annotated[str | None, typer.Option(help="log or raw [default: log].")] = None,
+    lag: Annotated[str | None, typer.Option(help="aic, bic or a fixed lag.")] = None,
+    entry_z: Annotated[float | None, typer.Option("--entry-z", help="Alert entry |z|.")] = None,
+    exit_z: Annotated[float | None, typer.Option("--exit-z", help="Alert exit |z|.")] = None,
+    cooldown: Annotated[int | None, typer.Option(help="Bars after an exit with no entry.")
+                        ] = None,
+    recovery_dir: Annotated[Path | None, typer.Option(help="Bytewax recovery directory: "
+                                                      "resume from it after a crash.")] = None,
+    snapshot_interval: Annotated[float | None, typer.Option(help="Seconds between "
+                                                            "snapshots [default: 10].")] = None,
     workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker "
                                          "threads.")] = 1,
     config_file: Annotated[Path | None, typer.Option("--config", help="TOML "
@@ -66,7 +76,10 @@ def live(
          "market": market, "ws_url": ws_url, "rest_url": rest_url,
          "store": str(store) if store else None, "kafka": kafka, "duration_s": duration,
          "record_dir": str(record) if record else None,
-         "ticks_to_kafka": ticks_to_kafka or None, "lateness_s": lateness, "window": window},
+         "ticks_to_kafka": ticks_to_kafka or None, "lateness_s": lateness, "window": window,
+         "price": price, "lag": lag, "entry_z": entry_z, "exit_z": exit_z,
+         "cooldown_bars": cooldown, "recovery_dir": str(recovery_dir) if recovery_dir else None,
+         "snapshot_s": snapshot_interval},
         toml_path=config_file)
     try:
         totals, elapsed = _run_flow(config, workers, show_progress=False)
