@@ -324,7 +324,8 @@ class KafkaBroker:
         # --standalone is for the dynamic-quorum form (controller.quorum.bootstrap.servers).
         cmd = [
             java, "-cp", f"{libs}/*", "kafka.tools.StorageTool",
-            "format", "-t", _cluster_id(), "-c", str(props),
+            # "--cluster-id=…" as one word: a random id may begin with "-".
+            "format", f"--cluster-id={_cluster_id()}", "-c", str(props),
         ]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:

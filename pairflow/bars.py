@@ -32,6 +32,9 @@ from pairflow.timeframes import timeframe_us
 
 #: Trade ids remembered per symbol to drop duplicates (overlapping files, reconnect overlap).
 DEDUP_CAPACITY = 1 << 16
+#: Longest run of quiet bars made in one go. A longer silence with contiguous ids is a halted
+#: market or a corrupt trade time (years ahead), not a day of flat prices: it is a gap.
+MAX_QUIET_US = 86_400_000_000
 _NO_TS = np.iinfo(np.int64).min
 
 # Slots of a partial (still open) window, kept as a plain list so state pickles cheaply.
@@ -261,6 +264,9 @@ class BarBuilder:
     def _quiet_bars(self, frame: _TimeframeState, until_window: int, out: list[Bar]) -> None:
         """Quiet bars for windows after ``frame.last_window`` and before ``until_window``."""
         length = frame.length_us
+        if (until_window - frame.last_window - 1) * length > MAX_QUIET_US:
+            frame.last_window = until_window - 1  # too long to be quiet trading: a gap
+            return
         close = frame.last_close
         for wid in range(frame.last_window + 1, until_window):
             start, end = wid * length, (wid + 1) * length

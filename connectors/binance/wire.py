@@ -68,8 +68,6 @@ _envelope = msgspec.json.Decoder(TradeEnvelope, strict=False)
 _payload = msgspec.json.Decoder(TradePayload, strict=False)
 
 _STREAM_PREFIX = b'{"stream":"'
-#: Largest distance between a trade's exchange time and its local receive time.
-MAX_CLOCK_GAP_US = 86_400_000_000
 #: What decoding bad input can raise: msgspec's errors, and invalid UTF-8 in a string.
 DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
 _TRADE_KINDS = frozenset({"trade", "aggTrade"})
@@ -293,17 +291,6 @@ class FrameParser:
             problem = self._problem(payloads[index], streams and streams[index])
             out.dead.append(self._dead(problem, frame_at(index), int(recv[index])))
         ts = np.where(times >= 100_000_000_000_000, times, times * 1000)
-        # In a recording, a trade stamped a day away from its receipt is corrupt: its watermark
-        # would make every later trade late (or invent a day of quiet bars). Receive times
-        # before 2001 are not clock readings (synthetic input) and are not compared; live
-        # frames are not either (a test exchange may serve an old tape at today's clock).
-        far = (np.abs(ts - recv) > MAX_CLOCK_GAP_US) & (recv >= 10**15)
-        if self.source == "replay" and far.any():
-            for index in np.flatnonzero(far & ok).tolist():
-                out.dead.append(self._dead(
-                    f"bad_value: trade time {int(ts[index])} µs is more than a day from its "
-                    f"receive time {int(recv[index])}", frame_at(index), int(recv[index])))
-            ok &= ~far
         maker = np.array([p.m for p in payloads], np.bool_)
         for symbol in sorted({s for s, good in usable.items() if good}):
             mask = ok if len(usable) == 1 else ok & (np.array(symbols) == symbol)
