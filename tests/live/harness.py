@@ -7,6 +7,7 @@ from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from bytewax.testing import run_main
 
 from connectors.metrics import CountTally
@@ -104,13 +105,31 @@ def check_exact(tmp_path: Path, tape: Tape, speed: float, faults: Faults,
     assert totals["duplicates"] == 0, totals
     assert totals["dead:late"] == 0, totals
     assert totals["feed_gaps_declared"] == 0, totals
-    assert_bars_equal(comparable(bars, tape), comparable(reference, tape))
+    assert_bars_equal(comparable(bars, tape), comparable(reference, tape),
+                      exact=market == "spot")
     return totals, stats, store
 
 
-def assert_bars_equal(live: list[dict], reference: list[dict]) -> None:
-    """Same bars, field for field: bar sums are exact, so chunking changes nothing."""
+#: A usdm run's aggregate trades carry quantities the server summed and formatted, while the
+#: replay reference folds the individual trades: their sums agree to rounding, not to the bit
+#: (runs of the same stream kind are identical: bar sums are exact).
+_SUMS = ("volume", "quote_volume", "vwap", "taker_buy_volume")
+
+
+def assert_bars_equal(live: list[dict], reference: list[dict], exact: bool = False) -> None:
+    """Same bars: identical keys, ids, counts and prices; sums to 1e-9 relative or exactly.
+
+    With ``exact`` every field, sums included, must be equal to the bit.
+    """
     assert [(r["symbol"], r["timeframe"], r["start"]) for r in live] == \
         [(r["symbol"], r["timeframe"], r["start"]) for r in reference]
     for a, b in zip(live, reference, strict=True):
-        assert a == b, (a, b)
+        if exact:
+            assert a == b, (a, b)
+            continue
+        assert {k: v for k, v in a.items() if k not in _SUMS} == \
+            {k: v for k, v in b.items() if k not in _SUMS}, (a, b)
+        for k in _SUMS:
+            assert (a[k] is None) == (b[k] is None), (k, a, b)
+            if a[k] is not None:
+                assert a[k] == pytest.approx(b[k], rel=1e-9, abs=1e-12), (k, a, b)
