@@ -28,7 +28,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -710,8 +710,6 @@ class _ReplayPartition(StatefulSourcePartition[ReplayItem, int]):
     def next_awake(self):  # noqa: D102 - bytewax API
         if self._awake is None:
             return None
-        from datetime import UTC, datetime
-
         return datetime.now(UTC) + timedelta(seconds=max(self._awake - time.monotonic(), 0))
 
     def snapshot(self) -> int:  # noqa: D102 - bytewax API

@@ -22,7 +22,7 @@ from typing import Any
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from pairflow.errors import StoreError
-from pairflow.records import Alert, Bar, DeadLetter, Health, PairStats, field_names, to_dict
+from pairflow.records import Alert, Bar, DeadLetter, Health, PairStats, field_names
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ TABLES: dict[str, tuple[str, type, tuple[str, ...]]] = {
 #: Export / dashboard kinds by table name.
 KINDS = {"bars": "bar", "pairs": "pair", "alerts": "alert", "deadletter": "deadletter",
          "health": "health"}
-_SQL_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT", bool: "INTEGER"}
 _BUSY_TIMEOUT_S = 30.0
 
 
@@ -266,8 +265,3 @@ class StoreReader:
         if connection is not None:
             connection.close()
             self._local.connection = None
-
-
-def records_to_dicts(records: Iterable[Any]) -> list[dict[str, Any]]:
-    """Records as the dicts :meth:`StoreReader.query` returns (for comparisons in tests)."""
-    return [to_dict(r) for r in records]
