@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -87,6 +88,16 @@ def test_ticks_through_kafka_give_the_same_bars_and_pairs(tmp_path, kafka_broker
     assert from_kafka["alerts"] == direct["alerts"]
 
 
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
 def test_one_worker_two_workers_and_two_processes_give_the_same_records(tmp_path):
     run_main(build_flow(_config(tmp_path, "one")))
     cluster_main(build_flow(_config(tmp_path, "two")), [], 0, worker_count_per_proc=2)
@@ -97,12 +108,17 @@ def test_one_worker_two_workers_and_two_processes_give_the_same_records(tmp_path
            "PAIRFLOW_PAIRS": "BTCUSDT/ETHUSDT,ETHUSDT/BTCUSDT", "PAIRFLOW_TIMEFRAMES": "1s,1m",
            "PAIRFLOW_WINDOW": "60", "PAIRFLOW_STORE": str(tmp_path / "procs.db"),
            "PATH": "/usr/bin:/bin"}
-    # Two processes of one cluster, as `python -m bytewax.run -i/-a` deploys them.
-    addresses = "127.0.0.1:2411;127.0.0.1:2412"
+    # Two processes of one cluster, as `python -m bytewax.run -i/-a` deploys them, on free
+    # ports (a fixed pair would meet any other cluster on this machine).
+    addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(2))
     procs = [subprocess.Popen([sys.executable, "-m", "bytewax.run", "flows.pairs:flow",
                                "-i", str(i), "-a", addresses], cwd=ROOT, env=env)
              for i in range(2)]
-    assert [p.wait(timeout=180) for p in procs] == [0, 0]
+    try:
+        assert [p.wait(timeout=180) for p in procs] == [0, 0]
+    finally:
+        for p in procs:
+            p.kill()
     assert one == _store_rows(tmp_path / "procs.db")
 
 
