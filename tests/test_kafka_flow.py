@@ -106,8 +106,8 @@ def test_one_worker_two_workers_and_two_processes_give_the_same_records(tmp_path
     env = {"PAIRFLOW_SOURCE": "replay", "PAIRFLOW_FILES": ",".join(TAPE),
            "PAIRFLOW_SYMBOLS": "BTCUSDT,ETHUSDT",
            "PAIRFLOW_PAIRS": "BTCUSDT/ETHUSDT,ETHUSDT/BTCUSDT", "PAIRFLOW_TIMEFRAMES": "1s,1m",
-           "PAIRFLOW_WINDOW": "60", "PAIRFLOW_STORE": str(tmp_path / "procs.db"),
-           "PATH": "/usr/bin:/bin"}
+           "PAIRFLOW_WINDOW": "60", "PAIRFLOW_STORE": str(tmp_path / "procs.db")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PAIRFLOW_")}, **env}
     # Two processes of one cluster, as `python -m bytewax.run -i/-a` deploys them, on free
     # ports (a fixed pair would meet any other cluster on this machine).
     addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(2))

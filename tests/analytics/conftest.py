@@ -24,13 +24,15 @@ def real_bars() -> RealBars:
     return bars
 
 
+_DEFAULT_BACKEND = pair.BACKEND
 _BACKENDS = ["numpy"] + (["numba"] if _kernel.AVAILABLE else [])
 
 
 @pytest.fixture(scope="module", params=_BACKENDS, autouse=True)
 def backend(request):
     """Run every analytics test module once per available backend (numpy, numba kernels)."""
-    saved = pair.BACKEND
     pair.BACKEND = request.param
     yield request.param
-    pair.BACKEND = saved
+    # Back to the process default, whatever order pytest ran the parametrised modules in:
+    # later tests (the flow in this process against one in a subprocess) need the same backend.
+    pair.BACKEND = _DEFAULT_BACKEND
