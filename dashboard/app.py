@@ -17,6 +17,10 @@ if __package__ in (None, ""):  # run as a script by ``panel serve dashboard/app.
 from dashboard.feed import FeedSettings, get_feed  # noqa: E402
 from dashboard.views import PairDashboard  # noqa: E402
 
+#: The ``--basic-auth`` login page: self-contained, where Panel's own loads a logo from a CDN
+#: (``panel serve dashboard/app.py --basic-auth … --login-template`` this file).
+LOGIN_TEMPLATE = Path(__file__).resolve().parent / "templates" / "login.html"
+
 #: Served from the Panel server itself, never from a CDN (the page works offline).
 pn.config.notifications = True
 pn.extension(notifications=True, inline=True)

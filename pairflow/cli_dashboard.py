@@ -58,7 +58,7 @@ def serve(
         raise ConfigError(f"--port must be 0..65535, got {port}")
     from panel.io.server import get_server
 
-    from dashboard.app import create_page
+    from dashboard.app import LOGIN_TEMPLATE, create_page
     from dashboard.feed import FeedSettings, get_feed
 
     settings = FeedSettings(store=Path(store) if store else None, kafka=kafka,
@@ -80,6 +80,7 @@ def serve(
             {"/": lambda: create_page(settings)}, port=actual, address=host, show=False,
             start=False, title="pairflow", websocket_origin=origins, basic_auth=auth,
             cookie_secret=os.urandom(32).hex() if auth else None, liveness=True,
+            login_template=str(LOGIN_TEMPLATE) if auth else None,
         )
     except OSError as error:
         raise ConfigError(f"cannot listen on {host}:{actual}: {error.strerror}") from error

@@ -202,6 +202,13 @@ def test_unknown_pair_in_url_shows_a_message(page, url):
     expect(page.locator(".pf-message")).to_contain_text("FOO/BAR")
 
 
+def test_unknown_timeframe_in_url_shows_a_message_and_a_known_one(page, url, store):
+    page.goto(url + f"?pair={PAIR}&timeframe=7x<b>")
+    expect(page.locator(".pf-message")).to_contain_text(f"{PAIR} 7x<b>")  # escaped, as typed
+    page.wait_for_function(LOADED)
+    assert len(data(page)["t"]) == len(store_rows(store, "pairs", pair=PAIR, timeframe="1s"))
+
+
 def test_missing_store_shows_banner_then_recovers(page, replay_store, tmp_path):
     path = tmp_path / "later.db"
     with dashboard_server("--store", str(path)) as url:
