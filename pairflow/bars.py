@@ -150,7 +150,10 @@ class BarBuilder:
         return BarStepOut(bars, None, None, 0)
 
     def gap(self, gap: FeedGap) -> None:
-        """Declare trades in ``[gap.start, gap.end)`` lost: no bar for windows inside it."""
+        """Declare trades in ``[gap.start, gap.end)`` lost: no bar for a window overlapping it.
+
+        Traded windows too: a window that lost some of its trades has no true bar.
+        """
         self._gaps.append((gap.start, gap.end))
 
     def _drop_duplicates(self, chunk: TickChunk) -> tuple[TickChunk, int]:
@@ -244,7 +247,9 @@ class BarBuilder:
                 if frame.last_window is not None and wid > frame.last_window + 1:
                     if self._ids_contiguous(frame.last_trade_id, part[_FIRST_ID]):
                         self._quiet_bars(frame, wid, bars)
-                bars.append(self._bar(frame, wid, part, volume, quote, taker_buy))
+                if not self._in_gap(wid * length, (wid + 1) * length):
+                    # A window that lost trades to a gap has no true bar: none is made.
+                    bars.append(self._bar(frame, wid, part, volume, quote, taker_buy))
                 frame.last_window = wid
                 frame.last_close = part[_CLOSE]
                 frame.last_trade_id = part[_LAST_ID]
@@ -271,12 +276,16 @@ class BarBuilder:
         for wid in range(frame.last_window + 1, until_window):
             start, end = wid * length, (wid + 1) * length
             frame.last_window = wid
-            if any(g_start < end and start < g_end for g_start, g_end in self._gaps):
+            if self._in_gap(start, end):
                 continue
             out.append(
                 Bar(self.symbol, frame.name, start, end, close, close, close, close,
                     0.0, 0.0, None, 0, 0.0, None, None)
             )
+
+    def _in_gap(self, start: int, end: int) -> bool:
+        """Whether the window ``[start, end)`` overlaps a declared feed gap."""
+        return any(g_start < end and start < g_end for g_start, g_end in self._gaps)
 
     def _bar(self, frame: _TimeframeState, wid: int, part: list, volume: float, quote: float,
              taker_buy: float) -> Bar:

@@ -163,6 +163,19 @@ def test_feed_gap_windows_are_not_bars():
     assert [(b.start, b.trades) for b in bars] == [(0, 1), (3 * S, 0), (4 * S, 0), (5 * S, 1)]
 
 
+def test_traded_windows_that_lost_trades_to_a_gap_are_not_bars():
+    # Trades at 0.1 s and 70.5 s survive around a gap [0.4 s, 70.2 s): the 1 s windows at 0 s
+    # and 70 s and the 1 m windows at 0 and 60 s each lost trades, so none of them is a bar.
+    builder = BarBuilder("BTCUSDT", ["1s", "1m"], lateness_us=0)
+    builder.update(tick(S // 10, 1, 10.0))
+    builder.gap(FeedGap("BTCUSDT", 4 * S // 10, 70 * S + S // 5, "backfill: ids not available"))
+    bars = builder.update(tick(70 * S + S // 2, 9, 11.0)).bars
+    bars += builder.update(tick(125 * S, 10, 12.0)).bars
+    bars += builder.heartbeat(Heartbeat("BTCUSDT", 0, final=True)).bars
+    assert [(b.timeframe, b.start) for b in bars if b.trades] == [("1s", 125 * S), ("1m", 120 * S)]
+    assert not [b for b in bars if b.start < 70 * S + S // 5 and b.end > 4 * S // 10]
+
+
 def test_duplicates_dropped_and_counted():
     chunks = [make_chunk("BTCUSDT", [100, 200, 200], [1, 2, 2], [1.0, 2.0, 2.0]),
               make_chunk("BTCUSDT", [100, 300], [1, 3], [1.0, 3.0])]

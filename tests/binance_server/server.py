@@ -46,7 +46,8 @@ class Faults:
             frame: the client sees 1006), ``close_1006`` (same), ``close_1008`` (close frame
             1008), ``silence`` (arg: stream name; that stream stops on the open connections
             while they stay up), ``refuse`` (arg: wall seconds during which new connections
-            are dropped at once).
+            are dropped at once), ``forget`` (REST drops the history published so far, as
+            the exchange's history limit would: older ids are gone for good).
         duplicate_every: send every N-th frame twice (0: never).
         reorder_every: swap every N-th frame with the next one (0: never).
         malformed_every: inject a truncated frame after every N-th frame (0: never).
@@ -101,6 +102,8 @@ class BinanceTestServer:
         self._conns: list[_Conn] = []
         self._fired: set[int] = set()
         self._refuse_until = 0.0
+        #: Tape time (ms) up to which REST no longer has trades (the ``forget`` fault).
+        self._rest_floor_ms = -1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -206,6 +209,8 @@ class BinanceTestServer:
         elif kind == "silence":
             for conn in self._conns:
                 conn.silenced.add(arg)
+        elif kind == "forget":
+            self._rest_floor_ms = self.tape_now_ms()
         elif kind == "refuse":
             self._refuse_until = time.monotonic() + float(arg)
             for conn in list(self._conns):
@@ -235,6 +240,7 @@ class BinanceTestServer:
         conn.cursor = bisect.bisect_right(self._times, self.tape_now_ms())
         self._conns.append(conn)
         self.stats["connections"] += 1
+        self.stats["most_open"] = max(self.stats["most_open"], len(self._conns))
         sender = asyncio.create_task(self._send_loop(conn))
         try:
             async for message in ws:
@@ -348,7 +354,8 @@ class BinanceTestServer:
         symbol = request.query.get("symbol", "")
         if symbol not in self.tape.by_symbol:
             return web.json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
-        rows = self.tape.published(symbol, self.tape_now_ms())
+        rows = [t for t in self.tape.published(symbol, self.tape_now_ms())
+                if t.time_ms > self._rest_floor_ms]
         limit = self._limit(request.query)
         if "fromId" in request.query:
             ids = [t.trade_id for t in rows]
@@ -371,7 +378,8 @@ class BinanceTestServer:
         rows = self.tape.aggs[symbol]
         now = self.tape_now_ms()
         # An aggregate is published once its last trade is (its trades share one time).
-        rows = rows[:bisect.bisect_right(self._agg_times[symbol], now)]
+        rows = rows[bisect.bisect_right(self._agg_times[symbol], self._rest_floor_ms):
+                    bisect.bisect_right(self._agg_times[symbol], now)]
         limit = self._limit(request.query)
         if "fromId" in request.query:
             start = bisect.bisect_left([a.a for a in rows], int(request.query["fromId"]))

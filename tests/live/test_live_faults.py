@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.binance_server import Faults, Tape
-from tests.live.harness import check_exact
+from tests.binance_server import BinanceTestServer, Faults, Tape
+from tests.live.harness import check_exact, comparable, live_run, replay_bars
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(60)]
 
@@ -102,4 +102,38 @@ def test_usdm_agg_trades_abrupt_close(tmp_path, tape):
     # trades, so the bars equal the trade tape's (sums to rounding).
     faults = Faults(events=[(30.0, "abrupt_close", None)])
     totals, stats, _ = check_exact(tmp_path, tape, SPEED, faults, market="usdm")
+    assert totals["backfilled"] > 0
+
+
+def test_trades_rest_no_longer_has_become_a_feed_gap_without_bars(tmp_path, tape):
+    # Disconnected from tape 20 s to ~40 s; meanwhile (30 s) REST forgets everything published
+    # so far, so the reconnect's backfill cannot get 20–30 s back: a declared feed gap, no bar
+    # for a window that lost trades, every other bar exact.
+    faults = Faults(events=[(20.0, "refuse", 0.5), (30.0, "forget", None)])
+    reference = {(r["symbol"], r["timeframe"], r["start"]): r
+                 for r in replay_bars(tmp_path, tape)}
+    duration = (tape.last_ms - tape.first_ms) / 1000 / SPEED + 3.0
+    with BinanceTestServer(tape, SPEED, faults) as server:
+        totals, bars, _ = live_run(tmp_path, server, duration)
+    assert totals["feed_gaps_declared"] >= 1, totals
+    assert 0 < totals["ticks_read"] < len(tape.trades)
+    assert totals["dead:late"] == 0 and totals["duplicates"] == 0, totals
+    live = {(r["symbol"], r["timeframe"], r["start"]): r for r in comparable(bars, tape)}
+    for key, bar in live.items():
+        assert bar == reference[key], key
+    lost = sorted(key[2] for key in set(reference) - set(live) if key[1] == "1s")
+    first_us = tape.first_ms * 1000
+    assert lost, "no 1 s window was left without a bar"
+    assert first_us + 19_000_000 <= lost[0] and lost[-1] <= first_us + 31_000_000, \
+        [(t - first_us) / 1e6 for t in (lost[0], lost[-1])]
+
+
+def test_one_connection_per_stream_reconnects_each_and_loses_nothing(tmp_path, tape):
+    faults = Faults(events=[(30.0, "abrupt_close", None)])
+    env = {"PAIRFLOW_LIVE_STREAMS_PER_CONNECTION": "1"}
+    totals, stats, _ = check_exact(tmp_path, tape, SPEED, faults, extra_env=env)
+    # One connection per symbol, each opened again after the drop (a replacement for a stream
+    # the watchdog found silent on a loaded machine may add one).
+    assert stats["most_open"] >= 2 and stats["connections"] >= 4, stats
+    assert totals["reconnects"] >= 2
     assert totals["backfilled"] > 0
