@@ -20,6 +20,25 @@ from typing import Annotated, Any
 
 import typer
 
+from pairflow.cli_options import (
+    ConfigFile,
+    Cooldown,
+    EntryZ,
+    ExitZ,
+    Kafka,
+    KafkaPrefix,
+    Lag,
+    Lateness,
+    Pairs,
+    Price,
+    RecoveryDir,
+    SnapshotInterval,
+    Store,
+    Symbols,
+    Timeframes,
+    Window,
+    Workers,
+)
 from pairflow.config import PairflowConfig, load_config
 from pairflow.errors import ConfigError, PairflowError, SinkError
 from pairflow.records import iso_to_us, write_csv
@@ -38,36 +57,9 @@ app = typer.Typer(
 )
 
 
-Symbols = Annotated[str, typer.Option("--symbols", help="Comma-separated symbols, e.g. "
-                                      "BTCUSDT,ETHUSDT.")]
-Timeframes = Annotated[str | None, typer.Option(help="Comma-separated bar timeframes "
-                                                "[default: 1s,1m,5m].")]
-Pairs = Annotated[str | None, typer.Option(help="Comma-separated pairs Y/X, e.g. "
-                                           "BTCUSDT/ETHUSDT (Y is regressed on X).")]
-Store = Annotated[Path | None, typer.Option(help="SQLite store to write (created if absent).")]
-Kafka = Annotated[str | None, typer.Option("--kafka", help="Kafka bootstrap servers, e.g. "
-                                           "127.0.0.1:9092.")]
-ConfigFile = Annotated[Path | None, typer.Option("--config", help="TOML configuration file "
-                                                 "(flags and PAIRFLOW_* override it).")]
-
-
 def _analytics_options(window, price, lag, entry_z, exit_z, cooldown) -> dict[str, Any]:
     return {"window": window, "price": price, "lag": lag, "entry_z": entry_z,
             "exit_z": exit_z, "cooldown_bars": cooldown}
-
-
-RecoveryDir = Annotated[Path | None, typer.Option(help="Bytewax recovery directory: snapshot "
-                                                "state there and resume from it after a crash.")]
-SnapshotInterval = Annotated[float | None, typer.Option(help="Seconds between snapshots "
-                                                        "[default: 10].")]
-Window = Annotated[int | None, typer.Option(help="Bars in the rolling window [default: 300].")]
-Price = Annotated[str | None, typer.Option(help="Price transform: log or raw [default: log].")]
-Lag = Annotated[str | None, typer.Option(help="ADF/EG lag policy: aic, bic or a fixed lag "
-                                         "[default: aic].")]
-EntryZ = Annotated[float | None, typer.Option("--entry-z", help="Alert entry |z| [default: 2].")]
-ExitZ = Annotated[float | None, typer.Option("--exit-z", help="Alert exit |z| [default: 0.5].")]
-Cooldown = Annotated[int | None, typer.Option(help="Bars after an exit with no new entry "
-                                              "[default: 0].")]
 
 
 def _run_flow(config: PairflowConfig, workers: int, show_progress: bool) -> tuple[Counter, float]:
@@ -241,19 +233,17 @@ def replay(
     kafka: Kafka = None,
     speed: Annotated[str | None, typer.Option(help="max, realtime or a multiple N of real "
                                               "time [default: max].")] = None,
-    lateness: Annotated[float | None, typer.Option(help="Allowed lateness, seconds "
-                                                   "[default: 2].")] = None,
+    lateness: Lateness = None,
     window: Window = None,
     price: Price = None,
     lag: Lag = None,
     entry_z: EntryZ = None,
     exit_z: ExitZ = None,
     cooldown: Cooldown = None,
-    kafka_prefix: Annotated[str | None, typer.Option(help="Kafka topic prefix "
-                                                     "[default: pairflow.].")] = None,
+    kafka_prefix: KafkaPrefix = None,
     ticks_to_kafka: Annotated[bool, typer.Option(help="Also publish the normalised ticks to "
                                                  "the `ticks` topic (needs --kafka).")] = False,
-    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker threads.")] = 1,
+    workers: Workers = 1,
     recovery_dir: RecoveryDir = None,
     snapshot_interval: SnapshotInterval = None,
     config_file: ConfigFile = None,

@@ -15,11 +15,28 @@ from typing import Annotated
 
 import typer
 
+from pairflow.cli_options import (
+    ConfigFile,
+    Cooldown,
+    EntryZ,
+    ExitZ,
+    Kafka,
+    KafkaPrefix,
+    Lag,
+    Lateness,
+    Pairs,
+    Price,
+    RecoveryDir,
+    SnapshotInterval,
+    Store,
+    Symbols,
+    Timeframes,
+    Window,
+    Workers,
+)
 from pairflow.config import load_config
 from pairflow.errors import ConfigError
 
-Symbols = Annotated[str, typer.Option("--symbols", help="Comma-separated symbols, e.g. "
-                                      "BTCUSDT,ETHUSDT.")]
 Market = Annotated[str | None, typer.Option(help="spot or usdm (USDⓈ-M futures) "
                                             "[default: spot].")]
 WsUrl = Annotated[str | None, typer.Option("--ws-url", help="Base WebSocket URL "
@@ -32,36 +49,30 @@ Duration = Annotated[float | None, typer.Option(help="Stop after this many secon
 
 def live(
     symbols: Symbols,
-    pairs: Annotated[str | None, typer.Option(help="Comma-separated pairs Y/X.")] = None,
-    timeframes: Annotated[str | None, typer.Option(help="Bar timeframes "
-                                                   "[default: 1s,1m,5m].")] = None,
+    pairs: Pairs = None,
+    timeframes: Timeframes = None,
     market: Market = None,
     ws_url: WsUrl = None,
     rest_url: RestUrl = None,
-    store: Annotated[Path | None, typer.Option(help="SQLite store to write.")] = None,
-    kafka: Annotated[str | None, typer.Option("--kafka", help="Kafka bootstrap servers.")] = None,
+    store: Store = None,
+    kafka: Kafka = None,
+    kafka_prefix: KafkaPrefix = None,
     duration: Duration = None,
     record: Annotated[Path | None, typer.Option("--record", help="Also record raw frames "
                                                 "into this directory.")] = None,
     ticks_to_kafka: Annotated[bool, typer.Option("--ticks-to-kafka", help="Publish "
                                                  "normalised ticks to Kafka.")] = False,
-    lateness: Annotated[float | None, typer.Option(help="Allowed lateness, s "
-                                                   "[default: 2].")] = None,
-    window: Annotated[int | None, typer.Option(help="Bars in the rolling window.")] = None,
-    price: Annotated[str | None, typer.Option(help="log or raw [default: log].")] = None,
-    lag: Annotated[str | None, typer.Option(help="aic, bic or a fixed lag.")] = None,
-    entry_z: Annotated[float | None, typer.Option("--entry-z", help="Alert entry |z|.")] = None,
-    exit_z: Annotated[float | None, typer.Option("--exit-z", help="Alert exit |z|.")] = None,
-    cooldown: Annotated[int | None, typer.Option(help="Bars after an exit with no entry.")
-                        ] = None,
-    recovery_dir: Annotated[Path | None, typer.Option(help="Bytewax recovery directory: "
-                                                      "resume from it after a crash.")] = None,
-    snapshot_interval: Annotated[float | None, typer.Option(help="Seconds between "
-                                                            "snapshots [default: 10].")] = None,
-    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker "
-                                         "threads.")] = 1,
-    config_file: Annotated[Path | None, typer.Option("--config", help="TOML "
-                                                     "configuration file.")] = None,
+    lateness: Lateness = None,
+    window: Window = None,
+    price: Price = None,
+    lag: Lag = None,
+    entry_z: EntryZ = None,
+    exit_z: ExitZ = None,
+    cooldown: Cooldown = None,
+    recovery_dir: RecoveryDir = None,
+    snapshot_interval: SnapshotInterval = None,
+    workers: Workers = 1,
+    config_file: ConfigFile = None,
 ) -> None:
     """Run the flow on live Binance trades into the store and/or Kafka.
 
@@ -74,7 +85,8 @@ def live(
     config = load_config(
         {"source": "live", "symbols": symbols, "pairs": pairs, "timeframes": timeframes,
          "market": market, "ws_url": ws_url, "rest_url": rest_url,
-         "store": str(store) if store else None, "kafka": kafka, "duration_s": duration,
+         "store": str(store) if store else None, "kafka": kafka, "kafka_prefix": kafka_prefix,
+         "duration_s": duration,
          "record_dir": str(record) if record else None,
          "ticks_to_kafka": ticks_to_kafka or None, "lateness_s": lateness, "window": window,
          "price": price, "lag": lag, "entry_z": entry_z, "exit_z": exit_z,

@@ -203,6 +203,31 @@ def store_content(db: Path) -> dict[str, list[tuple]]:
     return {table: table_rows(db, table) for table in STORE_TABLES}
 
 
+def kafka_deduplicated(bootstrap: str, prefix: str,
+                       tables: Iterable[str]) -> tuple[dict[str, list[tuple]], int]:
+    """Record topics read whole and deduplicated as docs/kafka.md tells consumers to: by key +
+    time (bars: ``end``; alerts: ``alert_id``), sorted like the rows of ``store_content``
+    tables read through ``StoreReader`` (sorted ``(field, value)`` tuples); and how many
+    repeated copies were dropped. A repeat that differs from its first copy fails."""
+    from connectors.kafka import consume_records
+
+    content, repeats = {}, 0
+    for table in tables:
+        latest: dict[Any, dict[str, Any]] = {}
+        records = consume_records(bootstrap, f"{prefix}{table}")
+        for key, value in records:
+            value.pop("v")
+            when = value["end"] if table == "bars" else value["ts"]
+            identity: Any = value["alert_id"] if table == "alerts" else (key, when)
+            if table == "deadletter":
+                identity = (key, when, value["raw"])
+            assert latest.get(identity, value) == value, "a repeat differs from its first copy"
+            latest[identity] = value
+        repeats += len(records) - len(latest)
+        content[table] = sorted((tuple(sorted(r.items())) for r in latest.values()), key=repr)
+    return content, repeats
+
+
 def store_bars(db: Path, symbol: str, timeframe: str) -> list[dict[str, Any]]:
     """Bars of one symbol and timeframe from a store, in start order."""
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.kafka import consume_records
 from connectors.store import StoreReader
+from tests.helpers import kafka_deduplicated
 
 ROOT = Path(__file__).resolve().parents[1]
 TAPE = sorted(str(p) for p in (ROOT / "pairflow" / "data").glob("*.gz"))
@@ -25,27 +25,6 @@ def _replay_command(store: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "pairflow.cli", "replay", *TAPE,
             "--symbols", "BTCUSDT,ETHUSDT", "--pairs", "BTCUSDT/ETHUSDT",
             "--timeframes", "1s,1m", "--window", "60", "--store", str(store), *extra]
-
-
-def _deduplicated(bootstrap: str, prefix: str) -> tuple[dict[str, list], int]:
-    """Every record topic, deduplicated by key + time (bars: end; alerts: alert_id), sorted
-    like the store's rows; and how many repeated copies were dropped."""
-    content, repeats = {}, 0
-    for table in TABLES:
-        latest = {}
-        records = consume_records(bootstrap, f"{prefix}{table}")
-        for key, value in records:
-            value.pop("v")
-            when = value["end"] if table == "bars" else value["ts"]
-            identity = value["alert_id"] if table == "alerts" else (key, when)
-            if table == "deadletter":
-                identity = (key, when, value["raw"])
-            if identity in latest:
-                assert latest[identity] == value, "a repeated record differs from its first copy"
-            latest[identity] = value
-        repeats += len(records) - len(latest)
-        content[table] = sorted((tuple(sorted(r.items())) for r in latest.values()), key=repr)
-    return content, repeats
 
 
 def _content(store: Path) -> dict[str, list]:
@@ -90,8 +69,10 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(
     # Kafka: at-least-once. The records made after the last snapshot before each kill went out
     # again after the restart; deduplicated, the topics equal the uninterrupted run's, which
     # has no repeats, and the store.
-    uninterrupted, none = _deduplicated(kafka_broker.bootstrap, f"{unique_prefix}clean.")
-    resumed, repeats = _deduplicated(kafka_broker.bootstrap, f"{unique_prefix}crashed.")
+    uninterrupted, none = kafka_deduplicated(kafka_broker.bootstrap, f"{unique_prefix}clean.",
+                                             TABLES)
+    resumed, repeats = kafka_deduplicated(kafka_broker.bootstrap, f"{unique_prefix}crashed.",
+                                          TABLES)
     assert none == 0
     assert resumed == uninterrupted == _content(clean)
     print(f"{repeats} repeated records dropped by key + time")
