@@ -56,6 +56,9 @@ class Faults:
         rest_429_first: answer the first N REST requests with ``rest_status``.
         rest_status: 429 or 418.
         retry_after_s: the ``Retry-After`` header value.
+        start_with_connections: the tape clock starts once this many connections are open, so
+            a client that spreads its streams over several connections sees the first trades
+            on each (a stream opened later starts at its first trade, by design).
     """
 
     events: list[tuple[float, str, Any]] = field(default_factory=list)
@@ -67,6 +70,7 @@ class Faults:
     rest_429_first: int = 0
     rest_status: int = 429
     retry_after_s: int = 1
+    start_with_connections: int = 1
 
 
 @dataclass
@@ -234,12 +238,13 @@ class BinanceTestServer:
         elif not request.path.startswith("/ws"):
             await ws.close(1008, "unknown path")
             return
-        if self._clock_start is None:
-            self._clock_start = time.monotonic()
         conn = _Conn(ws, streams, time.monotonic())
         conn.cursor = bisect.bisect_right(self._times, self.tape_now_ms())
         self._conns.append(conn)
         self.stats["connections"] += 1
+        if self._clock_start is None and \
+                len(self._conns) >= self.faults.start_with_connections:
+            self._clock_start = time.monotonic()
         self.stats["most_open"] = max(self.stats["most_open"], len(self._conns))
         sender = asyncio.create_task(self._send_loop(conn))
         try:

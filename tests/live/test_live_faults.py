@@ -129,7 +129,9 @@ def test_trades_rest_no_longer_has_become_a_feed_gap_without_bars(tmp_path, tape
 
 
 def test_one_connection_per_stream_reconnects_each_and_loses_nothing(tmp_path, tape):
-    faults = Faults(events=[(30.0, "abrupt_close", None)])
+    # The tape starts once both connections are up: a stream subscribed after a trade was
+    # published starts at its next one (live semantics), which the count below would not allow.
+    faults = Faults(events=[(30.0, "abrupt_close", None)], start_with_connections=2)
     env = {"PAIRFLOW_LIVE_STREAMS_PER_CONNECTION": "1"}
     totals, stats, _ = check_exact(tmp_path, tape, SPEED, faults, extra_env=env)
     # One connection per symbol, each opened again after the drop (a replacement for a stream
