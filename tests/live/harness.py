@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from bytewax.testing import run_main
+from bytewax.testing import cluster_main, run_main
 
 from connectors.metrics import CountTally
 from connectors.store import StoreReader
@@ -67,7 +67,7 @@ def replay_bars(tmp_path: Path, tape: Tape) -> list[dict]:
 def live_run(tmp_path: Path, server: BinanceTestServer, duration_s: float,
              extra_env: dict[str, str] | None = None,
              record_dir: Path | None = None,
-             market: str = "spot") -> tuple[Counter, list[dict], Path]:
+             market: str = "spot", workers: int = 1) -> tuple[Counter, list[dict], Path]:
     """Run the live flow against ``server`` for ``duration_s``; (totals, bars, store)."""
     store = tmp_path / "live.db"
     config = load_config({"source": "live", "symbols": ",".join(SYMBOLS),
@@ -77,7 +77,10 @@ def live_run(tmp_path: Path, server: BinanceTestServer, duration_s: float,
                           "record_dir": str(record_dir) if record_dir else None}, env={})
     tally = CountTally()
     with env({**FAST_ENV, **(extra_env or {})}):
-        run_main(build_flow(config, tally))
+        if workers == 1:
+            run_main(build_flow(config, tally))
+        else:
+            cluster_main(build_flow(config, tally), [], 0, worker_count_per_proc=workers)
     return tally.totals(), bars_of(store), store
 
 
@@ -93,12 +96,13 @@ def comparable(bars: list[dict], tape: Tape) -> list[dict]:
 
 def check_exact(tmp_path: Path, tape: Tape, speed: float, faults: Faults,
                 extra_env: dict[str, str] | None = None, slack_s: float = 3.0,
-                market: str = "spot"):
+                market: str = "spot", workers: int = 1):
     """Run live under ``faults``; assert every tape trade arrived once and bars equal replay."""
     reference = replay_bars(tmp_path, tape)
     duration = (tape.last_ms - tape.first_ms) / 1000 / speed + slack_s
     with BinanceTestServer(tape, speed, faults) as server:
-        totals, bars, store = live_run(tmp_path, server, duration, extra_env, market=market)
+        totals, bars, store = live_run(tmp_path, server, duration, extra_env, market=market,
+                                       workers=workers)
         stats = Counter(server.stats)
     expected = len(tape.trades) if market == "spot" else sum(map(len, tape.aggs.values()))
     assert totals["ticks_read"] == expected, (totals, stats)

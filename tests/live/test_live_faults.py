@@ -128,12 +128,15 @@ def test_trades_rest_no_longer_has_become_a_feed_gap_without_bars(tmp_path, tape
         [(t - first_us) / 1e6 for t in (lost[0], lost[-1])]
 
 
-def test_one_connection_per_stream_reconnects_each_and_loses_nothing(tmp_path, tape):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_one_connection_per_stream_reconnects_each_and_loses_nothing(tmp_path, tape, workers):
     # The tape starts once both connections are up: a stream subscribed after a trade was
     # published starts at its next one (live semantics), which the count below would not allow.
+    # With two workers the two partitions (one per connection group) are spread over them.
     faults = Faults(events=[(30.0, "abrupt_close", None)], start_with_connections=2)
     env = {"PAIRFLOW_LIVE_STREAMS_PER_CONNECTION": "1"}
-    totals, stats, _ = check_exact(tmp_path, tape, SPEED, faults, extra_env=env)
+    totals, stats, _ = check_exact(tmp_path, tape, SPEED, faults, extra_env=env,
+                                   workers=workers)
     # One connection per symbol, each opened again after the drop (a replacement for a stream
     # the watchdog found silent on a loaded machine may add one).
     assert stats["most_open"] >= 2 and stats["connections"] >= 4, stats
