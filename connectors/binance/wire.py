@@ -229,9 +229,10 @@ class FrameParser:
         """
         body = b",".join(frames)
         count = len(frames)
-        # A batch that decodes as trade envelopes is one; the count only saves a doomed
-        # attempt on batches of other streams.
-        if body.count(b'@trade","data":{') + body.count(b'@aggTrade","data":{') == count:
+        # A batch that decodes as trade envelopes is one; the count (one scan: the pattern ends
+        # both ``@trade`` and ``@aggTrade`` stream names) only saves a doomed attempt on
+        # batches of other streams.
+        if body.count(b'rade","data":{') == count:
             try:
                 decoded = _envelopes.decode(b"[" + body + b"]")
             except DECODE_ERRORS:
