@@ -504,60 +504,9 @@ class PairEstimator:
         return sub + zx.T @ zx
 
     def _tests(self, beta: float, c0: float, stats: dict, reasons: list[str]) -> int | None:
-        if BACKEND == "numba":
-            return self._tests_kernel(beta, c0, stats, reasons)
-        w = self._window
-        g = self._spread_gram(beta, c0)
-        head = self._head(beta, c0)
-        # half-life: lag-0 regression of ds on [1, e_{k-1}] over the whole window
-        hl = tstat_last(self._gram_for(g, head, 1, 0), w - 1)
-        if hl is None:
-            reasons.append(SINGULAR_ADF)
-        else:
-            lam = hl[1]
-            if lam < 0.0:
-                stats["half_life"] = -_LN2 / lam
-            else:
-                reasons.append(NOT_MEAN_REVERTING)
-        adf_lag = self._chosen_lag(g, head, self._adf_maxlag, True)
-        adf = (
-            None
-            if adf_lag is None
-            else tstat_last(self._final_gram(g, head, adf_lag, True), w - 1 - adf_lag)
-        )
-        if adf is None:
-            adf_lag = None
-            if SINGULAR_ADF not in reasons:
-                reasons.append(SINGULAR_ADF)
-        else:
-            stats["adf_stat"] = adf[0]
-            stats["adf_pvalue"] = mackinnonp(adf[0], "c", 1)
-        eg_lag = self._chosen_lag(g, head, self._eg_maxlag, False)
-        eg = (
-            None
-            if eg_lag is None
-            else tstat_last(self._final_gram(g, head, eg_lag, False), w - 1 - eg_lag)
-        )
-        if eg is None:
-            reasons.append(SINGULAR_EG)
-        else:
-            stats["eg_stat"] = eg[0]
-            stats["eg_pvalue"] = mackinnonp(eg[0], "c", 2)
-        return adf_lag
-
-    def _tests_kernel(self, beta: float, c0: float, stats: dict, reasons: list[str]) -> int | None:
-        w = self._window
-        fpar = self._fpar
-        fpar[0] = self._y_ref
-        fpar[1] = self._x_ref
-        fpar[2] = self._su / w
-        fpar[3] = self._sv / w
-        fpar[4] = beta
-        fpar[5] = c0
-        self._ipar[0] = self._count % w
-        out = self._out
-        _kernel.pair_tests(self._gram, self._ring, fpar, self._ipar, out)
-        hl_ok, lam, adf_ok, adf_t, adf_lag, eg_ok, eg_t = out.tolist()
+        """Half-life, ADF and Engle-Granger into ``stats``/``reasons``; the ADF lag used."""
+        raw = self._tests_kernel(beta, c0) if BACKEND == "numba" else self._tests_numpy(beta, c0)
+        hl_ok, lam, adf_ok, adf_t, adf_lag, eg_ok, eg_t = raw
         if not hl_ok:
             reasons.append(SINGULAR_ADF)
         elif lam < 0.0:
@@ -578,6 +527,40 @@ class PairEstimator:
             stats["eg_stat"] = eg_t
             stats["eg_pvalue"] = mackinnonp(eg_t, "c", 2)
         return adf_lag
+
+    def _tests_numpy(self, beta: float, c0: float) -> tuple:
+        """The kernel's ``pair_tests`` outputs, computed with numpy (same order of operations).
+
+        ``(hl_ok, lambda, adf_ok, adf_t, adf_lag, eg_ok, eg_t)``.
+        """
+        w = self._window
+        g = self._spread_gram(beta, c0)
+        head = self._head(beta, c0)
+        # half-life: lag-0 regression of ds on [1, e_{k-1}] over the whole window
+        hl = tstat_last(self._gram_for(g, head, 1, 0), w - 1)
+        tests = []
+        for maxlag, const in ((self._adf_maxlag, True), (self._eg_maxlag, False)):
+            lag = self._chosen_lag(g, head, maxlag, const)
+            t = None if lag is None else tstat_last(self._final_gram(g, head, lag, const),
+                                                    w - 1 - lag)
+            tests.append((t is not None, t[0] if t is not None else 0.0, lag or 0))
+        (adf_ok, adf_t, adf_lag), (eg_ok, eg_t, _) = tests
+        return (hl is not None, hl[1] if hl is not None else 0.0, adf_ok, adf_t, adf_lag,
+                eg_ok, eg_t)
+
+    def _tests_kernel(self, beta: float, c0: float) -> tuple:
+        """``pair_tests`` of the compiled kernels, over the estimator's Gram and ring."""
+        w = self._window
+        fpar = self._fpar
+        fpar[0] = self._y_ref
+        fpar[1] = self._x_ref
+        fpar[2] = self._su / w
+        fpar[3] = self._sv / w
+        fpar[4] = beta
+        fpar[5] = c0
+        self._ipar[0] = self._count % w
+        _kernel.pair_tests(self._gram, self._ring, fpar, self._ipar, self._out)
+        return tuple(self._out.tolist())
 
     def _chosen_lag(self, g: np.ndarray, head: tuple, maxlag: int, const: bool) -> int | None:
         if self._autolag is None:
