@@ -471,6 +471,12 @@ class PairDashboard(pn.viewable.Viewer):
         self._cursor = seq
         if self._ticks % max(1, 1000 // UPDATE_MS) == 0:
             self._update_health(status)
+            if self._last is None and self.pair and not rows:
+                # Still no history for the selected series: ask again once a second, so a
+                # history read that failed (store locked or half-written at that moment)
+                # does not leave the page waiting for rows the feed will never stream.
+                self._load()
+                return
         if not rows:
             return
         pair, timeframe = self.pair, self.timeframe
