@@ -38,6 +38,7 @@ from pairflow.cli_options import (
     Timeframes,
     Window,
     Workers,
+    analytics_options,
 )
 from pairflow.config import PairflowConfig, load_config
 from pairflow.errors import ConfigError, PairflowError, SinkError
@@ -55,11 +56,6 @@ app = typer.Typer(
     help="Real-time pair analytics for crypto markets: Binance trades → bars → hedge ratios, "
     "z-scores, cointegration tests and alerts, to SQLite and Kafka.",
 )
-
-
-def _analytics_options(window, price, lag, entry_z, exit_z, cooldown) -> dict[str, Any]:
-    return {"window": window, "price": price, "lag": lag, "entry_z": entry_z,
-            "exit_z": exit_z, "cooldown_bars": cooldown}
 
 
 def _run_flow(config: PairflowConfig, workers: int, show_progress: bool) -> tuple[Counter, float]:
@@ -256,7 +252,7 @@ def replay(
          "ticks_to_kafka": ticks_to_kafka or None,
          "recovery_dir": str(recovery_dir) if recovery_dir else None,
          "snapshot_s": snapshot_interval,
-         **_analytics_options(window, price, lag, entry_z, exit_z, cooldown)},
+         **analytics_options(window, price, lag, entry_z, exit_z, cooldown)},
         toml_path=config_file,
     )
     totals, elapsed = _run_flow(config, workers, show_progress=sys.stderr.isatty())

@@ -33,6 +33,7 @@ from pairflow.cli_options import (
     Timeframes,
     Window,
     Workers,
+    analytics_options,
 )
 from pairflow.config import load_config
 from pairflow.errors import ConfigError
@@ -88,10 +89,10 @@ def live(
          "store": str(store) if store else None, "kafka": kafka, "kafka_prefix": kafka_prefix,
          "duration_s": duration,
          "record_dir": str(record) if record else None,
-         "ticks_to_kafka": ticks_to_kafka or None, "lateness_s": lateness, "window": window,
-         "price": price, "lag": lag, "entry_z": entry_z, "exit_z": exit_z,
-         "cooldown_bars": cooldown, "recovery_dir": str(recovery_dir) if recovery_dir else None,
-         "snapshot_s": snapshot_interval},
+         "ticks_to_kafka": ticks_to_kafka or None, "lateness_s": lateness,
+         "recovery_dir": str(recovery_dir) if recovery_dir else None,
+         "snapshot_s": snapshot_interval,
+         **analytics_options(window, price, lag, entry_z, exit_z, cooldown)},
         toml_path=config_file)
     try:
         totals, elapsed = _run_flow(config, workers, show_progress=False)

@@ -6,7 +6,7 @@ One spelling and one help text for each option, whichever command takes it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -38,3 +38,11 @@ Cooldown = Annotated[int | None, typer.Option(help="Bars after an exit with no n
 Lateness = Annotated[float | None, typer.Option(help="Seconds a trade may arrive after its "
                                                 "window ends [default: 2].")]
 Workers = Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker threads.")]
+
+
+def analytics_options(window: int | None, price: str | None, lag: str | None,
+                      entry_z: float | None, exit_z: float | None,
+                      cooldown: int | None) -> dict[str, Any]:
+    """The statistics and alert flags as configuration keys (``None``: not given)."""
+    return {"window": window, "price": price, "lag": lag, "entry_z": entry_z,
+            "exit_z": exit_z, "cooldown_bars": cooldown}
