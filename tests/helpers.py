@@ -203,12 +203,37 @@ def store_content(db: Path) -> dict[str, list[tuple]]:
     return {table: table_rows(db, table) for table in STORE_TABLES}
 
 
+def _as_compared(records: Iterable[dict[str, Any]]) -> list[tuple]:
+    """Records as sorted ``(field, value)`` tuples, in a fixed order (for content comparisons)."""
+    return sorted((tuple(sorted(r.items())) for r in records), key=repr)
+
+
+def store_records(db: Path, tables: Iterable[str]) -> dict[str, list[tuple]]:
+    """Record tables of a store read through ``StoreReader``, as ``_as_compared`` lists."""
+    from connectors.store import StoreReader
+
+    reader = StoreReader(db)
+    content = {table: _as_compared(reader.query(table)) for table in tables}
+    reader.close()
+    return content
+
+
+def _kafka_identity(table: str, key: str | None, value: dict[str, Any]) -> Any:
+    """What a consumer deduplicates a record by, as docs/kafka.md says: key + time."""
+    if table == "bars":
+        return key, value["end"]
+    if table == "alerts":
+        return value["alert_id"]
+    if table == "deadletter":
+        return key, value["ts"], value["raw"]
+    return key, value["ts"]
+
+
 def kafka_deduplicated(bootstrap: str, prefix: str,
                        tables: Iterable[str]) -> tuple[dict[str, list[tuple]], int]:
-    """Record topics read whole and deduplicated as docs/kafka.md tells consumers to: by key +
-    time (bars: ``end``; alerts: ``alert_id``), sorted like the rows of ``store_content``
-    tables read through ``StoreReader`` (sorted ``(field, value)`` tuples); and how many
-    repeated copies were dropped. A repeat that differs from its first copy fails."""
+    """Record topics read whole and deduplicated by ``_kafka_identity``, comparable with
+    ``store_records``; and how many repeated copies were dropped. A repeat that differs from
+    its first copy fails."""
     from connectors.kafka import consume_records
 
     content, repeats = {}, 0
@@ -217,14 +242,11 @@ def kafka_deduplicated(bootstrap: str, prefix: str,
         records = consume_records(bootstrap, f"{prefix}{table}")
         for key, value in records:
             value.pop("v")
-            when = value["end"] if table == "bars" else value["ts"]
-            identity: Any = value["alert_id"] if table == "alerts" else (key, when)
-            if table == "deadletter":
-                identity = (key, when, value["raw"])
+            identity = _kafka_identity(table, key, value)
             assert latest.get(identity, value) == value, "a repeat differs from its first copy"
             latest[identity] = value
         repeats += len(records) - len(latest)
-        content[table] = sorted((tuple(sorted(r.items())) for r in latest.values()), key=repr)
+        content[table] = _as_compared(latest.values())
     return content, repeats
 
 

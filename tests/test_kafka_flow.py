@@ -18,10 +18,10 @@ import yaml
 from bytewax.testing import cluster_main, run_main
 
 from connectors.kafka import consume_records
-from connectors.store import StoreReader
 from flows.pairs import build_flow
 from pairflow.cli import app
 from pairflow.config import load_config
+from tests.helpers import store_records
 
 ROOT = Path(__file__).resolve().parents[1]
 TAPE = sorted(str(p) for p in (ROOT / "pairflow" / "data").glob("*.gz"))
@@ -37,11 +37,7 @@ def _config(tmp_path: Path, name: str, **extra):
 
 
 def _store_rows(path: Path) -> dict[str, list[tuple]]:
-    reader = StoreReader(path)
-    rows = {table: sorted((tuple(sorted(row.items())) for row in reader.query(table)), key=repr)
-            for table in TABLES}
-    reader.close()
-    return rows
+    return store_records(path, TABLES)
 
 
 @pytest.mark.kafka

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.store import StoreReader
-from tests.helpers import kafka_deduplicated
+from tests.helpers import kafka_deduplicated, store_records
 
 ROOT = Path(__file__).resolve().parents[1]
 TAPE = sorted(str(p) for p in (ROOT / "pairflow" / "data").glob("*.gz"))
@@ -28,11 +27,7 @@ def _replay_command(store: Path, *extra: str) -> list[str]:
 
 
 def _content(store: Path) -> dict[str, list]:
-    reader = StoreReader(store)
-    content = {t: sorted((tuple(sorted(r.items())) for r in reader.query(t)), key=repr)
-               for t in TABLES}
-    reader.close()
-    return content
+    return store_records(store, TABLES)
 
 
 @pytest.mark.kafka
