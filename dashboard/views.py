@@ -26,7 +26,8 @@ from bokeh.models import ColumnDataSource, DataRange1d
 from dashboard import charts
 from dashboard.export import to_csv
 from dashboard.feed import Feed, FeedSettings
-from dashboard.whatif import WhatIfSettings, recompute
+from dashboard.whatif import recompute
+from pairflow.pairs import PairSettings
 from pairflow.records import Alert, Bar, PairStats, us_to_iso
 
 logger = logging.getLogger(__name__)
@@ -396,13 +397,10 @@ class PairDashboard(pn.viewable.Viewer):
         self._whatif_gen += 1
         generation = self._whatif_gen
         try:
-            settings = WhatIfSettings(
+            settings = PairSettings(
                 window=int(self.w_window.value), price=self.w_price.value,
                 lag=self.w_lag.value, entry_z=float(self.w_entry.value),
                 exit_z=float(self.w_exit.value), cooldown_bars=int(self.w_cooldown.value))
-            settings.estimator()
-            if not settings.exit_z < settings.entry_z:
-                raise ValueError("the exit |z| must be below the entry |z|")
         except Exception as error:  # noqa: BLE001 - shown to the user
             self.w_status.object = f"**Cannot recompute:** {html.escape(str(error))}"
             return
@@ -429,7 +427,7 @@ class PairDashboard(pn.viewable.Viewer):
         threading.Thread(target=work, name="whatif", daemon=True).start()
 
     def _apply_whatif(self, generation: int, pair: str, timeframe: str,
-                      settings: WhatIfSettings, result: Any) -> None:
+                      settings: PairSettings, result: Any) -> None:
         if isinstance(result, Exception):
             self.w_status.object = f"**Cannot recompute:** {html.escape(str(result))}"
             return

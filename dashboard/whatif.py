@@ -13,37 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from pairflow.alerts import AlertState
-from pairflow.analytics import EstimatorSettings, PairResult, run_history
+from pairflow.analytics import PairResult, run_history
+from pairflow.pairs import PairSettings
 from pairflow.records import Alert, to_dict
-
-
-@dataclass(frozen=True)
-class WhatIfSettings:
-    """The settings a user can change.
-
-    Attributes:
-        window: bars in the rolling window.
-        price: ``log`` or ``raw``.
-        lag: ``aic``, ``bic`` or a fixed lag.
-        entry_z: alert entry |z|.
-        exit_z: alert exit |z|.
-        cooldown_bars: bars after an exit with no entry.
-    """
-
-    window: int = 300
-    price: str = "log"
-    lag: str | int = "aic"
-    entry_z: float = 2.0
-    exit_z: float = 0.5
-    cooldown_bars: int = 0
-
-    def estimator(self) -> EstimatorSettings:
-        """The estimator settings (raises ``SettingsError`` when out of bounds)."""
-        lag: str | int = self.lag
-        if isinstance(lag, str) and lag.strip().isdigit():
-            lag = int(lag)
-        return EstimatorSettings(window=int(self.window), price=self.price, lag=lag)
 
 
 @dataclass
@@ -84,17 +56,12 @@ def align(y_bars: list[dict[str, Any]], x_bars: list[dict[str, Any]]
 
 
 def recompute(pair: str, timeframe: str, y_bars: list[dict[str, Any]],
-              x_bars: list[dict[str, Any]], settings: WhatIfSettings) -> WhatIf:
-    """Recompute statistics and alerts of ``pair`` from its legs' bars under ``settings``.
-
-    Raises:
-        SettingsError: settings out of bounds; ValueError: exit ≥ entry threshold.
-    """
+              x_bars: list[dict[str, Any]], settings: PairSettings) -> WhatIf:
+    """Recompute statistics and alerts of ``pair`` from its legs' bars under ``settings``."""
     started = time.perf_counter()
-    estimator_settings = settings.estimator()
-    state = AlertState(settings.entry_z, settings.exit_z, int(settings.cooldown_bars))
+    state = settings.alert_state()
     ends, ys, xs = align(y_bars, x_bars)
-    results = run_history(estimator_settings, ys, xs)
+    results = run_history(settings.estimator, ys, xs)
     alerts: list[Alert] = []
     for end, result in zip(ends, results, strict=True):
         spread = result.spread

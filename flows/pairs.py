@@ -26,8 +26,6 @@ from bytewax.operators import StatefulBatchLogic
 from connectors.metrics import CountSink, CountTally
 from connectors.replay import ReplaySource
 from connectors.store import StoreSink
-from pairflow.alerts import AlertState
-from pairflow.analytics import EstimatorSettings
 from pairflow.bars import BarBuilder
 from pairflow.config import PairflowConfig, load_config
 from pairflow.errors import ConfigError
@@ -77,14 +75,12 @@ class _BarLogic(StatefulBatchLogic):
 
 
 def _pair_step(config: PairflowConfig) -> Callable:
-    settings = EstimatorSettings(window=config.window, price=config.price,
-                                 lag=int(config.lag) if config.lag.isdigit() else config.lag)
+    settings = config.pair_settings
 
     def step(state: PairState | None, value: tuple[str, int, Bar]) -> tuple[PairState, list]:
         pair, leg, bar = value
         if state is None:
-            state = PairState(pair, bar.timeframe, settings,
-                              AlertState(config.entry_z, config.exit_z, config.cooldown_bars))
+            state = PairState(pair, bar.timeframe, settings.estimator, settings.alert_state())
         return state, state.update(leg, bar)
 
     return step

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pairflow.errors import ConfigError
 from pairflow.records import Alert
 
 
@@ -23,6 +24,10 @@ class AlertState:
         entry_z: |z| at or above which an alert enters.
         exit_z: |z| below which it exits; must be below ``entry_z``.
         cooldown_bars: bars after an exit with no new entry.
+
+    Raises:
+        ConfigError: thresholds or cooldown out of bounds (the one check of these settings,
+            whether they come from flags, TOML, the environment or the what-if form).
 
     >>> s = AlertState(2.0, 0.5)
     >>> zs = (1.0, 2.1, 3.0, 0.4, -2.5)
@@ -37,10 +42,17 @@ class AlertState:
     bars_since_exit: int | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.exit_z < self.entry_z:
-            raise ValueError(f"need 0 <= exit ({self.exit_z}) < entry ({self.entry_z})")
+        if not (self.entry_z > 0 and self.exit_z >= 0):
+            raise ConfigError(f"thresholds must be entry_z > 0 and exit_z >= 0, got "
+                              f"{self.entry_z}, {self.exit_z}")
+        if self.exit_z >= self.entry_z:
+            raise ConfigError(f"exit threshold {self.exit_z} must be below the entry threshold "
+                              f"{self.entry_z}")
+        if isinstance(self.cooldown_bars, bool) or not isinstance(self.cooldown_bars, int):
+            raise ConfigError(f"cooldown must be a whole number of bars, got "
+                              f"{self.cooldown_bars!r}")
         if self.cooldown_bars < 0:
-            raise ValueError(f"cooldown must be >= 0 bars, got {self.cooldown_bars}")
+            raise ConfigError(f"cooldown must be >= 0 bars, got {self.cooldown_bars}")
 
     def update(
         self, pair: str, timeframe: str, ts: int, zscore: float | None, spread: float | None,

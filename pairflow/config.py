@@ -11,27 +11,24 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import tomllib
-from collections.abc import Mapping
+import types
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from pairflow.analytics.settings import parse_lag
 from pairflow.errors import ConfigError
+from pairflow.pairs import PairSettings
+from pairflow.records import SYMBOL_PATTERN
 from pairflow.timeframes import parse_timeframes
 
-SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
+T = TypeVar("T")
+
 SourceKind = Literal["replay", "live", "kafka"]
-MIN_WINDOW = 10
-
-
-def parse_lag(value: str | int) -> str:
-    """Normalise a lag policy: ``aic``, ``bic`` or a fixed number of lags."""
-    text = str(value).strip().lower()
-    if text in ("aic", "bic") or (text.isdigit() and int(text) < 1000):
-        return text
-    raise ConfigError(f"lag policy {value!r} is not aic, bic or a whole number of lags")
+Market = Literal["spot", "usdm"]
+MARKETS: tuple[str, ...] = get_args(Market)
 
 
 def parse_speed(value: str | float | None) -> float | None:
@@ -99,8 +96,8 @@ class PairflowConfig:
     pairs: tuple[str, ...] = ()
     timeframes: tuple[str, ...] = ("1s", "1m", "5m")
     window: int = 300
-    price: str = "log"
-    lag: str = "aic"
+    price: Literal["log", "raw"] = "log"
+    lag: Literal["aic", "bic"] | int = "aic"
     entry_z: float = 2.0
     exit_z: float = 0.5
     cooldown_bars: int = 0
@@ -115,7 +112,7 @@ class PairflowConfig:
     ticks_to_kafka: bool = False
     kafka_follow: bool = True
     kafka_timeout_s: float = 120.0
-    market: str = "spot"
+    market: Market = "spot"
     ws_url: str | None = None
     rest_url: str | None = None
     record_dir: str | None = None
@@ -125,7 +122,7 @@ class PairflowConfig:
     snapshot_s: float = 10.0
 
     def __post_init__(self) -> None:
-        bad = [s for s in self.symbols if not SYMBOL.match(s)]
+        bad = [s for s in self.symbols if not SYMBOL_PATTERN.match(s)]
         if bad:
             raise ConfigError(f"malformed symbol(s) {bad}: use upper-case names like BTCUSDT")
         if not self.symbols:
@@ -146,29 +143,14 @@ class PairflowConfig:
         if len(set(self.pairs)) != len(self.pairs):
             raise ConfigError(f"pairs {list(self.pairs)} repeat a pair")
         parse_timeframes(list(self.timeframes))
-        if self.window < MIN_WINDOW:
-            raise ConfigError(f"window must be at least {MIN_WINDOW} bars, got {self.window}")
-        if self.price not in ("log", "raw"):
-            raise ConfigError(f"price transform {self.price!r} is not log or raw")
-        parse_lag(self.lag)
-        if not (self.entry_z > 0 and self.exit_z >= 0):
-            raise ConfigError(
-                f"thresholds must be entry_z > 0 and exit_z >= 0, got {self.entry_z}, {self.exit_z}"
-            )
-        if self.exit_z >= self.entry_z:
-            raise ConfigError(
-                f"exit threshold {self.exit_z} must be below the entry threshold {self.entry_z}"
-            )
-        if self.cooldown_bars < 0:
-            raise ConfigError(f"cooldown must be >= 0 bars, got {self.cooldown_bars}")
+        _ = self.pair_settings
         if not 0 <= self.lateness_s <= 3600:
             raise ConfigError(f"lateness must be between 0 and 3600 s, got {self.lateness_s}")
         if self.source not in ("replay", "live", "kafka"):
             raise ConfigError(f"source {self.source!r} is not replay, live or kafka")
         if self.source == "replay" and not self.files:
             raise ConfigError("a replay needs input files")
-        if self.market not in ("spot", "usdm"):
-            raise ConfigError(f"market {self.market!r} is not spot or usdm")
+        check_market(self.market)
         if self.duration_s is not None and not self.duration_s > 0:
             raise ConfigError(f"duration must be > 0 s, got {self.duration_s}")
         if (self.ticks_to_kafka or self.source == "kafka") and not self.kafka:
@@ -178,6 +160,13 @@ class PairflowConfig:
                               f"{self.snapshot_s}")
         if self.kafka_partitions < 1:
             raise ConfigError(f"kafka_partitions must be >= 1, got {self.kafka_partitions}")
+
+    @property
+    def pair_settings(self) -> PairSettings:
+        """The watched pairs' statistics and alert settings (checked when built)."""
+        return PairSettings(window=self.window, price=self.price, lag=self.lag,
+                            entry_z=self.entry_z, exit_z=self.exit_z,
+                            cooldown_bars=self.cooldown_bars)
 
     @property
     def lateness_us(self) -> int:
@@ -190,39 +179,115 @@ class PairflowConfig:
         return y, x
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(PairflowConfig)}
-_LISTS = {"symbols", "pairs", "timeframes", "files"}
-_INTS = {"window", "cooldown_bars", "kafka_partitions"}
-_FLOATS = {"entry_z", "exit_z", "lateness_s", "duration_s", "snapshot_s", "store_timeout_s",
-           "kafka_timeout_s"}
+def check_market(market: str) -> None:
+    """The one check of a market name.
+
+    Raises:
+        ConfigError: when ``market`` is not one pairflow reads.
+    """
+    if market not in MARKETS:
+        raise ConfigError(f"market {market!r} is not {' or '.join(MARKETS)}")
 
 
-def _coerce(name: str, value: Any) -> Any:
-    try:
-        if name in _LISTS:
-            items = _split(value)
-            if name == "symbols":
-                return tuple(s.upper() for s in items)
-            if name == "pairs":
-                return tuple(p.upper() for p in items)
-            if name == "timeframes":
-                return parse_timeframes(list(items)) if items else ()
-            return items
-        if name in _INTS:
-            return int(value)
-        if name in _FLOATS:
-            return float(value)
-        if name == "lag":
-            return parse_lag(value)
-        if name == "speed":
-            return parse_speed(value)
-        if name in ("ticks_to_kafka", "kafka_follow"):
-            if isinstance(value, bool):
-                return value
-            return str(value).strip().lower() in ("1", "true", "yes", "on")
-        return None if value is None else str(value)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"{name} = {value!r} is not a valid value: {error}") from error
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("use true or false")
+
+
+def _parser_for(annotation: Any) -> Callable[[Any], Any]:
+    """How a text or TOML value becomes a field's type (``X | None`` parses as ``X``)."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        if len(members) == 1:
+            return _parser_for(members[0])
+        return str
+    if annotation is bool:
+        return _parse_bool
+    if annotation in (int, float):
+        return annotation
+    if get_origin(annotation) is tuple:
+        return _split
+    return str
+
+
+def load_settings(
+    cls: type[T],
+    *,
+    env_prefix: str,
+    env: Mapping[str, str] | None = None,
+    table: Mapping[str, Any] | None = None,
+    given: Mapping[str, Any] | None = None,
+    parsers: Mapping[str, Callable[[Any], Any]] | None = None,
+    where: str = "",
+) -> T:
+    """Build a settings dataclass: ``given`` over ``<env_prefix><NAME>`` variables over ``table``.
+
+    The one way pairflow reads settings: each value is converted to its field's type (or by
+    ``parsers[name]``), then the dataclass checks the whole.
+
+    Args:
+        cls: a dataclass whose fields are the setting names.
+        env_prefix: prefix of the environment variables (``PAIRFLOW_``, ``PAIRFLOW_LIVE_``).
+        env: the environment (default ``os.environ``).
+        table: values from a TOML file (``where`` names it in errors).
+        given: values given directly, e.g. on the command line (None: not given).
+        parsers: per-field conversions that override the type's.
+        where: the TOML file's name, for errors about its keys.
+
+    Raises:
+        ConfigError: on an unknown key or setting, or a value of the wrong type.
+    """
+    env = os.environ if env is None else env
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    convert = {name: (parsers or {}).get(name) or _parser_for(hints[name]) for name in names}
+
+    def coerce(name: str, value: Any, spelled: str) -> Any:
+        try:
+            return None if value is None else convert[name](value)
+        except (TypeError, ValueError) as error:
+            if isinstance(error, ConfigError):
+                raise
+            raise ConfigError(f"{spelled} = {value!r} is not a valid value: {error}") from error
+
+    values: dict[str, Any] = {}
+    unknown = sorted(set(table or {}) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in {where}; valid keys: {sorted(names)}")
+    values.update({k: coerce(k, v, k) for k, v in (table or {}).items()})
+    for name in names:
+        variable = f"{env_prefix}{name.upper()}"
+        text = env.get(variable)
+        if text is not None and text != "":
+            values[name] = coerce(name, text, f"{name} ({variable})")
+    for name, value in (given or {}).items():
+        if name not in names:
+            raise ConfigError(f"unknown setting {name!r}")
+        if value is not None:
+            values[name] = coerce(name, value, name)
+    return cls(**values)
+
+
+def _upper_names(value: Any) -> tuple[str, ...]:
+    return tuple(item.upper() for item in _split(value))
+
+
+def _timeframes(value: Any) -> tuple[str, ...]:
+    items = _split(value)
+    return parse_timeframes(list(items)) if items else ()
+
+
+#: Conversions of the fields whose text form is more than their type.
+_CONFIG_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "symbols": _upper_names, "pairs": _upper_names, "timeframes": _timeframes,
+    "lag": parse_lag, "speed": parse_speed,
+}
 
 
 def load_config(
@@ -241,7 +306,7 @@ def load_config(
         ConfigError: on an unknown key, an unreadable file or an invalid value.
     """
     env = os.environ if env is None else env
-    values: dict[str, Any] = {}
+    table: dict[str, Any] = {}
     toml_path = toml_path or env.get("PAIRFLOW_CONFIG")
     if toml_path:
         try:
@@ -251,19 +316,5 @@ def load_config(
             raise ConfigError(f"cannot read config file {toml_path}: {error.strerror}") from error
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"config file {toml_path} is not valid TOML: {error}") from error
-        unknown = sorted(set(table) - set(_FIELDS))
-        if unknown:
-            raise ConfigError(
-                f"unknown key(s) {unknown} in {toml_path}; valid keys: {sorted(_FIELDS)}"
-            )
-        values.update({k: _coerce(k, v) for k, v in table.items()})
-    for name in _FIELDS:
-        text = env.get(f"PAIRFLOW_{name.upper()}")
-        if text is not None and text != "":
-            values[name] = _coerce(name, text)
-    for name, value in (cli or {}).items():
-        if name not in _FIELDS:
-            raise ConfigError(f"unknown setting {name!r}")
-        if value is not None:
-            values[name] = _coerce(name, value)
-    return PairflowConfig(**values)
+    return load_settings(PairflowConfig, env_prefix="PAIRFLOW_", env=env, table=table,
+                         given=cli, parsers=_CONFIG_PARSERS, where=str(toml_path))

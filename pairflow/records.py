@@ -10,17 +10,42 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 import msgspec
+import numpy as np
 
 SCHEMA_VERSION = 1
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TickSource = Literal["live", "replay", "backfill"]
 AlertKind = Literal["enter_upper", "enter_lower", "exit"]
+
+
+#: An exchange symbol: upper-case letters and digits, as Binance spells them (``BTCUSDT``).
+SYMBOL_TEXT = "[A-Z0-9]{2,20}"
+SYMBOL_PATTERN = re.compile(f"^{SYMBOL_TEXT}$")
+
+#: Microseconds since the epoch exceed this after 1973; milliseconds will not before the
+#: year 5138, so one threshold tells the two units apart.
+_MICROS_FLOOR = 100_000_000_000_000
+
+
+def exchange_time_us(value: Any) -> Any:
+    """A Binance time in µs, from ms or µs told apart by magnitude (an int or an int64 array).
+
+    Binance sends ms by default and µs on ``timeUnit=MICROSECOND`` streams and in
+    data.binance.vision spot dumps from 2025.
+
+    >>> exchange_time_us(1723161255342), exchange_time_us(1723161255342123)
+    (1723161255342000, 1723161255342123)
+    """
+    if isinstance(value, np.ndarray):
+        return np.where(value >= _MICROS_FLOOR, value, value * 1000)
+    return value if value >= _MICROS_FLOOR else value * 1000
 
 
 def ms_to_us(ms: int) -> int:

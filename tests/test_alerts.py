@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pairflow.alerts import AlertState
+from pairflow.errors import ConfigError
 from tests.helpers import SPOT_FILES, run_replay, store_bars, table_rows
 
 
@@ -86,7 +87,7 @@ def test_cooldown_counts_bars_after_the_exit(cooldown):
 
 def test_bad_settings():
     for entry, exit_, cooldown in ((2.0, 2.0, 0), (1.0, 1.5, 0), (2.0, -0.1, 0), (2.0, 0.5, -1)):
-        with pytest.raises(ValueError):
+        with pytest.raises(ConfigError):
             AlertState(entry, exit_, cooldown)
 
 

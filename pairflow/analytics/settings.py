@@ -8,10 +8,29 @@ from typing import Literal
 
 from pairflow.analytics.errors import SettingsError
 
-__all__ = ["MIN_WINDOW", "EstimatorSettings", "schwert_maxlag"]
+__all__ = ["MIN_WINDOW", "EstimatorSettings", "parse_lag", "schwert_maxlag"]
 
 #: Smallest window: below it the ADF regressions have (almost) no degrees of freedom.
 MIN_WINDOW = 10
+
+
+def parse_lag(value: str | int) -> Literal["aic", "bic"] | int:
+    """A lag policy as given by a user (``"AIC"``, ``" 4 "``, ``4``) in its canonical form.
+
+    Raises:
+        SettingsError: when ``value`` is not ``aic``, ``bic`` or a whole number of lags.
+
+    >>> parse_lag("AIC"), parse_lag(" 4 "), parse_lag(2)
+    ('aic', 4, 2)
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("aic", "bic"):
+        return text  # type: ignore[return-value]
+    if text.isdigit():
+        return int(text)
+    raise SettingsError(f"lag policy {value!r} is not aic, bic or a whole number of lags")
 
 
 def schwert_maxlag(nobs: int, ntrend: int) -> int:
@@ -69,7 +88,7 @@ class EstimatorSettings:
         if self.window < MIN_WINDOW:
             raise SettingsError(f"window must be at least {MIN_WINDOW} bars, got {self.window}")
         if self.price not in ("log", "raw"):
-            raise SettingsError(f"price must be 'log' or 'raw', got {self.price!r}")
+            raise SettingsError(f"price transform must be 'log' or 'raw', got {self.price!r}")
         if isinstance(self.lag, str):
             if self.lag not in ("aic", "bic"):
                 raise SettingsError(f"lag must be 'aic', 'bic' or an int >= 0, got {self.lag!r}")
