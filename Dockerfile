@@ -13,6 +13,7 @@ COPY pairflow/ pairflow/
 COPY connectors/ connectors/
 COPY flows/ flows/
 COPY dashboard/ dashboard/
+COPY app/ app/
 COPY schemas/ schemas/
 RUN pip install . \
     && useradd --create-home --uid 10001 pairflow

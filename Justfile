@@ -38,12 +38,12 @@ demo speed="10" port="5006": setup
     set -euo pipefail
     mkdir -p "$(dirname {{demo_store}})"
     rm -f {{demo_store}} {{demo_store}}-wal {{demo_store}}-shm
-    {{python}} -m pairflow.cli replay pairflow/data/*.gz --symbols BTCUSDT,ETHUSDT \
+    {{python}} -m app.cli replay pairflow/data/*.gz --symbols BTCUSDT,ETHUSDT \
         --pairs BTCUSDT/ETHUSDT --timeframes 1s,1m,5m --window 120 --speed {{speed}} \
         --store {{demo_store}} &
     replay=$!
     trap 'kill $replay 2>/dev/null || true' EXIT
-    {{python}} -m pairflow.cli dashboard --store {{demo_store}} --port {{port}}
+    {{python}} -m app.cli dashboard --store {{demo_store}} --port {{port}}
 
 # the whole test suite: unit, property, Kafka, live-server and browser tests
 test: setup-test
@@ -58,9 +58,10 @@ bench: setup-test
     {{python}} bench/latency.py --seconds 90
     {{python}} bench/dashboard_load.py --sessions 20 --seconds 60
 
-# ruff lint
+# ruff lint and the import contracts (layers point down; pyproject.toml [tool.importlinter])
 lint: setup
     .venv/bin/ruff check .
+    .venv/bin/lint-imports --no-cache
 
 # a local Apache Kafka broker (KRaft) on 127.0.0.1:9092 in the foreground
 kafka: setup-test

@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from app.console import run_reporting_errors
+from app.options import Kafka, config_default
 from pairflow.errors import ConfigError
 
 
@@ -40,7 +42,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 5006,
     basic_auth: str | None = None,
-    kafka_prefix: str = "pairflow.",
+    kafka_prefix: str = config_default("kafka_prefix"),
     history: int = 3000,
 ) -> None:
     """Serve the dashboard until interrupted; prints its URL first.
@@ -102,13 +104,13 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def dashboard(
         store: Annotated[Path | None, typer.Option(help="SQLite store to read.")] = None,
-        kafka: Annotated[str | None, typer.Option(
-            "--kafka", help="Kafka bootstrap servers, e.g. 127.0.0.1:9092.")] = None,
+        kafka: Kafka = None,
         host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 5006,
         basic_auth: Annotated[str | None, typer.Option(
             "--basic-auth", help="Require a login USER:PASS.")] = None,
-        kafka_prefix: Annotated[str, typer.Option(help="Kafka topic prefix.")] = "pairflow.",
+        kafka_prefix: Annotated[str, typer.Option(help="Kafka topic prefix.")] = config_default(
+            "kafka_prefix"),
         history: Annotated[int, typer.Option(help="Bars of history per chart.")] = 3000,
     ) -> None:
         """Serve the live dashboard (charts, alerts, what-if, CSV export); prints its URL."""
@@ -116,13 +118,7 @@ def register(app: typer.Typer) -> None:
               kafka_prefix=kafka_prefix, history=history)
 
 
-if __name__ == "__main__":  # ``python -m pairflow.cli_dashboard --store PATH``
+if __name__ == "__main__":  # ``python -m app.dashboard --store PATH``: no flow imported
     _standalone = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     register(_standalone)
-    from pairflow.errors import PairflowError
-
-    try:
-        _standalone(standalone_mode=False)
-    except PairflowError as _error:
-        typer.echo(f"error: {_error}", err=True)
-        sys.exit(2)
+    run_reporting_errors(_standalone)

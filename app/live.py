@@ -1,21 +1,20 @@
 """The live commands of the ``pairflow`` CLI: ``live``, ``record`` and ``status``.
 
-``register(app)`` adds them to the main typer app (``pairflow/cli.py``). Errors are
+``register(app)`` adds them to the main typer app (``app/cli.py``). Errors are
 :class:`~pairflow.errors.PairflowError` s, printed as one line with exit code 2 by
-``pairflow.cli.main``.
+``app.cli.main``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from pairflow.cli_options import (
+from app.options import (
     ConfigFile,
     Cooldown,
     EntryZ,
@@ -34,18 +33,22 @@ from pairflow.cli_options import (
     Window,
     Workers,
     analytics_options,
+    described,
+    with_default,
 )
+from app.runner import print_summary, run_flow
+from app.signals import sigterm_interrupts
 from pairflow.config import load_config
 from pairflow.errors import ConfigError
 
-Market = Annotated[str | None, typer.Option(help="spot or usdm (USDⓈ-M futures) "
-                                            "[default: spot].")]
-WsUrl = Annotated[str | None, typer.Option("--ws-url", help="Base WebSocket URL "
-                                           "[default: Binance's for the market].")]
-RestUrl = Annotated[str | None, typer.Option("--rest-url", help="Base REST URL for backfills "
-                                             "[default: Binance's for the market].")]
-Duration = Annotated[float | None, typer.Option(help="Stop after this many seconds "
-                                                "[default: until Ctrl-C].")]
+Market = Annotated[str | None, typer.Option(help=with_default("spot or usdm (USDⓈ-M futures).",
+                                                              "market"))]
+WsUrl = Annotated[str | None, typer.Option("--ws-url", help=described(
+    "Base WebSocket URL.", "Binance's for the market"))]
+RestUrl = Annotated[str | None, typer.Option("--rest-url", help=described(
+    "Base REST URL for backfills.", "Binance's for the market"))]
+Duration = Annotated[float | None, typer.Option(help=described("Stop after this many seconds.",
+                                                               "until Ctrl-C"))]
 
 
 def live(
@@ -81,7 +84,6 @@ def live(
     flushed.
     """
     from connectors.recorder import close_all_recorders
-    from pairflow.cli import _print_summary, _run_flow
 
     config = load_config(
         {"source": "live", "symbols": symbols, "pairs": pairs, "timeframes": timeframes,
@@ -95,12 +97,12 @@ def live(
          **analytics_options(window, price, lag, entry_z, exit_z, cooldown)},
         toml_path=config_file)
     try:
-        totals, elapsed = _run_flow(config, workers, show_progress=False)
+        totals, elapsed = run_flow(config, workers, show_progress=False)
     finally:
         # Ctrl-C / SIGTERM end the flow without closing its partitions: close the recorders
         # here so their gzip files are complete.
         close_all_recorders()
-    _print_summary(totals, elapsed)
+    print_summary(totals, elapsed)
 
 
 def record(
@@ -109,9 +111,8 @@ def record(
     market: Market = None,
     ws_url: WsUrl = None,
     duration: Duration = None,
-    stream_kind: Annotated[str | None, typer.Option("--stream", help="trade or aggTrade "
-                                                    "[default: trade on spot, aggTrade on "
-                                                    "usdm].")] = None,
+    stream_kind: Annotated[str | None, typer.Option("--stream", help=described(
+        "trade or aggTrade.", "trade on spot, aggTrade on usdm"))] = None,
 ) -> None:
     """Record raw Binance frames (``<recv_ns> <frame>`` lines, hourly gzip files), nothing else.
 
@@ -125,7 +126,7 @@ def record(
     settings = LiveSettings.from_env(market=config.market, ws_url=config.ws_url,
                                      stream_kind=stream_kind)
     recorder = FrameRecorder(out, f"binance-{settings.market}")
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    sigterm_interrupts()
     try:
         asyncio.run(_record(config.symbols, settings, recorder, config.duration_s))
     except KeyboardInterrupt:

@@ -1,42 +1,83 @@
 """Command-line options shared by ``pairflow replay``, ``live`` and ``record``.
 
-One spelling and one help text for each option, whichever command takes it.
+One spelling and one help text for each option, whichever command takes it. The options that
+set a configuration value default to ``None`` (not given), so that a ``PAIRFLOW_*`` variable or
+the TOML file can still set it; their help shows the effective default, read from
+:class:`~pairflow.config.PairflowConfig`, the one place defaults are written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
+
+from pairflow.config import PairflowConfig
+
+_CONFIG_DEFAULTS = {field.name: field.default for field in dataclasses.fields(PairflowConfig)}
+
+
+def config_default(name: str) -> Any:
+    """The default of one :class:`~pairflow.config.PairflowConfig` field."""
+    return _CONFIG_DEFAULTS[name]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def described(text: str, default: str) -> str:
+    """Help text ending in ``[default: …]`` for an option whose default is described in words.
+
+    Typer reads help as rich markup, where a bare ``[default: …]`` is a style tag that vanishes;
+    the brackets are escaped so the default is shown, dimmed like the defaults typer shows.
+    """
+    return f"{text} [dim]{escape(f'[default: {default}]')}[/dim]"
+
+
+def with_default(text: str, field: str) -> str:
+    """Help text ending in the configuration field's default, e.g. ``[default: 300]``."""
+    return described(text, _shown(config_default(field)))
+
 
 Symbols = Annotated[str, typer.Option("--symbols", help="Comma-separated symbols, e.g. "
                                       "BTCUSDT,ETHUSDT.")]
-Timeframes = Annotated[str | None, typer.Option(help="Comma-separated bar timeframes "
-                                                "[default: 1s,1m,5m].")]
+Timeframes = Annotated[str | None, typer.Option(help=with_default(
+    "Comma-separated bar timeframes.", "timeframes"))]
 Pairs = Annotated[str | None, typer.Option(help="Comma-separated pairs Y/X, e.g. "
                                            "BTCUSDT/ETHUSDT (Y is regressed on X).")]
 Store = Annotated[Path | None, typer.Option(help="SQLite store to write (created if absent).")]
 Kafka = Annotated[str | None, typer.Option("--kafka", help="Kafka bootstrap servers, e.g. "
                                            "127.0.0.1:9092.")]
-KafkaPrefix = Annotated[str | None, typer.Option(help="Kafka topic prefix "
-                                                 "[default: pairflow.].")]
+KafkaPrefix = Annotated[str | None, typer.Option(help=with_default("Kafka topic prefix.",
+                                                                   "kafka_prefix"))]
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="TOML configuration file "
                                                  "(flags and PAIRFLOW_* override it).")]
 RecoveryDir = Annotated[Path | None, typer.Option(help="Bytewax recovery directory: snapshot "
                                                 "state there and resume from it after a crash.")]
-SnapshotInterval = Annotated[float | None, typer.Option(help="Seconds between snapshots "
-                                                        "[default: 10].")]
-Window = Annotated[int | None, typer.Option(help="Bars in the rolling window [default: 300].")]
-Price = Annotated[str | None, typer.Option(help="Price transform: log or raw [default: log].")]
-Lag = Annotated[str | None, typer.Option(help="ADF/EG lag policy: aic, bic or a fixed lag "
-                                         "[default: aic].")]
-EntryZ = Annotated[float | None, typer.Option("--entry-z", help="Alert entry |z| [default: 2].")]
-ExitZ = Annotated[float | None, typer.Option("--exit-z", help="Alert exit |z| [default: 0.5].")]
-Cooldown = Annotated[int | None, typer.Option(help="Bars after an exit with no new entry "
-                                              "[default: 0].")]
-Lateness = Annotated[float | None, typer.Option(help="Seconds a trade may arrive after its "
-                                                "window ends [default: 2].")]
+SnapshotInterval = Annotated[float | None, typer.Option(help=with_default(
+    "Seconds between snapshots.", "snapshot_s"))]
+Window = Annotated[int | None, typer.Option(help=with_default("Bars in the rolling window.",
+                                                              "window"))]
+Price = Annotated[str | None, typer.Option(help=with_default("Price transform: log or raw.",
+                                                             "price"))]
+Lag = Annotated[str | None, typer.Option(help=with_default(
+    "ADF/EG lag policy: aic, bic or a fixed lag.", "lag"))]
+EntryZ = Annotated[float | None, typer.Option("--entry-z", help=with_default(
+    "Alert entry |z|.", "entry_z"))]
+ExitZ = Annotated[float | None, typer.Option("--exit-z", help=with_default(
+    "Alert exit |z|.", "exit_z"))]
+Cooldown = Annotated[int | None, typer.Option(help=with_default(
+    "Bars after an exit with no new entry.", "cooldown_bars"))]
+Lateness = Annotated[float | None, typer.Option(help=with_default(
+    "Seconds a trade may arrive after its window ends.", "lateness_s"))]
 Workers = Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker threads.")]
 
 

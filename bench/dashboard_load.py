@@ -63,7 +63,7 @@ def main() -> None:
     store = copy_store(replay, work / "store.db")
     with dashboard_server("--store", str(store)) as url, sync_playwright() as p:
         server = [c for c in psutil.Process().children(recursive=True)
-                  if "cli_dashboard" in " ".join(c.cmdline())][0]
+                  if "app.dashboard" in " ".join(c.cmdline())][0]
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         pages = []
         for _ in range(args.sessions):

@@ -98,7 +98,7 @@ def serve(start: float, seconds: float, speed: float) -> None:
 
 def flow_child(argv: list[str]) -> None:
     """Child: ``pairflow`` with ``argv``."""
-    from pairflow.cli import main
+    from app.cli import main
 
     sys.argv = ["pairflow", *argv]
     main()

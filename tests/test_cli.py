@@ -4,6 +4,7 @@ replay summary and the CSV export tell the truth about a real run."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pairflow.config import PairflowConfig
 from pairflow.records import Alert, Bar, DeadLetter, PairStats, field_names
 from tests.helpers import SPOT_DIR, SPOT_FILES, raw_trades, write_recording
 
@@ -32,7 +34,7 @@ def pairflow(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 
 def assert_user_error(done: subprocess.CompletedProcess, *fragments: str) -> None:
     assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
-    lines = done.stderr.strip().splitlines()
+    lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
     assert "Traceback" not in done.stderr and lines[0].startswith("error: ")
     for fragment in fragments:
@@ -125,6 +127,26 @@ def test_export_errors(tmp_path):
 def test_help(command):
     done = pairflow(*command, "--help")
     assert done.returncode == 0 and "Usage" in done.stdout
+
+
+@pytest.mark.parametrize("command,option,field", [
+    ("replay", "--window", "window"), ("replay", "--timeframes", "timeframes"),
+    ("replay", "--exit-z", "exit_z"), ("live", "--market", "market"),
+    ("live", "--lateness", "lateness_s"),
+])
+def test_help_shows_the_configuration_default(command, option, field):
+    default = {f.name: f.default for f in dataclasses.fields(PairflowConfig)}[field]
+    shown = ",".join(default) if isinstance(default, tuple) else f"{default:g}" if isinstance(
+        default, float) else str(default)
+    done = pairflow(command, "--help")
+    line = next(line for line in done.stdout.splitlines() if f" {option} " in line)
+    assert f"[default: {shown}]" in line, line
+
+
+@pytest.mark.parametrize("args", [["replay", "--bogus"], ["replay"], ["export", "--kind", "bars"]])
+def test_usage_errors_start_with_the_usage_line(args):
+    done = pairflow(*args)
+    assert done.returncode == 2 and done.stderr.startswith("Usage: pairflow "), done.stderr
 
 
 def summary_value(text: str, label: str) -> int:

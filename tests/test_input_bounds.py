@@ -28,7 +28,7 @@ def test_a_trade_stamped_years_ahead_ends_as_a_gap_not_a_hang(tmp_path):
     tape.write_text("\n".join(lines) + "\n")
     store = tmp_path / "store.db"
     result = subprocess.run(
-        [sys.executable, "-m", "pairflow.cli", "replay", str(tape), "--symbols", "BTCUSDT",
+        [sys.executable, "-m", "app.cli", "replay", str(tape), "--symbols", "BTCUSDT",
          "--timeframes", "1s,1m", "--store", str(store)],
         cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -17,9 +17,9 @@ import typer
 import yaml
 from bytewax.testing import cluster_main, run_main
 
+from app.cli import app
 from connectors.kafka import consume_records
 from flows.pairs import build_flow
-from pairflow.cli import app
 from pairflow.config import load_config
 from tests.helpers import store_records
 
@@ -141,7 +141,7 @@ def test_every_compose_service_command_is_one_the_cli_accepts():
 def _cli_replay(store: Path, bootstrap: str, prefix: str, *extra: str,
                 env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "pairflow.cli", "replay", *TAPE, "--symbols", "BTCUSDT,ETHUSDT",
+        [sys.executable, "-m", "app.cli", "replay", *TAPE, "--symbols", "BTCUSDT,ETHUSDT",
          "--pairs", "BTCUSDT/ETHUSDT", "--timeframes", "1s,1m", "--window", "60",
          "--store", str(store), "--kafka", bootstrap, "--kafka-prefix", prefix, *extra],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -21,7 +21,7 @@ TABLES = ("bars", "pairs", "alerts", "deadletter")
 
 
 def _replay_command(store: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "pairflow.cli", "replay", *TAPE,
+    return [sys.executable, "-m", "app.cli", "replay", *TAPE,
             "--symbols", "BTCUSDT,ETHUSDT", "--pairs", "BTCUSDT/ETHUSDT",
             "--timeframes", "1s,1m", "--window", "60", "--store", str(store), *extra]
 

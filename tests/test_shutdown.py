@@ -22,7 +22,7 @@ TAPE = sorted(str(p) for p in (ROOT / "pairflow" / "data").glob("*.gz"))
 
 def _paced_replay(store: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "pairflow.cli", "replay", *TAPE, "--symbols", "BTCUSDT,ETHUSDT",
+        [sys.executable, "-m", "app.cli", "replay", *TAPE, "--symbols", "BTCUSDT,ETHUSDT",
          "--timeframes", "1s", "--speed", "30", "--store", str(store), *extra],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

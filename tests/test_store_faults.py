@@ -21,7 +21,7 @@ TAPE = sorted(str(p) for p in (ROOT / "pairflow" / "data").glob("*.gz"))
 
 def _replay(store: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pairflow.cli", "replay", *TAPE, "--symbols", "BTCUSDT,ETHUSDT",
+        [sys.executable, "-m", "app.cli", "replay", *TAPE, "--symbols", "BTCUSDT,ETHUSDT",
          "--pairs", "BTCUSDT/ETHUSDT", "--timeframes", "1s,1m", "--store", str(store)],
         cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
 

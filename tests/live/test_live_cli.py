@@ -10,9 +10,9 @@ import typer
 from bytewax.testing import run_main
 from typer.testing import CliRunner
 
+from app.live import register
 from connectors.store import StoreReader
 from flows.pairs import build_flow
-from pairflow.cli_live import register
 from pairflow.config import load_config
 from tests.binance_server import BinanceTestServer, Faults, Tape
 from tests.live.harness import (

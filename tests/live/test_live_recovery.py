@@ -36,7 +36,7 @@ SPEED = 4.0
 
 def _live(server: BinanceTestServer, store: Path, recovery: Path, duration_s: float,
           kafka: tuple[str, str]):
-    command = [sys.executable, "-m", "pairflow.cli", "live", "--symbols", ",".join(SYMBOLS),
+    command = [sys.executable, "-m", "app.cli", "live", "--symbols", ",".join(SYMBOLS),
                "--timeframes", TIMEFRAMES, "--store", str(store), "--ws-url", server.ws_url,
                "--rest-url", server.rest_url, "--duration", f"{duration_s:.1f}",
                "--recovery-dir", str(recovery), "--snapshot-interval", "1",

@@ -62,7 +62,7 @@ def copy_store(source: Path, target: Path) -> Path:
 def dashboard_server(*args: str, timeout_s: float = 30.0) -> Iterator[str]:
     """Run ``pairflow dashboard … --port 0``; yield its URL once the liveness URL answers."""
     log = open(os.devnull, "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "pairflow.cli_dashboard", *args, "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "app.dashboard", *args, "--port", "0"],
                             stdout=subprocess.PIPE, stderr=log, text=True, cwd=REPO)
     try:
         line = proc.stdout.readline()
