@@ -62,12 +62,12 @@ from connectors.binance.rest import (
     RestKind,
     trade_frame,
 )
-from connectors.binance.wire import SYMBOL_PATTERN, FrameParser
+from connectors.binance.wire import FrameParser
 from connectors.recorder import FrameRecorder
 from pairflow.config import PairflowConfig
 from pairflow.errors import ConfigError
 from pairflow.metrics import Count, counts
-from pairflow.records import DeadLetter, Health
+from pairflow.records import SYMBOL_PATTERN, DeadLetter, Health
 from pairflow.ticks import FeedGap, Heartbeat, TickChunk
 
 logger = logging.getLogger(__name__)
