@@ -90,7 +90,9 @@ def test_rollover_before_the_24h_cut(tmp_path, tape):
     assert totals["replaced:rollover"] >= 2
     assert stats["age_limit_closes"] == 0  # we always left before the server's cut
     assert totals["reconnects"] == 0
-    assert totals["backfilled"] == 0
+    # A client running behind may not have read the old connection's last frames when it
+    # switches: then it found a hole and backfilled it, never otherwise.
+    assert totals["backfilled"] == 0 or totals["gaps_found"] >= 1, totals
 
 
 def test_server_24h_cut_without_rollover(tmp_path, tape):
