@@ -118,7 +118,7 @@ def record(
 
     Reconnects on its own; Ctrl-C or SIGTERM close the files cleanly.
     """
-    from connectors.binance.live import LiveSettings
+    from connectors.binance.settings import LiveSettings
     from connectors.recorder import FrameRecorder
 
     config = load_config({"source": "live", "symbols": symbols, "market": market,
@@ -137,43 +137,19 @@ def record(
 
 
 async def _record(symbols, settings, recorder, duration_s: float | None) -> None:
-    import logging
-    import random
+    """Write every frame of the symbols' streams until ``duration_s`` (None: until stopped)."""
+    from connectors.binance.supervisor import ConnectionSupervisor
 
-    from websockets.asyncio.client import connect
-
-    log = logging.getLogger(__name__)
-    streams = "/".join(f"{s.lower()}@{settings.kind}" for s in symbols)
-    url = f"{settings.base_ws_url}/stream?streams={streams}"
-    deadline = None if duration_s is None else time.monotonic() + duration_s
-    backoff = settings.backoff_initial_s
-
-    async def read() -> None:
-        nonlocal backoff
-        while True:
-            try:
-                async with connect(url, max_size=1 << 24, compression=None) as ws:
-                    opened = time.monotonic()
-                    while True:
-                        frame = await ws.recv(decode=False)
-                        backoff = settings.backoff_initial_s
-                        if not frame.startswith(b'{"result"'):
-                            recorder.write(time.time_ns(), frame)
-                        if time.monotonic() - opened > settings.max_connection_age_s:
-                            break  # before Binance's 24 h cut
-            except Exception as error:  # noqa: BLE001 - every failure reconnects
-                log.warning("record connection lost: %s", error)
-            await asyncio.sleep(backoff * (0.5 + random.random() / 2))
-            backoff = min(backoff * 2, settings.backoff_max_s)
-
-    task = asyncio.create_task(read())
+    supervisor = ConnectionSupervisor(f"record-{settings.market}", settings.stream_url(symbols),
+                                      settings.supervision, recorder.write)
+    supervisor.start()
     try:
-        if deadline is None:
-            await task
+        if duration_s is None:
+            await asyncio.Event().wait()
         else:
-            await asyncio.sleep(max(deadline - time.monotonic(), 0))
+            await asyncio.sleep(duration_s)
     finally:
-        task.cancel()
+        await supervisor.close()
 
 
 def status(

@@ -107,7 +107,7 @@ def _source(config: PairflowConfig, on_progress: Callable | None) -> Any:
     if config.source == "replay":
         return ReplaySource(list(config.files), config.symbols, config.speed, on_progress)
     if config.source == "live":
-        from connectors.binance.live import BinanceTradeSource
+        from connectors.binance.source import BinanceTradeSource
 
         return BinanceTradeSource.from_config(config)
     from connectors.kafka import kafka_tick_source

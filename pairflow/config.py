@@ -122,6 +122,13 @@ class PairflowConfig:
     snapshot_s: float = 10.0
 
     def __post_init__(self) -> None:
+        self._check_symbols()
+        self._check_pairs()
+        parse_timeframes(list(self.timeframes))
+        _ = self.pair_settings
+        self._check_run()
+
+    def _check_symbols(self) -> None:
         bad = [s for s in self.symbols if not SYMBOL_PATTERN.match(s)]
         if bad:
             raise ConfigError(f"malformed symbol(s) {bad}: use upper-case names like BTCUSDT")
@@ -129,6 +136,8 @@ class PairflowConfig:
             raise ConfigError("no symbols: pass e.g. --symbols BTCUSDT,ETHUSDT")
         if len(set(self.symbols)) != len(self.symbols):
             raise ConfigError(f"symbols {list(self.symbols)} repeat a name")
+
+    def _check_pairs(self) -> None:
         for pair in self.pairs:
             legs = pair.split("/")
             if len(legs) != 2 or not all(legs):
@@ -142,11 +151,11 @@ class PairflowConfig:
                 raise ConfigError(f"pair {pair} has the same symbol on both legs")
         if len(set(self.pairs)) != len(self.pairs):
             raise ConfigError(f"pairs {list(self.pairs)} repeat a pair")
-        parse_timeframes(list(self.timeframes))
-        _ = self.pair_settings
+
+    def _check_run(self) -> None:
         if not 0 <= self.lateness_s <= 3600:
             raise ConfigError(f"lateness must be between 0 and 3600 s, got {self.lateness_s}")
-        if self.source not in ("replay", "live", "kafka"):
+        if self.source not in get_args(SourceKind):
             raise ConfigError(f"source {self.source!r} is not replay, live or kafka")
         if self.source == "replay" and not self.files:
             raise ConfigError("a replay needs input files")

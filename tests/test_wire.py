@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 
-from connectors.binance.wire import FrameParser, stream_kind, trade_time_us
+from connectors.binance.wire import FrameParser, stream_kind
+from pairflow.records import exchange_time_us
 from tests.helpers import SHARED_DATA, trade_frame
 
 REASON = re.compile(r"^[a-z_]+: .+")
@@ -126,8 +128,10 @@ def test_stream_kind_names():
 
 
 def test_trade_time_units():
-    assert trade_time_us(1723161255342) == 1723161255342000
-    assert trade_time_us(1723161255342123) == 1723161255342123
+    assert exchange_time_us(1723161255342) == 1723161255342000
+    assert exchange_time_us(1723161255342123) == 1723161255342123
+    mixed = np.array([1723161255342, 1723161255342123], np.int64)
+    assert exchange_time_us(mixed).tolist() == [1723161255342000, 1723161255342123]
 
 
 def good(**changes) -> str:

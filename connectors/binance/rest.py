@@ -27,8 +27,8 @@ import aiohttp
 import msgspec
 import numpy as np
 
-from connectors.binance.wire import trade_time_us
 from pairflow.errors import PairflowError
+from pairflow.records import exchange_time_us
 from pairflow.ticks import TickChunk
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def parse_rest_trades(symbol: str, kind: RestKind, body: bytes, recv_ts_us: int)
     if kind == "trade":
         ids = np.fromiter((r.id for r in rows), np.int64, n)
         first = last = ids
-        ts = np.fromiter((trade_time_us(r.time) for r in rows), np.int64, n)
+        ts = np.fromiter((exchange_time_us(r.time) for r in rows), np.int64, n)
         price = np.fromiter((r.price for r in rows), np.float64, n)
         qty = np.fromiter((r.qty for r in rows), np.float64, n)
         maker = np.fromiter((r.isBuyerMaker for r in rows), np.bool_, n)
@@ -102,7 +102,7 @@ def parse_rest_trades(symbol: str, kind: RestKind, body: bytes, recv_ts_us: int)
         ids = np.fromiter((r.a for r in rows), np.int64, n)
         first = np.fromiter((r.f for r in rows), np.int64, n)
         last = np.fromiter((r.l for r in rows), np.int64, n)
-        ts = np.fromiter((trade_time_us(r.T) for r in rows), np.int64, n)
+        ts = np.fromiter((exchange_time_us(r.T) for r in rows), np.int64, n)
         price = np.fromiter((r.p for r in rows), np.float64, n)
         qty = np.fromiter((r.q for r in rows), np.float64, n)
         maker = np.fromiter((r.m for r in rows), np.bool_, n)

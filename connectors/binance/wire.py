@@ -14,7 +14,6 @@ bad one becomes a dead letter with its reason and the rest goes on.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -22,11 +21,8 @@ from typing import Annotated
 import msgspec
 import numpy as np
 
-from pairflow.records import DeadLetter, TickSource
+from pairflow.records import SYMBOL_PATTERN, DeadLetter, TickSource, exchange_time_us
 from pairflow.ticks import TickChunk
-
-SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,20}$")
-
 
 #: Ids and times as numpy int64 holds them; larger numbers are bad input, not an overflow.
 Id = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
@@ -81,16 +77,6 @@ class ParsedFrames:
     dead: list[DeadLetter] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
     frames: int = 0
-
-
-def trade_time_us(value: int) -> int:
-    """Binance trade time in µs, from ms or µs told apart by magnitude.
-
-    Binance sends ms by default and µs on ``timeUnit=MICROSECOND`` streams and in
-    data.binance.vision spot dumps from 2025; µs since the epoch exceed 1e14 after 1973, ms will
-    not before the year 5138.
-    """
-    return value if value >= 100_000_000_000_000 else value * 1000
 
 
 def stream_kind(stream: str) -> str:
@@ -291,7 +277,7 @@ class FrameParser:
         for index in np.flatnonzero(~ok).tolist():
             problem = self._problem(payloads[index], streams and streams[index])
             out.dead.append(self._dead(problem, frame_at(index), int(recv[index])))
-        ts = np.where(times >= 100_000_000_000_000, times, times * 1000)
+        ts = exchange_time_us(times)
         maker = np.array([p.m for p in payloads], np.bool_)
         for symbol in sorted({s for s, good in usable.items() if good}):
             mask = ok if len(usable) == 1 else ok & (np.array(symbols) == symbol)

@@ -100,6 +100,12 @@ class BinanceTestServer:
         self.faults = faults or Faults()
         self.ping_interval_s = ping_interval_s
         self.stats: Counter = Counter()
+        #: What the server did, for tests to derive their expectations from: ``(kind, details)``
+        #: per fired fault (``forget``: ``floor_ms``, what REST forgot; ``sent_until_ms``,
+        #: the tape time up to which frames had been handed to any connection).
+        self.log: list[tuple[str, dict[str, int]]] = []
+        #: Tape time (ms) up to which frames were handed to some connection.
+        self._sent_until_ms = -1
         self.ws_port = 0
         self.http_port = 0
         self._clock_start: float | None = None
@@ -186,6 +192,11 @@ class BinanceTestServer:
         elapsed = time.monotonic() - self._clock_start
         return self.tape.first_ms - 1 + int(elapsed * self.speed * 1000)
 
+    def logged(self, kind: str) -> dict[str, int]:
+        """The details of the one logged ``kind`` event."""
+        (details,) = [d for k, d in self.log if k == kind]
+        return details
+
     @property
     def finished(self) -> bool:
         """True once the whole tape is published."""
@@ -215,6 +226,8 @@ class BinanceTestServer:
                 conn.silenced.add(arg)
         elif kind == "forget":
             self._rest_floor_ms = self.tape_now_ms()
+            self.log.append(("forget", {"floor_ms": self._rest_floor_ms,
+                                        "sent_until_ms": self._sent_until_ms}))
         elif kind == "refuse":
             self._refuse_until = time.monotonic() + float(arg)
             for conn in list(self._conns):
@@ -306,7 +319,8 @@ class BinanceTestServer:
         sent = 0
         try:
             while True:
-                end = bisect.bisect_right(self._times, self.tape_now_ms())
+                now_ms = self.tape_now_ms()
+                end = bisect.bisect_right(self._times, now_ms)
                 frames = self._frames_between(conn, end)
                 conn.cursor = end
                 out: list[bytes] = []
@@ -325,6 +339,7 @@ class BinanceTestServer:
                 for frame in out:
                     await conn.ws.send(frame.decode())
                 self.stats["frames_sent"] += len(out)
+                self._sent_until_ms = max(self._sent_until_ms, now_ms)
                 if f.max_connection_age_s is not None and \
                         time.monotonic() - conn.opened > f.max_connection_age_s:
                     self.stats["age_limit_closes"] += 1

@@ -4,6 +4,7 @@ the Kafka topics, deduplicated by key + time, hold exactly the store's records."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -17,6 +18,7 @@ import jsonschema
 import pytest
 
 from connectors.kafka import consume_records
+from pairflow.errors import StoreError
 from tests.binance_server import BinanceTestServer, Faults, Tape
 from tests.helpers import kafka_deduplicated, store_records
 from tests.live.harness import (
@@ -83,7 +85,8 @@ def _wait_for_bars(store: Path, process: subprocess.Popen, timeout_s: float = 60
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
-        if store.exists() and bars_of(store):
-            return
+        with contextlib.suppress(StoreError):  # the store's tables may not exist yet
+            if store.exists() and bars_of(store):
+                return
         time.sleep(0.2)
     raise AssertionError("the live run wrote no bar")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.binance.live import LiveSettings
 from connectors.binance.rest import BackfillError, parse_rest_trades
+from connectors.binance.settings import LiveSettings
 from connectors.recorder import FrameRecorder, close_all_recorders
 from connectors.replay import ReplaySource  # noqa: F401 - the reader of recordings
 from pairflow.errors import ConfigError

@@ -1,0 +1,104 @@
+"""Telling an input file's layout from its first line (never from its name alone)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from connectors.replay.files import first_line
+from pairflow.errors import InputFileError
+from pairflow.records import SYMBOL_TEXT, exchange_time_us
+
+#: ``recording``: recorder lines; ``ticks``: tick NDJSON; the others data.binance.vision CSV.
+Layout = Literal["recording", "ticks", "trades_csv", "aggtrades_csv"]
+
+_CSV_NAME = re.compile(f"^({SYMBOL_TEXT})-(trades|aggTrades)-", re.IGNORECASE)
+_TRADES_HEADER = ["id", "price", "qty", "quote_qty", "time", "is_buyer_maker"]
+_AGG_HEADER = ["agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id",
+               "transact_time", "is_buyer_maker"]
+
+
+@dataclass(frozen=True, slots=True)
+class InputFile:
+    """An input file, its layout and what it knows before being read."""
+
+    path: Path
+    layout: Layout
+    first_key: int  # receive time (µs) of its first line, for ordering files
+    symbol: str | None = None  # CSV dumps hold one symbol, named in the file name
+
+
+def inspect_file(path: str | Path) -> InputFile:
+    """Tell a file's layout from its first line.
+
+    Raises:
+        InputFileError: when the file is missing, unreadable, empty or of no known layout.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"input file {path} does not exist")
+    line = first_line(path)
+    if not line:
+        raise InputFileError(f"input file {path} is empty")
+    head, _, rest = line.partition(b" ")
+    if head.isdigit() and rest.startswith(b"{"):
+        return InputFile(path, "recording", int(head) // 1000)
+    if line.startswith(b"{"):
+        return _inspect_ticks(path, line)
+    return _inspect_csv(path, line)
+
+
+def _inspect_ticks(path: Path, line: bytes) -> InputFile:
+    try:
+        tick = msgspec.json.decode(line)
+        return InputFile(path, "ticks", int(tick["recv_ts"]))
+    except (msgspec.DecodeError, KeyError, TypeError, ValueError) as error:
+        raise InputFileError(
+            f"{path}: a JSON-lines file must hold pairflow ticks (symbol, trade_id, …, "
+            f"recv_ts): {error}"
+        ) from error
+
+
+def _inspect_csv(path: Path, line: bytes) -> InputFile:
+    fields = line.decode("utf-8", "replace").split(",")
+    match = _CSV_NAME.match(path.name)
+    if match is None:
+        raise InputFileError(
+            f"{path}: not a recording (`<ns> <frame>` lines) nor pairflow ticks; for a "
+            "data.binance.vision CSV name it SYMBOL-trades-DATE.csv or SYMBOL-aggTrades-DATE.csv"
+        )
+    symbol = match.group(1).upper()
+    has_header = not fields[0].strip().lstrip("-").isdigit()
+    layout = _csv_layout(fields, has_header)
+    if layout is None:
+        raise InputFileError(f"{path}: CSV columns {fields} are neither trades nor aggTrades")
+    first = _csv_first_time(fields, layout) if not has_header else 0
+    return InputFile(path, layout, first, symbol)
+
+
+def _csv_layout(fields: list[str], has_header: bool) -> Layout | None:
+    names = [f.strip().lower() for f in fields]
+    if has_header:
+        if names[: len(_AGG_HEADER)] == _AGG_HEADER:
+            return "aggtrades_csv"
+        if names[: len(_TRADES_HEADER)] == _TRADES_HEADER:
+            return "trades_csv"
+        return None
+    # Spot trades have 7 columns (…, time, is_buyer_maker, is_best_match), futures trades 6;
+    # aggTrades 8 (spot) or 7 (futures) with a time, not a flag, in column 6.
+    if len(names) in (6, 7) and names[5] in ("true", "false"):
+        return "trades_csv"
+    if len(names) in (7, 8) and names[6] in ("true", "false"):
+        return "aggtrades_csv"
+    return None
+
+
+def _csv_first_time(fields: list[str], layout: Layout) -> int:
+    try:
+        return exchange_time_us(int(fields[4 if layout == "trades_csv" else 5]))
+    except ValueError:
+        return 0

@@ -1,0 +1,195 @@
+"""The block-wise merge of several files' lines on receive time, parsed a batch at a time."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from connectors.binance.wire import FrameParser
+from connectors.replay.files import decompressed_size
+from connectors.replay.formats import InputFile
+from connectors.replay.readers import Block, RecordingBlock, file_blocks
+from pairflow.records import DeadLetter
+from pairflow.ticks import TickChunk
+
+
+@dataclass
+class ReplayBatch:
+    """What one :meth:`MergedReplay.read` gives: tick chunks, dead letters, skipped counts.
+
+    ``frames`` counts the lines parsed (dead ones included).
+    """
+
+    chunks: list[TickChunk]
+    dead: list[DeadLetter]
+    skipped: Counter
+    frames: int = 0
+
+
+@dataclass
+class _PendingFrames:
+    """Recording frames taken in merge order, not parsed yet, with their receive times.
+
+    They are parsed together before a run of already parsed lines and at the end of a batch.
+    """
+
+    frames: list[bytes] = field(default_factory=list)
+    keys: list[np.ndarray] = field(default_factory=list)
+
+
+class _Cursor:
+    """One file's position: the current block and the index of its next line."""
+
+    def __init__(self, blocks: Iterator[Block]):
+        self._blocks = blocks
+        self.block: Block | None = None
+        self.pos = 0
+        self.advance()
+
+    def advance(self) -> None:
+        self.block, self.pos = None, 0
+        for block in self._blocks:
+            if len(block.keys) or block.dead:
+                self.block = block
+                return
+
+    @property
+    def head(self) -> int:
+        assert self.block is not None
+        return int(self.block.keys[self.pos]) if len(self.block.keys) else -(1 << 62)
+
+
+#: A cursor's lines due in a round: (index among the live cursors, cursor, start, stop).
+_Piece = tuple[int, _Cursor, int, int]
+
+
+class MergedReplay:
+    """Lines of several files in receive-time order, parsed into tick chunks a batch at a time.
+
+    Args:
+        files: the input files (any order; they are sorted by first receive time, then path).
+        symbols: the symbols to keep.
+        stage: the dead-letter stage name for bad lines.
+    """
+
+    def __init__(self, files: list[InputFile], symbols: frozenset[str], stage: str = "replay"):
+        ordered = sorted(files, key=lambda f: (f.first_key, str(f.path)))
+        self.paths = [f.path for f in ordered]
+        #: Decompressed bytes in all files, and read so far: the progress of a replay.
+        self.total_bytes = sum(decompressed_size(p) for p in self.paths)
+        self.bytes_read = [0]
+        self._parser = FrameParser(symbols, "replay", stage=stage)
+        self._cursors = [_Cursor(file_blocks(f, symbols, stage, self.bytes_read))
+                         for f in ordered]
+        self.lines_done = 0
+
+    @property
+    def exhausted(self) -> bool:
+        """True when every file has been read to its end."""
+        return all(c.block is None for c in self._cursors)
+
+    @property
+    def next_key(self) -> int | None:
+        """Receive time (µs) of the next line, or None at the end."""
+        heads = [c.head for c in self._cursors if c.block is not None]
+        return min(heads) if heads else None
+
+    def read(self, max_lines: int, until_key: int | None = None) -> ReplayBatch:
+        """Parse up to ``max_lines`` lines with receive time ``<= until_key``.
+
+        Each round takes, from every file, the lines up to the smallest last key of the
+        current blocks — nothing later in any file can sort before them — and orders them with
+        one stable sort (ties go to the earlier file).
+        """
+        out = ReplayBatch([], [], Counter())
+        pending = _PendingFrames()
+        consumed = 0
+        while consumed < max_lines:
+            live = [c for c in self._cursors if c.block is not None]
+            if not live:
+                break
+            pieces = _due_pieces(live, until_key, out)
+            if not pieces and all(len(c.block.keys) for c in live):
+                break  # paced: nothing due yet
+            if pieces:
+                consumed += self._take(live, pieces, max_lines - consumed, pending, out)
+            for cursor in live:
+                if cursor.pos >= len(cursor.block.keys):
+                    cursor.advance()
+        self._flush(pending, out)
+        return out
+
+    def _take(self, live: list[_Cursor], pieces: list[_Piece], budget: int,
+              pending: _PendingFrames, out: ReplayBatch) -> int:
+        """Take up to ``budget`` lines of the pieces in merge order; returns how many."""
+        keys = np.concatenate([c.block.keys[a:b] for _, c, a, b in pieces])
+        owner = np.concatenate([np.full(b - a, i) for i, _, a, b in pieces])
+        # Exactly ``max_lines`` in all: a resumed replay skips exactly the lines its
+        # snapshot counted. A prefix of the merged order is a prefix of every piece.
+        owner = owner[np.argsort(keys, kind="stable")[:budget]]
+        taken = np.bincount(owner, minlength=len(live))
+        pieces = [(i, c, a, a + int(taken[i])) for i, c, a, _ in pieces if taken[i]]
+        self._emit_runs(live, owner, {i: a for i, _, a, _ in pieces}, pending, out)
+        for _, cursor, _, stop in pieces:
+            self.lines_done += stop - cursor.pos
+            cursor.pos = stop
+        return len(owner)
+
+    def _emit_runs(self, live: list[_Cursor], owner: np.ndarray, offsets: dict[int, int],
+                   pending: _PendingFrames, out: ReplayBatch) -> None:
+        """Emit the taken lines run by run of one file, in merge order.
+
+        Recording frames gather in ``pending`` to be parsed together; a run of parsed lines
+        (CSV, NDJSON) first flushes them, so the output keeps the merge order.
+        """
+        runs = np.flatnonzero(np.diff(owner)) + 1
+        for run_start, run_stop in zip(np.concatenate(([0], runs)).tolist(),
+                                       np.concatenate((runs, [len(owner)])).tolist(),
+                                       strict=True):
+            index = int(owner[run_start])
+            block = live[index].block
+            first = offsets[index]
+            last = offsets[index] = first + run_stop - run_start
+            if isinstance(block, RecordingBlock):
+                pending.frames.extend(block.frames[first:last])
+                pending.keys.append(block.keys[first:last])
+            else:
+                self._flush(pending, out)
+                out.frames += last - first
+                out.chunks.append(block.chunk.take(slice(first, last)))
+
+    def _flush(self, pending: _PendingFrames, out: ReplayBatch) -> None:
+        if not pending.frames:
+            return
+        parsed = self._parser.parse_columns(np.concatenate(pending.keys), pending.frames)
+        out.frames += parsed.frames
+        out.skipped.update(parsed.skipped)
+        out.dead.extend(parsed.dead)
+        out.chunks.extend(parsed.chunks.values())
+        pending.frames.clear()
+        pending.keys.clear()
+
+
+def _due_pieces(live: list[_Cursor], until_key: int | None, out: ReplayBatch) -> list[_Piece]:
+    """Each live cursor's lines that may go this round; its block's dead letters go to ``out``.
+
+    A line may go when its key is at most the smallest last key of the current blocks (and at
+    most ``until_key``): no later line of any file can sort before it.
+    """
+    bound = min(int(c.block.keys[-1]) if len(c.block.keys) else -1 for c in live)
+    if until_key is not None:
+        bound = min(bound, until_key)
+    pieces = []
+    for index, cursor in enumerate(live):
+        block = cursor.block
+        if block.dead:
+            out.dead.extend(block.dead)
+            out.frames += len(block.dead)
+            block.dead = []
+        stop = int(np.searchsorted(block.keys, bound, side="right"))
+        if stop > cursor.pos:
+            pieces.append((index, cursor, cursor.pos, stop))
+    return pieces
