@@ -117,9 +117,9 @@ def export(
     end: Annotated[str | None, typer.Option(help="Until this ISO-8601 time (exclusive).")] = None,
 ) -> None:
     """Export stored records as CSV: a header of the record's fields, times in ISO-8601 UTC."""
-    from connectors.store import KINDS, TABLES, StoreReader
+    from connectors.store import TABLES, StoreReader
 
-    if kind not in KINDS:
+    if kind not in TABLES:
         raise ConfigError(f"unknown kind {kind!r}: choose bars, pairs, alerts or deadletter")
     if symbol and pair:
         raise ConfigError("give --symbol or --pair, not both")
@@ -143,7 +143,7 @@ def export(
     rows = StoreReader(store).query(kind, where, time_range)
     handle = sys.stdout if out == "-" else _open_out(out)
     try:
-        write_csv(handle, TABLES[KINDS[kind]][1], rows)
+        write_csv(handle, TABLES[kind].record, rows)
     finally:
         if handle is not sys.stdout:
             handle.close()

@@ -162,10 +162,7 @@ def status(
     from connectors.store import StoreReader
     from pairflow.records import us_to_iso
 
-    reader = StoreReader(store)
-    latest: dict[str, dict] = {}
-    for row in reader.query("health", order="ts"):
-        latest[row["stream"]] = row
+    latest = {row["stream"]: row for row in StoreReader(store).latest_per("health", "stream")}
     if not latest:
         raise ConfigError(f"no health records in {store}: is `pairflow live` writing to it?")
     now_us = time.time_ns() // 1000

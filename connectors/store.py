@@ -1,7 +1,8 @@
 """The embedded store: one SQLite database (WAL: one writer, many readers).
 
-Tables ``bars``, ``pairs``, ``alerts`` and ``deadletter`` hold the records of
-:mod:`pairflow.records` under their JSON field names, keyed like the Kafka topics, and are
+Tables ``bars``, ``pairs``, ``alerts``, ``deadletter`` and ``health`` hold the records of
+:mod:`pairflow.records` under their JSON field names, keyed like the Kafka topics (each table's
+record, key and time column are stated once, in :data:`TABLES`), and are
 written with idempotent upserts: replaying the same input twice leaves identical content, and a
 flow resumed after a crash rewrites what it replays without duplicates. Dead letters are keyed
 by a digest of (stage, reason, raw).
@@ -15,6 +16,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -26,17 +28,33 @@ from pairflow.records import Alert, Bar, DeadLetter, Health, PairStats, field_na
 
 logger = logging.getLogger(__name__)
 
-#: Record kind → (table, record class, primary key columns).
-TABLES: dict[str, tuple[str, type, tuple[str, ...]]] = {
-    "bar": ("bars", Bar, ("symbol", "timeframe", "start")),
-    "pair": ("pairs", PairStats, ("pair", "timeframe", "ts")),
-    "alert": ("alerts", Alert, ("alert_id",)),
-    "deadletter": ("deadletter", DeadLetter, ("id",)),
-    "health": ("health", Health, ("stream", "ts")),
-}
-#: Export / dashboard kinds by table name.
-KINDS = {"bars": "bar", "pairs": "pair", "alerts": "alert", "deadletter": "deadletter",
-         "health": "health"}
+@dataclass(frozen=True)
+class StoredTable:
+    """How one record kind is stored; the writer, reader, export and dashboard all use it.
+
+    Attributes:
+        name: the table (and export kind) name, ``bars``.
+        kind: the record kind written to it (``Record.kind``), ``bar``.
+        record: the record class; its fields are the table's columns.
+        key: the primary key columns (the upsert identity, as the Kafka record key).
+        time_column: the column time ranges and the default order refer to (µs).
+    """
+
+    name: str
+    kind: str
+    record: type
+    key: tuple[str, ...]
+    time_column: str
+
+
+#: Every stored table by name.
+TABLES: dict[str, StoredTable] = {t.name: t for t in (
+    StoredTable("bars", "bar", Bar, ("symbol", "timeframe", "start"), "end"),
+    StoredTable("pairs", "pair", PairStats, ("pair", "timeframe", "ts"), "ts"),
+    StoredTable("alerts", "alert", Alert, ("alert_id",), "ts"),
+    StoredTable("deadletter", "deadletter", DeadLetter, ("id",), "ts"),
+    StoredTable("health", "health", Health, ("stream", "ts"), "ts"),
+)}
 _BUSY_TIMEOUT_S = 30.0
 
 
@@ -50,13 +68,12 @@ def _column_type(cls: type, name: str) -> str:
 
 def _schema() -> str:
     statements = []
-    for table, cls, key in TABLES.values():
-        columns = field_names(cls)
-        extra = ["id TEXT NOT NULL"] if table == "deadletter" else []
-        body = ", ".join(extra + [f'"{c}" {_column_type(cls, c)}' for c in columns])
-        statements.append(
-            f"CREATE TABLE IF NOT EXISTS {table} ({body}, PRIMARY KEY ({', '.join(key)}))"
-        )
+    for table in TABLES.values():
+        cls = table.record
+        extra = ["id TEXT NOT NULL"] if table.name == "deadletter" else []
+        body = ", ".join(extra + [f'"{c}" {_column_type(cls, c)}' for c in field_names(cls)])
+        statements.append(f"CREATE TABLE IF NOT EXISTS {table.name} ({body}, "
+                          f"PRIMARY KEY ({', '.join(table.key)}))")
     statements.append("CREATE INDEX IF NOT EXISTS bars_by_end ON bars (symbol, timeframe, end)")
     return ";\n".join(statements) + ";"
 
@@ -114,12 +131,14 @@ class StoreWriter:
         self._connection = open_store(self.path, timeout_s)
         self._statements = {}
         self._values = {}
-        for kind, (table, cls, _key) in TABLES.items():
-            self._values[kind] = attrgetter(*(f.name for f in dataclasses.fields(cls)))
-            columns = (["id"] if table == "deadletter" else []) + field_names(cls)
+        for table in TABLES.values():
+            cls = table.record
+            self._values[table.kind] = attrgetter(*(f.name for f in dataclasses.fields(cls)))
+            columns = (["id"] if table.name == "deadletter" else []) + field_names(cls)
             quoted = ", ".join(f'"{c}"' for c in columns)
             marks = ", ".join("?" * len(columns))
-            self._statements[kind] = f"INSERT OR REPLACE INTO {table} ({quoted}) VALUES ({marks})"
+            self._statements[table.kind] = (f"INSERT OR REPLACE INTO {table.name} ({quoted}) "
+                                            f"VALUES ({marks})")
 
     def write(self, records: Iterable[Any]) -> None:
         """Upsert records of any stored kind in one transaction.
@@ -176,29 +195,40 @@ class _StorePartition(StatelessSinkPartition[Any]):
 
 
 class StoreReader:
-    """Read-only queries over the store, for export and the dashboard; thread-safe.
+    """Read-only queries over the store (export, CLI, dashboard); one connection per thread.
+
+    Args:
+        path: the SQLite file.
+        timeout_s: how long a read waits for a lock (a WAL reader rarely waits).
 
     Raises:
         StoreError: when the file does not exist or is not a pairflow store.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, timeout_s: float = _BUSY_TIMEOUT_S):
         self.path = Path(path)
         if not self.path.is_file():
             raise StoreError(f"store {self.path} does not exist: run `pairflow replay` first")
+        self.timeout_s = timeout_s
         self._local = threading.local()
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
         if connection is None:
             try:
-                connection = _connect(self.path, readonly=True)
+                connection = _connect(self.path, readonly=True, timeout_s=self.timeout_s)
                 connection.execute("SELECT 1 FROM bars LIMIT 1")
             except sqlite3.Error as error:
                 message = f"{self.path} is not a readable pairflow store: {error}"
                 raise StoreError(message) from error
             self._local.connection = connection
         return connection
+
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        try:
+            return self._connection().execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot read {self.path}: {error}") from error
 
     def query(
         self,
@@ -212,18 +242,18 @@ class StoreReader:
         """Rows of ``table`` as dicts of the record's fields, in time order.
 
         Args:
-            table: ``bars``, ``pairs``, ``alerts`` or ``deadletter``.
+            table: a name of :data:`TABLES`.
             where: equality filters on columns.
             time_range: ``[start, end)`` on the table's time column, µs, either may be None.
             order: the ordering column (default: the time column).
             limit: the most rows returned (the latest ones when ``descending``).
             descending: newest first.
+
+        Raises:
+            StoreError: an unknown table or column, or the store cannot be read.
         """
-        if table not in KINDS:
-            raise StoreError(f"unknown table {table!r}: choose one of {sorted(KINDS)}")
-        cls = TABLES[KINDS[table]][1]
-        columns = field_names(cls)
-        time_column = "end" if table == "bars" else "ts"
+        spec = _table(table)
+        columns = field_names(spec.record)
         clauses, params = [], []
         for column, value in (where or {}).items():
             if column not in columns:
@@ -232,36 +262,110 @@ class StoreReader:
             params.append(value)
         start, end = time_range
         if start is not None:
-            clauses.append(f'"{time_column}" >= ?')
+            clauses.append(f'"{spec.time_column}" >= ?')
             params.append(start)
         if end is not None:
-            clauses.append(f'"{time_column}" < ?')
+            clauses.append(f'"{spec.time_column}" < ?')
             params.append(end)
-        sql = f"SELECT {', '.join(chr(34) + c + chr(34) for c in columns)} FROM {table}"
+        sql = f"SELECT {_column_list(columns)} FROM {table}"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        sql += f' ORDER BY "{order or time_column}"' + (" DESC" if descending else "")
+        sql += f' ORDER BY "{order or spec.time_column}"' + (" DESC" if descending else "")
         if table == "bars" and order is None:
             sql += ", symbol, timeframe"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         try:
             cursor = self._connection().execute(sql, params)
+            for row in cursor:
+                yield dict(zip(columns, row, strict=True))
         except sqlite3.Error as error:
             raise StoreError(f"cannot read {self.path}: {error}") from error
-        for row in cursor:
-            yield dict(zip(columns, row, strict=True))
 
-    def count(self, table: str, group_by: str) -> dict[str, int]:
-        """Row counts of ``table`` grouped by one column."""
-        if table not in KINDS:
-            raise StoreError(f"unknown table {table!r}")
-        sql = f'SELECT "{group_by}", COUNT(*) FROM {table} GROUP BY "{group_by}"'
-        return dict(self._connection().execute(sql).fetchall())
+    def latest(
+        self,
+        table: str,
+        where: dict[str, Any] | None = None,
+        limit: int | None = None,
+        time_range: tuple[int | None, int | None] = (None, None),
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` rows of ``table`` (all when None), oldest first.
+
+        Args:
+            table: a name of :data:`TABLES`.
+            where: equality filters on columns.
+            limit: how many of the newest rows.
+            time_range: ``[start, end)`` on the table's time column, µs, either may be None.
+        """
+        if limit is None:
+            return list(self.query(table, where, time_range))
+        rows = list(self.query(table, where, time_range, limit=limit, descending=True))
+        return rows[::-1]
+
+    def latest_per(self, table: str, column: str) -> list[dict[str, Any]]:
+        """The newest row (by time column) of each value of ``column``, ordered by it.
+
+        ``latest_per("health", "stream")`` is the current state of every live stream.
+        """
+        spec = _table(table)
+        columns = field_names(spec.record)
+        if column not in columns:
+            raise StoreError(f"{table} has no column {column!r}")
+        time = spec.time_column
+        sql = (f"SELECT {_column_list(columns, 't.')} FROM {table} t JOIN (SELECT \"{column}\","
+               f' MAX("{time}") AS newest FROM {table} GROUP BY "{column}") m ON '
+               f't."{column}" = m."{column}" AND t."{time}" = m.newest ORDER BY t."{column}"')
+        return [dict(zip(columns, row, strict=True)) for row in self._rows(sql)]
+
+    def distinct(self, table: str, columns: tuple[str, ...]) -> list[tuple]:
+        """The distinct value tuples of ``columns`` in ``table`` (``pairs``: the series)."""
+        known = field_names(_table(table).record)
+        for column in columns:
+            if column not in known:
+                raise StoreError(f"{table} has no column {column!r}")
+        return self._rows(f"SELECT DISTINCT {_column_list(columns)} FROM {table}")
+
+    def last_rowid(self, table: str) -> int:
+        """The ``rowid`` of the row written last (0 when empty): where a tail starts."""
+        _table(table)
+        return self._rows(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}")[0][0]
+
+    def rows_after(self, table: str, rowid: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
+        """Rows written after ``rowid``, in write order, and the last one's ``rowid``.
+
+        An upsert deletes and re-inserts, so a new or rewritten row always gets a larger
+        ``rowid``: following ``rows_after`` tails every write.
+
+        Args:
+            table: a name of :data:`TABLES`.
+            rowid: the ``rowid`` already seen (:meth:`last_rowid` to start at the end).
+            limit: the most rows returned (the rest come on the next call).
+
+        Returns:
+            ``(last_rowid, rows)``; ``last_rowid`` is ``rowid`` when nothing is new.
+        """
+        columns = field_names(_table(table).record)
+        sql = (f"SELECT rowid, {_column_list(columns)} FROM {table} WHERE rowid > ? "
+               f"ORDER BY rowid LIMIT {int(limit)}")
+        rows = self._rows(sql, (rowid,))
+        if not rows:
+            return rowid, []
+        return rows[-1][0], [dict(zip(columns, row[1:], strict=True)) for row in rows]
 
     def close(self) -> None:
-        """Close this thread's connection."""
+        """Close this thread's connection (the next query opens a new one)."""
         connection = getattr(self._local, "connection", None)
         if connection is not None:
             connection.close()
             self._local.connection = None
+
+
+def _table(name: str) -> StoredTable:
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise StoreError(f"unknown table {name!r}: choose one of {sorted(TABLES)}") from None
+
+
+def _column_list(columns: Iterable[str], prefix: str = "") -> str:
+    return ", ".join(f'{prefix}"{c}"' for c in columns)

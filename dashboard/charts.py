@@ -57,6 +57,12 @@ def first_finite(values: np.ndarray) -> float | None:
     return float(finite[0]) if finite.size else None
 
 
+def rebase_closes(frame: pd.DataFrame, price: str) -> tuple[float | None, float | None]:
+    """The closes of Y and X that rebase to 100: each leg's first finite close in ``frame``."""
+    return (first_finite(closes(_floats(frame["y"]), price)),
+            first_finite(closes(_floats(frame["x"]), price)))
+
+
 def pair_columns(
     frame: pd.DataFrame, k: float, price: str, base: tuple[float | None, float | None]
 ) -> dict[str, np.ndarray | list]:

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("PAIRFLOW_TEST_DATA",
@@ -25,6 +26,10 @@ DATA = Path(os.environ.get("PAIRFLOW_TEST_DATA",
 PAIRFLOW = Path(sys.executable).with_name("pairflow")
 CHROMIUM = os.environ.get("PAIRFLOW_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+#: How long a page wait or ``expect`` polls before failing: an upper bound only, generous for a
+#: busy machine; every wait polls for a state the page or store shows, never for a time.
+WAIT_MS = 60_000
+expect.set_options(timeout=WAIT_MS)
 
 
 def pairflow(*args: str) -> str:
@@ -59,7 +64,7 @@ def copy_store(source: Path, target: Path) -> Path:
 
 
 @contextmanager
-def dashboard_server(*args: str, timeout_s: float = 30.0) -> Iterator[str]:
+def dashboard_server(*args: str, timeout_s: float = 120.0) -> Iterator[str]:
     """Run ``pairflow dashboard … --port 0``; yield its URL once the liveness URL answers."""
     log = open(os.devnull, "w")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "app.dashboard", *args, "--port", "0"],
@@ -114,7 +119,7 @@ def page(browser):
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url} "
                                                        f"{r.failure}"))
-    page.set_default_timeout(20_000)
+    page.set_default_timeout(WAIT_MS)
     yield page
     context.close()
     assert not problems, problems

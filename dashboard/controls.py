@@ -1,0 +1,78 @@
+"""The dashboard's header: pair and timeframe selectors, band width, Follow newest, downloads."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import panel as pn
+
+from dashboard import charts
+from dashboard.selection import Selection
+
+
+class Controls(pn.viewable.Viewer):
+    """The header widgets of one session.
+
+    Args:
+        selection: the series the session starts on, and the selectors' options.
+        csv_stats: makes the *Stats CSV* download.
+        csv_bars: makes the *Bars CSV* download.
+        csv_alerts: makes the *Alerts CSV* download.
+    """
+
+    def __init__(self, selection: Selection, csv_stats: Callable[[], io.StringIO],
+                 csv_bars: Callable[[], io.StringIO], csv_alerts: Callable[[], io.StringIO],
+                 **params) -> None:
+        super().__init__(**params)
+        self.pair_select = pn.widgets.Select(name="Pair", options=selection.pairs,
+                                             value=selection.pair or None, width=200)
+        self.tf_select = pn.widgets.Select(name="Timeframe", options=selection.timeframes,
+                                           value=selection.timeframe or None, width=110)
+        self.k_input = pn.widgets.FloatInput(name="Band k (σ)", value=2.0, step=0.5, start=0.1,
+                                             width=110)
+        self.follow_button = pn.widgets.Button(name="Follow newest", button_type="primary",
+                                               width=130, css_classes=["pf-follow"])
+        # Runs in the browser: a range reset of every chart, no round trip to the server.
+        self.follow_button.js_on_click(args={"names": list(charts.FIGURE_NAMES)},
+                                       code=charts.FOLLOW_JS)
+        self.download_stats = pn.widgets.FileDownload(
+            callback=csv_stats, filename="stats.csv", label="Stats CSV (visible range)",
+            button_type="light", width=190, css_classes=["pf-dl-stats"])
+        self.download_bars = pn.widgets.FileDownload(
+            callback=csv_bars, filename="bars.csv", label="Bars CSV (visible range)",
+            button_type="light", width=180, css_classes=["pf-dl-bars"])
+        self.download_alerts = pn.widgets.FileDownload(
+            callback=csv_alerts, filename="alerts.csv", label="Alerts CSV",
+            button_type="light", width=120, css_classes=["pf-dl-alerts"])
+
+    @property
+    def pair(self) -> str:
+        """The selected pair ``Y/X`` ("" while none)."""
+        return self.pair_select.value or ""
+
+    @property
+    def timeframe(self) -> str:
+        """The selected timeframe ("" while none)."""
+        return self.tf_select.value or ""
+
+    @property
+    def k(self) -> float:
+        """The spread band's half-width in σ (0 while the field is empty)."""
+        return self.k_input.value or 0.0
+
+    def name_downloads(self, legs: tuple[str, str], timeframe: str) -> None:
+        """Name the CSV files after the shown series."""
+        tag = f"{legs[0]}-{legs[1]}-{timeframe}"
+        self.download_stats.filename = f"pairflow-stats-{tag}.csv"
+        self.download_bars.filename = f"pairflow-bars-{tag}.csv"
+        self.download_alerts.filename = f"pairflow-alerts-{tag}.csv"
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        """The header row."""
+        return pn.Row(
+            pn.pane.Markdown("## pairflow", margin=(0, 20, 0, 5)), self.pair_select,
+            self.tf_select, self.k_input, pn.Column(pn.Spacer(height=18), self.follow_button),
+            pn.Column(pn.Spacer(height=18), pn.Row(self.download_stats, self.download_bars,
+                                                   self.download_alerts)),
+            sizing_mode="stretch_width")
