@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.kafka import consume_records
+from tests.kafka_helpers import consume_records
 from connectors.store import StoreReader
 
 ROOT = Path(__file__).resolve().parents[1]
