@@ -280,8 +280,8 @@ def main() -> int:
         return 0
 
     from connectors.kafka import ensure_topics, topic_for
-    from tests.kafka_broker import KafkaBroker
     from tests.binance_server import Tape
+    from tests.kafka_broker import KafkaBroker
 
     tape = Tape.load(args.start, args.seconds)
     work = Path(tempfile.mkdtemp(prefix="pairflow-latency-"))

@@ -16,9 +16,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.kafka_helpers import consume_records
 from tests.binance_server import BinanceTestServer, Faults, Tape
 from tests.helpers import kafka_deduplicated, store_records
+from tests.kafka_helpers import consume_records
 from tests.live.harness import (
     FAST_ENV,
     SYMBOLS,
