@@ -164,10 +164,23 @@ class DeliveringProducer:
         else:
             self._fail(f"topic={msg.topic()} key={msg.key()!r}: {err.str()}")
 
-    def _stalled(self) -> bool:
-        """Whether records have waited the delivery timeout without any delivery report."""
+    def _fail_if_stalled(self) -> None:
+        """Fail the waiting records if they waited the delivery timeout without any report."""
         self._producer.poll(0)  # serve reports that arrived meanwhile: they are progress
-        return len(self._producer) > 0 and time.monotonic() - self._progress_at > self._timeout_s
+        waiting = len(self._producer)
+        if waiting and time.monotonic() - self._progress_at > self._timeout_s:
+            self._fail_waiting(
+                f"no delivery report for {self._timeout_s:g} s while {waiting} records wait "
+                "(the brokers are unreachable)"
+            )
+
+    def _fail_waiting(self, text: str) -> None:
+        """Give up on every waiting record; ``text`` is the failure unless one came first."""
+        if self._failure is None:
+            self._failure = text
+        # Each purged record is reported (and counted) as failed, as a timed-out one would be.
+        self._producer.purge()
+        self._producer.flush(WAIT_SLICE_S)
 
     def raise_if_failed(self) -> None:
         """Raise the first delivery failure, if any (it stays raised: nothing is skipped).
@@ -175,11 +188,7 @@ class DeliveringProducer:
         Records that waited the delivery timeout without a single delivery report (the broker
         is gone) are such a failure.
         """
-        if self._failure is None and self._stalled():
-            self._fail(
-                f"no delivery report for {self._timeout_s:g} s while {len(self._producer)} "
-                "records wait (the brokers are unreachable)"
-            )
+        self._fail_if_stalled()
         if self._failure is not None:
             msg = (
                 f"Kafka {self._what} failed to deliver a record ({self._stats.failed} failed so "
@@ -225,9 +234,9 @@ class DeliveringProducer:
         deadline = time.monotonic() + wait_s
         while True:
             remaining = int(self._producer.flush(min(WAIT_SLICE_S, _left(deadline))))
+            self._fail_if_stalled()
             # A failure ends the wait: the caller raises it, later records change nothing.
-            gave_up = self._failure is not None or self._stalled()
-            if remaining == 0 or _left(deadline) == 0 or gave_up:
+            if remaining == 0 or _left(deadline) == 0 or self._failure is not None:
                 return len(self._producer)
 
     def abandon(self) -> None:
@@ -251,8 +260,7 @@ class DeliveringProducer:
         self._closed = True
         _open_producers.discard(self)
         if remaining:
-            self._fail(f"{remaining} records still undelivered after the final flush")
-            self._producer.purge()  # released now, not when librdkafka times each one out
+            self._fail_waiting(f"{remaining} records still undelivered after the final flush")
         self.raise_if_failed()
 
 
