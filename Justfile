@@ -26,7 +26,7 @@ setup-test: setup
     #!/usr/bin/env bash
     set -euo pipefail
     command -v java >/dev/null || { echo "error: java (17+) is missing: apt-get install openjdk-17-jre-headless" >&2; exit 2; }
-    {{python}} -c 'from connectors.kafka_broker import ensure_kafka_libs; ensure_kafka_libs()'
+    {{python}} -c 'from tests.kafka_broker import ensure_kafka_libs; ensure_kafka_libs()'
     if [ ! -x /usr/bin/chromium ]; then
         if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
         $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
@@ -65,4 +65,4 @@ lint: setup
 
 # a local Apache Kafka broker (KRaft) on 127.0.0.1:9092 in the foreground
 kafka: setup-test
-    {{python}} -m connectors.kafka_broker --port 9092
+    {{python}} -m tests.kafka_broker --port 9092

@@ -1,7 +1,7 @@
 """End-to-end latency of 1 s bars and pair records in a live run at real-time pace.
 
 **Setup (one process tree).** This process starts a real Kafka broker
-(:class:`connectors.kafka_broker.KafkaBroker`), the local Binance test server
+(:class:`tests.kafka_broker.KafkaBroker`), the local Binance test server
 (``tests.binance_server``) in a child process replaying ``--seconds`` of the real tape from tape
 offset ``--start`` at speed 1, and ``pairflow live --symbols BTCUSDT,ETHUSDT --pairs
 BTCUSDT/ETHUSDT --timeframes 1s --kafka … --store … --ws-url … --rest-url …`` in another child
@@ -280,8 +280,8 @@ def main() -> int:
         return 0
 
     from connectors.kafka import ensure_topics, topic_for
-    from connectors.kafka_broker import KafkaBroker
     from tests.binance_server import Tape
+    from tests.kafka_broker import KafkaBroker
 
     tape = Tape.load(args.start, args.seconds)
     work = Path(tempfile.mkdtemp(prefix="pairflow-latency-"))

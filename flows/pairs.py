@@ -15,6 +15,7 @@ variables or the TOML file named by ``PAIRFLOW_CONFIG``), or through ``pairflow 
 from __future__ import annotations
 
 import copy
+import signal
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -189,5 +190,9 @@ def __getattr__(name: str) -> Dataflow:
     # ``python -m bytewax.run flows.pairs:flow`` reads ``flow``; it is built on first access
     # from PAIRFLOW_* variables / PAIRFLOW_CONFIG, so importing this module needs no config.
     if name == "flow":
+        # That path has no pairflow CLI: this hook is its application entry, so it owns SIGTERM
+        # as the CLI does for its commands. SIGTERM becomes KeyboardInterrupt, which Bytewax
+        # ends cleanly; the Kafka producers then flush at interpreter exit.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         return build_flow(load_config())
     raise AttributeError(name)

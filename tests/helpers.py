@@ -234,7 +234,7 @@ def kafka_deduplicated(bootstrap: str, prefix: str,
     """Record topics read whole and deduplicated by ``_kafka_identity``, comparable with
     ``store_records``; and how many repeated copies were dropped. A repeat that differs from
     its first copy fails."""
-    from connectors.kafka import consume_records
+    from tests.kafka_helpers import consume_records
 
     content, repeats = {}, 0
     for table in tables:

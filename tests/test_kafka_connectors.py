@@ -25,8 +25,6 @@ from confluent_kafka.admin import AdminClient
 from connectors.kafka import (
     TICK_DEAD_STAGE,
     KafkaRecordSink,
-    TickPublisher,
-    consume_records,
     delivery_stats,
     ensure_topics,
     kafka_tick_source,
@@ -36,6 +34,7 @@ from connectors.kafka import (
 from pairflow.errors import SinkError
 from pairflow.records import RECORD_TYPES, DeadLetter, Tick, from_dict
 from pairflow.ticks import Heartbeat
+from tests.kafka_helpers import TickPublisher, consume_records
 from tests.test_schemas import sample_records, validator
 
 pytestmark = pytest.mark.kafka
@@ -302,7 +301,12 @@ class _EndlessSource(DynamicSource[Tick]):
 
 
 def endless_flow(bootstrap: str, prefix: str, count_path: str) -> Dataflow:
-    """Entry point for `python -m bytewax.run` in the SIGTERM test: ticks until stopped."""
+    """Entry point for `python -m bytewax.run` in the SIGTERM test: ticks until stopped.
+
+    As the application entry of that run it maps SIGTERM to ``KeyboardInterrupt``, as
+    ``flows.pairs:flow`` does (a sink installs no signal handler).
+    """
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     flow = Dataflow("endless")
     # A long linger keeps records queued in the producer, so only a flush at exit delivers them.
     sink = KafkaRecordSink(bootstrap, prefix, extra_config={"linger.ms": 5000})
@@ -352,7 +356,7 @@ def test_sigterm_flushes_queued_records(
 
 def test_broker_command_runs_in_foreground_and_stops_on_sigterm(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, "-m", "connectors.kafka_broker", "--port", "0"]
+    cmd = [sys.executable, "-m", "tests.kafka_broker", "--port", "0"]
     proc = subprocess.Popen(
         [*cmd, "--data-dir", str(tmp_path / "data")],
         cwd=root,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.kafka import consume_records
 from connectors.store import StoreReader
+from tests.kafka_helpers import consume_records
 
 ROOT = Path(__file__).resolve().parents[1]
 TAPE = sorted(str(p) for p in (ROOT / "pairflow" / "data").glob("*.gz"))

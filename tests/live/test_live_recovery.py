@@ -17,10 +17,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from connectors.kafka import consume_records
 from pairflow.errors import StoreError
 from tests.binance_server import BinanceTestServer, Faults, Tape
 from tests.helpers import kafka_deduplicated, store_records
+from tests.kafka_helpers import consume_records
 from tests.live.harness import (
     FAST_ENV,
     SYMBOLS,

@@ -13,7 +13,7 @@ Example:
 
 Command line (``just kafka``)::
 
-    python -m connectors.kafka_broker [--port 9092] [--data-dir DIR] [--partitions 3]
+    python -m tests.kafka_broker [--port 9092] [--data-dir DIR] [--partitions 3]
 """
 
 from __future__ import annotations
@@ -407,7 +407,7 @@ class KafkaBroker:
 def main(argv: list[str] | None = None) -> int:
     """Run one broker in the foreground until Ctrl-C or SIGTERM (``just kafka``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m connectors.kafka_broker",
+        prog="python -m tests.kafka_broker",
         description="Run a single-node Apache Kafka broker (KRaft) on 127.0.0.1.",
     )
     parser.add_argument("--port", type=int, default=9092, help="PLAINTEXT port (0 = any free)")

@@ -1,0 +1,44 @@
+"""Kafka sinks and sources of pairflow records (confluent-kafka, JSON values with ``"v": 1``).
+
+Topics, under a configurable prefix (default ``pairflow.``), and their keys (the record's
+``key`` property; a tick's is its symbol):
+
+- ``ticks``: :class:`~pairflow.records.Tick`, key ``symbol``;
+- ``bars``: :class:`~pairflow.records.Bar`, key ``SYMBOL|timeframe``;
+- ``pairs``: :class:`~pairflow.records.PairStats`, key ``Y/X|timeframe``;
+- ``alerts``: :class:`~pairflow.records.Alert`, key ``Y/X``;
+- ``deadletter``: :class:`~pairflow.records.DeadLetter`, key ``stage``;
+- ``health``: :class:`~pairflow.records.Health`, key ``stream``.
+
+One module per job: :mod:`~connectors.kafka.topics` (names and keys),
+:mod:`~connectors.kafka.admin` (creating topics), :mod:`~connectors.kafka.producer` (the
+delivering producer, its counters and the flush at exit), :mod:`~connectors.kafka.sink`
+(:class:`KafkaRecordSink`) and :mod:`~connectors.kafka.source` (:class:`KafkaTickSource`).
+Import the public names from this package.
+
+Across a restart of the flow, Bytewax replays from its last snapshot, so the topics are
+at-least-once and consumers dedupe by key + ``ts`` (records are deterministic).
+"""
+
+from connectors.kafka.admin import REACH_TIMEOUT_S, ensure_topics
+from connectors.kafka.producer import DeliveryStats, delivery_stats, flush_all
+from connectors.kafka.sink import KafkaRecordSink
+from connectors.kafka.source import TICK_DEAD_STAGE, KafkaTickSource, decode_tick, kafka_tick_source
+from connectors.kafka.topics import DEFAULT_PREFIX, TOPIC_SUFFIXES, record_key, topic_for
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "REACH_TIMEOUT_S",
+    "TICK_DEAD_STAGE",
+    "TOPIC_SUFFIXES",
+    "DeliveryStats",
+    "KafkaRecordSink",
+    "KafkaTickSource",
+    "decode_tick",
+    "delivery_stats",
+    "ensure_topics",
+    "flush_all",
+    "kafka_tick_source",
+    "record_key",
+    "topic_for",
+]
