@@ -207,11 +207,9 @@ class PairEstimator:
 
     def _evict(self, old: int) -> None:
         """Revert bar ``old``, leaving the window, from every part (before the ring drops it)."""
-        y, x, _, _ = self._ring.bar(old)
-        self._levels.revert(y, x)
+        self._levels.revert(*self._ring.levels(old))
         # the window's first difference goes with it: the one of bar old + 1
-        _, _, dy, dx = self._ring.bar(old + 1)
-        self._returns.revert(dy, dx)
+        self._returns.revert(*self._ring.differences(old + 1))
         self._gram.revert(self._ring, old + self._maxlag + 1, self._levels.ref_a,
                           self._levels.ref_b)
 
@@ -296,7 +294,12 @@ class PairEstimator:
         ``reasons`` and returns the statistics it could compute.
         """
         fpar = self._fpar
-        fpar[:] = (self._levels.ref_a, self._levels.ref_b, mu, mv, beta, c0)
+        fpar[0] = self._levels.ref_a
+        fpar[1] = self._levels.ref_b
+        fpar[2] = mu
+        fpar[3] = mv
+        fpar[4] = beta
+        fpar[5] = c0
         self._ipar[0] = self._count % self._window  # the window's first column in the ring
         _kernel.pair_tests(self._gram.matrix, self._ring.data, fpar, self._ipar, self._out)
         hl_ok, lam, adf_ok, adf_t, adf_lag, eg_ok, eg_t = self._out.tolist()

@@ -42,9 +42,15 @@ class BarRing:
         pos = k % self.window
         self.data[:, pos] = self.data[:, pos + self.window] = (y, x, dy, dx)
 
-    def bar(self, k: int) -> np.ndarray:
-        """``[y, x, dy, dx]`` of bar ``k`` (one of the last ``window`` bars)."""
-        return self.data[:, k % self.window]
+    def levels(self, k: int) -> tuple[float, float]:
+        """``(y, x)`` of bar ``k`` (one of the last ``window`` bars)."""
+        pos = k % self.window
+        return self.data[0, pos], self.data[1, pos]
+
+    def differences(self, k: int) -> tuple[float, float]:
+        """``(dy, dx)`` of bar ``k`` (one of the last ``window`` bars)."""
+        pos = k % self.window
+        return self.data[2, pos], self.data[3, pos]
 
     def column(self, k: int) -> int:
         """Column of bar ``k``'s second copy: its ``window - 1`` predecessors lie before it."""
@@ -127,15 +133,15 @@ class AnchoredCoMoments(CoMoments):
 
     def update(self, a: float, b: float) -> None:
         """Add the observation ``(a, b)``."""
-        super().update(a - self.ref_a, b - self.ref_b)
+        CoMoments.update(self, a - self.ref_a, b - self.ref_b)
 
     def revert(self, a: float, b: float) -> None:
         """Remove the observation ``(a, b)``, added before under the same anchor."""
-        super().revert(a - self.ref_a, b - self.ref_b)
+        CoMoments.revert(self, a - self.ref_a, b - self.ref_b)
 
     def reset(self, a: np.ndarray, b: np.ndarray) -> None:
         """Recompute the sums from the window's observations (own units) at the anchor."""
-        super().reset(a - self.ref_a, b - self.ref_b)
+        CoMoments.reset(self, a - self.ref_a, b - self.ref_b)
 
     def centred(self, count: int) -> tuple[float, float, float, float, float]:
         """Means (from the anchor) and centred co-moments of the ``count`` observations.

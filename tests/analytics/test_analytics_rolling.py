@@ -76,7 +76,8 @@ def test_ring_keeps_the_last_window_contiguous():
         ring.push(k, 10.0 + k, 20.0 + k, 1.0, 1.0)
     assert ring.last(4, 7)[0].tolist() == [13.0, 14.0, 15.0, 16.0]
     assert ring.last(2, 7)[1].tolist() == [25.0, 26.0]
-    assert ring.bar(5)[:2].tolist() == [15.0, 25.0]
+    assert ring.levels(5) == (15.0, 25.0)
+    assert ring.differences(5) == (1.0, 1.0)
     column = ring.column(6)
     assert ring.data[0, column - 3 : column + 1].tolist() == [13.0, 14.0, 15.0, 16.0]
 
