@@ -4,20 +4,19 @@ Run: ``python bench/analytics.py`` (``--windows 100 1000``, ``--quick`` for a sh
 
 For each window it prints microseconds per bar of
 
-* ``pairflow[numba]``: ``PairEstimator.update`` + ``result`` with the compiled kernels
-  (all statistics, AIC lag selection), the median of 3 blocks, each at least one full window
-  of updates so the periodic re-anchoring is included;
-* ``pairflow[numpy]``: the same code path without numba;
+* ``pairflow``: ``PairEstimator.update`` + ``result`` (compiled kernels, all statistics,
+  AIC lag selection), the median of 3 blocks, each at least one full window of updates so
+  the periodic re-anchoring is included;
 * ``statsmodels``: recomputing the same statistics on the window every bar: ``OLS`` of y on
   1 + x, spread / z-score, ``np.corrcoef`` of the returns, ``adfuller(spread, autolag="AIC")``,
   ``coint(y, x, trend="c")`` and the half-life OLS;
 
-and the ratio statsmodels / pairflow[numba]. Nothing is asserted: timings are measured.
+and the ratio statsmodels / pairflow. Nothing is asserted: timings are measured.
 
 ``python bench/analytics.py --accuracy`` instead prints, per field, the largest error against
 the exact oracle of the tests (``tests/analytics/analytics_oracle.py``) over every window of
 the real recording (BTCUSDT on ETHUSDT, 1 s, log, window 120) and over generated series,
-for both backends, next to statsmodels' own OLS / coint error on the same windows.
+next to statsmodels' own OLS / coint error on the same windows.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ import numpy as np  # noqa: E402
 import statsmodels.api as sm  # noqa: E402
 from statsmodels.tsa.stattools import adfuller, coint  # noqa: E402
 
-from pairflow.analytics import EstimatorSettings, PairEstimator, _kernel, pair  # noqa: E402
+from pairflow.analytics import EstimatorSettings, PairEstimator  # noqa: E402
 
 
 def series(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -53,27 +52,22 @@ def series(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return btc, eth
 
 
-def time_estimator(backend: str, window: int, updates: int, reps: int = 3) -> float:
+def time_estimator(window: int, updates: int, reps: int = 3) -> float:
     """Median over ``reps`` blocks of microseconds per update + result, window full."""
     y, x = series(window + reps * updates)
-    saved = pair.BACKEND
-    pair.BACKEND = backend
-    try:
-        est = PairEstimator(EstimatorSettings(window=window, price="log", lag="aic"))
-        for k in range(window):
+    est = PairEstimator(EstimatorSettings(window=window, price="log", lag="aic"))
+    for k in range(window):
+        est.update(y[k], x[k])
+    est.result()
+    blocks = []
+    for r in range(reps):
+        first = window + r * updates
+        t0 = time.perf_counter()
+        for k in range(first, first + updates):
             est.update(y[k], x[k])
-        est.result()
-        blocks = []
-        for r in range(reps):
-            first = window + r * updates
-            t0 = time.perf_counter()
-            for k in range(first, first + updates):
-                est.update(y[k], x[k])
-                est.result()
-            blocks.append((time.perf_counter() - t0) / updates * 1e6)
-        return statistics.median(blocks)
-    finally:
-        pair.BACKEND = saved
+            est.result()
+        blocks.append((time.perf_counter() - t0) / updates * 1e6)
+    return statistics.median(blocks)
 
 
 def recompute(yw: np.ndarray, xw: np.ndarray) -> tuple:
@@ -102,81 +96,87 @@ def time_recompute(window: int, bars: int) -> float:
         return (time.perf_counter() - t0) / bars * 1e6
 
 
+def _accuracy_cases():
+    """(name, y closes, x closes, window, price, step between checked windows)."""
+    from analytics_oracle import load_real_bars
+
+    bars = load_real_bars()
+    if bars is not None:
+        yield "real 1s log w120", bars.btc, bars.eth, 120, "log", 1
+    rng = np.random.default_rng(42)
+    for i in range(6):
+        n = 700
+        eth = np.round(2680.0 + 0.01 * np.cumsum(rng.integers(-1, 2, size=n)), 2)
+        ret = np.log(eth / eth[0])
+        own = 0.01 * np.cumsum(rng.integers(-3, 4, size=n))
+        btc = np.round(61800.0 * np.exp(1.1 * ret) + own, 2)
+        yield f"synthetic tight log w120 #{i}", btc, eth, 120, "log", 7
+    for i in range(4):
+        n = 900
+        x = 100.0 + np.cumsum(rng.normal(size=n))
+        eps = np.zeros(n)
+        for t in range(1, n):
+            eps[t] = 0.99 * eps[t - 1] + rng.normal() * 0.3
+        yield f"near unit root raw w300 #{i}", 2.0 * x + eps, x, 300, "raw", 23
+    for i in range(2):
+        n = 2500
+        x = 60000.0 + np.cumsum(rng.normal(size=n)) * 5
+        y = 3000.0 + np.cumsum(rng.normal(size=n))
+        yield f"random walks raw w1000 #{i}", y, x, 1000, "raw", 97
+
+
+def _window_errors(result, exp: dict, stats: list[str], yw: np.ndarray, xw: np.ndarray) -> dict:
+    """Error of each field of one window's result, and statsmodels' own, against the oracle."""
+    errors = {}
+    for f in stats:
+        got, want = getattr(result, f), exp[f]
+        if got is not None and want is not None:
+            errors[f] = abs(got - want) / (abs(want) if f == "beta" else max(1.0, abs(want)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = sm.OLS(yw, sm.add_constant(xw)).fit()
+        z = fit.resid[-1] / np.std(fit.resid, ddof=1)
+        eg = coint(yw, xw, trend="c")[0]
+    errors["sm zscore"] = abs(z - exp["zscore"])
+    errors["sm eg_stat"] = abs(eg - exp["eg_stat"])
+    return errors
+
+
 def accuracy() -> None:
     """Largest error of each field against the exact oracle (see module docstring)."""
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "analytics"))
-    from analytics_oracle import FIELDS, load_real_bars, oracle, transform
+    from analytics_oracle import FIELDS, oracle, transform
 
     from pairflow.analytics import run_history
 
-    def cases():
-        bars = load_real_bars()
-        if bars is not None:
-            yield "real 1s log w120", bars.btc, bars.eth, 120, "log", 1
-        rng = np.random.default_rng(42)
-        for i in range(6):
-            n = 700
-            eth = np.round(2680.0 + 0.01 * np.cumsum(rng.integers(-1, 2, size=n)), 2)
-            ret = np.log(eth / eth[0])
-            own = 0.01 * np.cumsum(rng.integers(-3, 4, size=n))
-            btc = np.round(61800.0 * np.exp(1.1 * ret) + own, 2)
-            yield f"synthetic tight log w120 #{i}", btc, eth, 120, "log", 7
-        for i in range(4):
-            n = 900
-            x = 100.0 + np.cumsum(rng.normal(size=n))
-            eps = np.zeros(n)
-            for t in range(1, n):
-                eps[t] = 0.99 * eps[t - 1] + rng.normal() * 0.3
-            yield f"near unit root raw w300 #{i}", 2.0 * x + eps, x, 300, "raw", 23
-        for i in range(2):
-            n = 2500
-            x = 60000.0 + np.cumsum(rng.normal(size=n)) * 5
-            y = 3000.0 + np.cumsum(rng.normal(size=n))
-            yield f"random walks raw w1000 #{i}", y, x, 1000, "raw", 97
-
     stats = [f for f in FIELDS if f != "adf_lags"]
-    all_cases = list(cases())
+    all_cases = list(_accuracy_cases())
     groups = list(dict.fromkeys(name.split(" #")[0] for name, *_ in all_cases))
-    for backend in ("numba", "numpy") if _kernel.AVAILABLE else ("numpy",):
-        pair.BACKEND = backend
-        worst = {g: dict.fromkeys(stats + ["sm zscore", "sm eg_stat"], 0.0) for g in groups}
-        windows = dict.fromkeys(groups, 0)
-        lag_mismatch = dict.fromkeys(groups, 0)
-        for name, yc, xc, window, price, step in all_cases:
-            grp = name.split(" #")[0]
-            res = run_history(EstimatorSettings(window=window, price=price), yc, xc)
-            y, x = transform(yc, price), transform(xc, price)
-            for k in range(window - 1, len(y), step):
-                yw, xw = y[k - window + 1 : k + 1], x[k - window + 1 : k + 1]
-                exp = oracle(yw, xw)
-                windows[grp] += 1
-                lag_mismatch[grp] += res[k].adf_lags != exp["adf_lags"]
-                for f in stats:
-                    got, want = getattr(res[k], f), exp[f]
-                    if got is None or want is None:
-                        continue
-                    err = abs(got - want) / (abs(want) if f == "beta" else max(1.0, abs(want)))
-                    worst[grp][f] = max(worst[grp][f], err)
-                if backend == "numba":
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        fit = sm.OLS(yw, sm.add_constant(xw)).fit()
-                        z = fit.resid[-1] / np.std(fit.resid, ddof=1)
-                        eg = coint(yw, xw, trend="c")[0]
-                    w = worst[grp]
-                    w["sm zscore"] = max(w["sm zscore"], abs(z - exp["zscore"]))
-                    w["sm eg_stat"] = max(w["sm eg_stat"], abs(eg - exp["eg_stat"]))
-        print(f"\nbackend {backend}: largest error vs oracle (beta relative; others abs, rel > 1)")
-        print(f"| field | {' | '.join(groups)} |")
-        print(f"|---|{'---|' * len(groups)}")
-        print(f"| windows checked | {' | '.join(str(windows[g]) for g in groups)} |")
-        print(f"| adf_lags mismatches | {' | '.join(str(lag_mismatch[g]) for g in groups)} |")
-        rows = stats + (["sm zscore", "sm eg_stat"] if backend == "numba" else [])
-        for f in rows:
-            print(f"| {f} | {' | '.join(f'{worst[g][f]:.1e}' for g in groups)} |")
+    rows = stats + ["sm zscore", "sm eg_stat"]
+    worst = {g: dict.fromkeys(rows, 0.0) for g in groups}
+    windows = dict.fromkeys(groups, 0)
+    lag_mismatch = dict.fromkeys(groups, 0)
+    for name, yc, xc, window, price, step in all_cases:
+        grp = name.split(" #")[0]
+        res = run_history(EstimatorSettings(window=window, price=price), yc, xc)
+        y, x = transform(yc, price), transform(xc, price)
+        for k in range(window - 1, len(y), step):
+            yw, xw = y[k - window + 1 : k + 1], x[k - window + 1 : k + 1]
+            exp = oracle(yw, xw)
+            windows[grp] += 1
+            lag_mismatch[grp] += res[k].adf_lags != exp["adf_lags"]
+            for f, err in _window_errors(res[k], exp, stats, yw, xw).items():
+                worst[grp][f] = max(worst[grp][f], err)
+    print("\nlargest error vs oracle (beta relative; others abs, rel > 1)")
+    print(f"| field | {' | '.join(groups)} |")
+    print(f"|---|{'---|' * len(groups)}")
+    print(f"| windows checked | {' | '.join(str(windows[g]) for g in groups)} |")
+    print(f"| adf_lags mismatches | {' | '.join(str(lag_mismatch[g]) for g in groups)} |")
+    for f in rows:
+        print(f"| {f} | {' | '.join(f'{worst[g][f]:.1e}' for g in groups)} |")
 
 
 def main() -> None:
@@ -190,23 +190,16 @@ def main() -> None:
         return
     print(
         f"python {platform.python_version()}, numpy {np.__version__}, "
-        f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.2f}, numba {_kernel.AVAILABLE}"
+        f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.2f}"
     )
-    header = (
-        f"{'window':>7} {'maxlag':>6} {'pairflow[numba] us':>19} {'pairflow[numpy] us':>19} "
-        f"{'statsmodels us':>15} {'ratio':>8}"
-    )
-    print(header)
+    print(f"{'window':>7} {'maxlag':>6} {'pairflow us':>12} {'statsmodels us':>15} {'ratio':>8}")
     for window in args.windows:
-        updates = max(window, 600 if args.quick else 3000)
-        fast = time_estimator("numba", window, updates) if _kernel.AVAILABLE else float("nan")
-        slow = time_estimator("numpy", window, min(updates, 1200 if args.quick else updates), 1)
+        fast = time_estimator(window, max(window, 600 if args.quick else 3000))
         bars = {100: 200, 1000: 40}.get(window, 6)
         base = time_recompute(window, max(3, bars // (4 if args.quick else 1)))
-        best = fast if _kernel.AVAILABLE else slow
         print(
-            f"{window:>7} {EstimatorSettings(window=window).adf_maxlag:>6} {fast:>19.1f} "
-            f"{slow:>19.1f} {base:>15.0f} {base / best:>7.0f}x"
+            f"{window:>7} {EstimatorSettings(window=window).adf_maxlag:>6} {fast:>12.1f} "
+            f"{base:>15.0f} {base / fast:>7.0f}x"
         )
 
 

@@ -15,15 +15,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pairflow.alerts import AlertState
-from pairflow.analytics import EstimatorSettings, PairEstimator
+from pairflow.analytics import EstimatorSettings, PairEstimator, PairResult
 from pairflow.analytics.settings import parse_lag
 from pairflow.records import Alert, Bar, PairStats
 
 #: Ends buffered for one leg while the other has sent nothing at all; beyond this the oldest
 #: are released as "leg not started" so a dead leg cannot grow memory without bound.
 MAX_PENDING = 10_000
-_STAT_FIELDS = ("beta", "alpha", "spread", "spread_mean", "spread_std", "zscore", "corr",
-                "adf_stat", "adf_pvalue", "adf_lags", "eg_stat", "eg_pvalue", "half_life")
 
 
 @dataclass(frozen=True)
@@ -117,9 +115,7 @@ class PairState:
 
     def _aligned(self, end: int, y_bar: Bar, x_bar: Bar) -> list[PairStats | Alert]:
         self.estimator.update(y_bar.close, x_bar.close)
-        result = self.estimator.result()
-        stats = self._record(end, result.y, result.x, result.n, result.reason,
-                             {name: getattr(result, name) for name in _STAT_FIELDS})
+        stats = self._record(end, self.estimator.result())
         alerts = self.alerts.update(self.pair, self.timeframe, end, stats.zscore, stats.spread,
                                     stats.beta)
         return [stats, *alerts]
@@ -133,11 +129,10 @@ class PairState:
         present = y_bar or x_bar
         value = math.log(present.close) if self.settings.price == "log" else present.close
         y, x = (None, value) if missing == 0 else (value, None)
-        return self._record(end, y, x, self.estimator.result().n, reason,
-                            dict.fromkeys(_STAT_FIELDS))
+        return self._record(end, PairResult(y=y, x=x, n=self.estimator.n, reason=reason))
 
-    def _record(self, end, y, x, n, reason, stats) -> PairStats:
-        return PairStats(pair=self.pair, timeframe=self.timeframe, ts=end, y=y, x=x,
-                         window=self.settings.window, n=n, price=self.settings.price,
-                         lag=str(self.settings.lag), reason=reason, **stats)
+    def _record(self, end: int, result: PairResult) -> PairStats:
+        return PairStats.of(result, pair=self.pair, timeframe=self.timeframe, ts=end,
+                            window=self.settings.window, price=self.settings.price,
+                            lag=str(self.settings.lag))
 

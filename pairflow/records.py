@@ -19,6 +19,8 @@ from typing import Any, ClassVar, Literal
 import msgspec
 import numpy as np
 
+from pairflow.analytics.result import PairResult
+
 SCHEMA_VERSION = 1
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TickSource = Literal["live", "replay", "backfill"]
@@ -140,43 +142,61 @@ class Bar:
         return f"{self.symbol}|{self.timeframe}"
 
 
-@dataclass(frozen=True, slots=True)
-class PairStats:
-    """Statistics of pair ``Y/X`` at bar end ``ts``, using data up to ``ts`` only.
+class _PairRecord:
+    """What the pair record adds to its fields (declared by :data:`PairStats`)."""
 
-    Undefined statistics are ``None`` and ``reason`` says why; when a leg has no bar at
-    ``ts`` (feed gap, or not started yet) its transformed close ``y`` or ``x`` is ``None`` too.
-    """
-
+    __slots__ = ()
     kind: ClassVar[str] = "pair"
-    pair: str
-    timeframe: str
-    ts: int
-    y: float | None
-    x: float | None
-    window: int
-    n: int
-    beta: float | None
-    alpha: float | None
-    spread: float | None
-    spread_mean: float | None
-    spread_std: float | None
-    zscore: float | None
-    corr: float | None
-    adf_stat: float | None
-    adf_pvalue: float | None
-    adf_lags: int | None
-    eg_stat: float | None
-    eg_pvalue: float | None
-    half_life: float | None
-    price: str
-    lag: str
-    reason: str | None
 
     @property
     def key(self) -> str:
         """Kafka key and stream key: ``Y/X|timeframe``."""
-        return f"{self.pair}|{self.timeframe}"
+        return f"{self.pair}|{self.timeframe}"  # type: ignore[attr-defined]
+
+    @classmethod
+    def of(
+        cls, result: PairResult, *, pair: str, timeframe: str, ts: int, window: int, price: str,
+        lag: str,
+    ) -> PairStats:
+        """The record of an estimator's result for pair ``pair`` at bar end ``ts``."""
+        values = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+        return cls(pair=pair, timeframe=timeframe, ts=ts, window=window, price=price, lag=lag,
+                   **values)
+
+
+#: The record's own fields, each group placed before the :class:`PairResult` field named.
+_PAIR_CONTEXT = {
+    "y": (("pair", "str"), ("timeframe", "str"), ("ts", "int")),
+    "n": (("window", "int"),),
+    "reason": (("price", "str"), ("lag", "str")),
+}
+
+PairStats = dataclasses.make_dataclass(
+    "PairStats",
+    [
+        field
+        for result_field in dataclasses.fields(PairResult)
+        for field in (*_PAIR_CONTEXT.get(result_field.name, ()),
+                      (result_field.name, result_field.type))
+    ],
+    bases=(_PairRecord,),
+    frozen=True,
+    slots=True,
+    namespace={
+        "__module__": __name__,
+        "__doc__": """Statistics of pair ``Y/X`` at bar end ``ts``, using data up to ``ts`` only.
+
+    Fields: ``pair``, ``timeframe``, ``ts``, then the estimator's
+    :class:`~pairflow.analytics.PairResult` (``y``, ``x``, ``n``, the statistics ``beta`` to
+    ``half_life``, ``reason``) with the settings ``window`` before ``n`` and ``price``,
+    ``lag`` before ``reason`` (``schemas/pair.schema.json``). The statistics are declared
+    once, by ``PairResult``.
+
+    Undefined statistics are ``None`` and ``reason`` says why; when a leg has no bar at
+    ``ts`` (feed gap, or not started yet) its transformed close ``y`` or ``x`` is ``None`` too.
+    """,
+    },
+)
 
 
 @dataclass(frozen=True, slots=True)

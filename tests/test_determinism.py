@@ -8,10 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from pairflow.analytics import _kernel
-
 ROOT = Path(__file__).resolve().parents[1]
 
 # Every field of every result over the real 1 s closes, as exact hex floats.
@@ -20,8 +16,7 @@ import dataclasses
 import sys
 sys.path.insert(0, "tests/analytics")
 from analytics_oracle import load_real_bars
-from pairflow.analytics import EstimatorSettings, pair, run_history
-assert pair.BACKEND == "numba", pair.BACKEND
+from pairflow.analytics import EstimatorSettings, run_history
 bars = load_real_bars()
 for window in (60, 300):
     for result in run_history(EstimatorSettings(window=window), bars.btc, bars.eth):
@@ -30,7 +25,6 @@ for window in (60, 300):
 """
 
 
-@pytest.mark.skipif(not _kernel.AVAILABLE, reason="numba is not installed")
 def test_fresh_compiled_and_cached_kernels_give_identical_bits(tmp_path):
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache"), "PATH": "/usr/bin:/bin"}
 

@@ -1,8 +1,8 @@
 """Streaming pair statistics: the pure, incremental analytics core of pairflow.
 
-Imports only the standard library, numpy and scipy (statsmodels' MacKinnon tables are
-copied in); the flow (live)
-and the dashboard (what-if recomputation) share these estimators.
+Imports only the standard library, numpy, scipy and numba (the per-bar work runs in compiled
+kernels; statsmodels' MacKinnon tables are copied in); the flow (live) and the dashboard
+(what-if recomputation) share these estimators.
 
 Examples:
     >>> from pairflow.analytics import EstimatorSettings, PairEstimator
@@ -15,7 +15,8 @@ Examples:
 """
 
 from pairflow.analytics.errors import AnalyticsError, InputError, SettingsError
-from pairflow.analytics.pair import PairEstimator, PairResult, run_history
+from pairflow.analytics.pair import PairEstimator, run_history
+from pairflow.analytics.result import PairResult
 from pairflow.analytics.settings import EstimatorSettings
 
 __all__ = [

@@ -1,9 +1,16 @@
 """Compiled (numba) kernels of the pair estimator's per-bar work.
 
-Same algorithm, same operation order as the numpy path in ``pair.py`` and ``regression.py``
-(the tests run both against the oracle and against each other); the kernels only remove
-Python's per-call overhead, which dominates at these matrix sizes (at most 81 x 81).
-numba is optional: without it :data:`AVAILABLE` is ``False`` and the estimator uses numpy.
+The rank-one update of the rolling Gram matrix and the unit-root tests of the spread solved
+from it (see ``docs/statistics.md``). Compiled because Python's per-call overhead dominates at
+these matrix sizes (at most 81 x 81); the tests check the results against an exact oracle.
+
+Each regression is solved from its augmented Gram matrix ``[X y]' [X y]`` by one Cholesky
+factorisation ``R' R`` of its unit-diagonal scaling (insensitive to the very different
+magnitudes of a constant, a level and its differences). With the regressand last, the
+residual sum of squares of the model made of the first ``j`` regressors is
+``sum(R[-1, i] ** 2 for i >= j)``, so every nested model of the automatic lag selection comes
+from one factorisation; with the tested regressor last, its t-ratio is
+``R[-1, -2] * sqrt(df) / R[-1, -1]``.
 """
 
 from __future__ import annotations
@@ -11,21 +18,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
-try:  # pragma: no cover - exercised where numba is installed
-    from numba import njit
-
-    AVAILABLE = True
-except ImportError:  # pragma: no cover - the numpy path is used instead
-    AVAILABLE = False
-
-    def njit(*args, **kwargs):  # noqa: D103 - identity decorator stand-in
-        if args and callable(args[0]):
-            return args[0]
-        return lambda f: f
-
-
-__all__ = ["AVAILABLE", "gram_row_update", "pair_tests"]
+__all__ = ["gram_row_update", "pair_tests"]
 
 _MIN_PIVOT = 1e-7
 # No fastmath: with reassociation LLVM's summation order depends on how a function was

@@ -11,8 +11,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from analytics_oracle import DATA_DIR, RealBars, load_real_bars  # noqa: E402
 
-from pairflow.analytics import _kernel, pair  # noqa: E402
-
 
 @pytest.fixture(scope="session")
 def real_bars() -> RealBars:
@@ -23,16 +21,3 @@ def real_bars() -> RealBars:
                     "or set PAIRFLOW_TEST_DATA")
     return bars
 
-
-_DEFAULT_BACKEND = pair.BACKEND
-_BACKENDS = ["numpy"] + (["numba"] if _kernel.AVAILABLE else [])
-
-
-@pytest.fixture(scope="module", params=_BACKENDS, autouse=True)
-def backend(request):
-    """Run every analytics test module once per available backend (numpy, numba kernels)."""
-    pair.BACKEND = request.param
-    yield request.param
-    # Back to the process default, whatever order pytest ran the parametrised modules in:
-    # later tests (the flow in this process against one in a subprocess) need the same backend.
-    pair.BACKEND = _DEFAULT_BACKEND

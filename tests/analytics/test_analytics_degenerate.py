@@ -154,7 +154,7 @@ def test_errors_are_value_errors_and_pairflow_errors():
     [
         ({"window": 5}, "window must be at least 10 bars, got 5"),
         ({"window": 10.5}, "window must be an int"),
-        ({"price": "pct"}, "price must be 'log' or 'raw', got 'pct'"),
+        ({"price": "pct"}, "price transform must be 'log' or 'raw', got 'pct'"),
         ({"lag": "hqic"}, "lag must be 'aic', 'bic' or an int >= 0, got 'hqic'"),
         ({"lag": -1}, "lag must be at least 0, got -1"),
         ({"window": 20, "lag": 9}, "lag must be at most window // 2 - 2 = 8 for window 20, got 9"),

@@ -163,33 +163,6 @@ def test_every_prefix_small_window():
     _check(y, x, window, "raw", "aic", list(range(window - 1, n)))
 
 
-def test_backends_agree():
-    """The numba kernels and the numpy path compute the same numbers (to rounding)."""
-    from pairflow.analytics import _kernel, pair
-
-    if not _kernel.AVAILABLE:
-        pytest.skip("numba not installed")
-    rng = np.random.default_rng(11)
-    n, window = 700, 150
-    x = 2680.0 + np.cumsum(rng.normal(size=n))
-    y = 61800.0 + 23.0 * (x - 2680.0) + np.cumsum(rng.normal(size=n)) * 5
-    saved = pair.BACKEND
-    try:
-        out = {}
-        for b in ("numpy", "numba"):
-            pair.BACKEND = b
-            out[b] = run_history(EstimatorSettings(window=window, lag="bic"), y, x)
-    finally:
-        pair.BACKEND = saved
-    for a, b in zip(out["numpy"], out["numba"], strict=True):
-        assert (a.reason, a.adf_lags) == (b.reason, b.adf_lags)
-        for f in ("beta", "zscore", "corr", "adf_stat", "eg_stat", "half_life", "adf_pvalue"):
-            va, vb = getattr(a, f), getattr(b, f)
-            assert (va is None) == (vb is None)
-            if va is not None:
-                assert abs(va - vb) <= 1e-9 * max(1.0, abs(va)), f
-
-
 @settings(max_examples=30, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),

@@ -1,5 +1,5 @@
-"""The analytics core is a pure library: stdlib, numpy and scipy (statsmodels' tables are copied,
-so importing the core does not pull statsmodels and pandas), numba optional."""
+"""The analytics core is a pure library: stdlib, numpy, scipy and numba (statsmodels' tables are
+copied, so importing the core does not pull statsmodels and pandas)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pairflow.analytics
 
 PACKAGE = Path(pairflow.analytics.__file__).resolve().parent
-ALLOWED_ROOTS = {"numpy", "scipy", "pairflow", "numba"}  # numba optional: see below
+ALLOWED_ROOTS = {"numpy", "scipy", "pairflow", "numba"}
 FORBIDDEN = ("bytewax", "confluent_kafka", "panel", "holoviews", "bokeh", "pandas", "statsmodels")
 
 
@@ -45,23 +45,3 @@ def test_import_pulls_no_wire_or_ui_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
 
-
-def test_works_without_numba():
-    """Without numba the numpy path is chosen and gives the same statistics."""
-    code = (
-        "import sys; sys.modules['numba'] = None; "
-        "import pairflow.analytics as a, pairflow.analytics.pair as p; "
-        "r = a.run_history(a.EstimatorSettings(window=12, price='raw'), "
-        "[1.0 + (i * 7) % 5 + i for i in range(30)], [2.0 + (i * 3) % 4 + i for i in range(30)]); "
-        "print(p.BACKEND, r[-1].adf_lags is not None, round(r[-1].beta, 9))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    backend, has_adf, beta = out.stdout.split()
-    assert backend == "numpy" and has_adf == "True"
-    from pairflow.analytics import EstimatorSettings, run_history
-
-    ys = [1.0 + (i * 7) % 5 + i for i in range(30)]
-    xs = [2.0 + (i * 3) % 4 + i for i in range(30)]
-    assert float(beta) == round(
-        run_history(EstimatorSettings(window=12, price="raw"), ys, xs)[-1].beta, 9
-    )
