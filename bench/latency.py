@@ -43,6 +43,7 @@ Run: ``.venv/bin/python bench/latency.py --seconds 90`` (figures in ``BENCHMARKS
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import sqlite3
@@ -189,66 +190,80 @@ def _pct(values: list[float]) -> tuple[int, float, float, float, float]:
             float(a.min()))
 
 
-def analyse(tape, clock_wall: float, lateness_s: float, warmup_s: float, kafka: list,
-            store: dict) -> list[tuple[str, tuple]]:
-    """Rows ``(label, (n, p50, p99, max, min))`` in ms."""
-    import bisect
+class _Latencies:
+    """Latency samples per label, in ms, of the 1 s records a run published."""
 
-    first = tape.first_ms
-    lat_ms = int(round(lateness_s * 1000))
+    def __init__(self, tape, clock_wall: float, lateness_s: float, warmup_s: float,
+                 store: dict) -> None:
+        self.first = tape.first_ms
+        self.clock_wall = clock_wall
+        self.lateness_s = lateness_s
+        self.lat_ms = int(round(lateness_s * 1000))
+        self.times = {s: sorted(t.time_ms for t in tape.by_symbol.get(s, [])) for s in SYMBOLS}
+        self.lo_end = self.first + int(warmup_s * 1000)
+        self.hi_end = tape.last_ms - self.lat_ms
+        self.store = store
+        self.rows: dict[str, list[float]] = {}
 
-    def wall(t_ms: float) -> float:
-        return clock_wall + (t_ms - first + 1) / 1000.0
+    def wall(self, t_ms: float) -> float:
+        return self.clock_wall + (t_ms - self.first + 1) / 1000.0
 
-    times = {s: [t.time_ms for t in tape.by_symbol.get(s, [])] for s in SYMBOLS}
-    for s in times:
-        times[s].sort()
-    lo_end = first + int(warmup_s * 1000)
-    hi_end = tape.last_ms - lat_ms
-
-    def closing_ms(symbol: str, end_ms: int) -> int | None:
-        ts = times[symbol]
-        i = bisect.bisect_left(ts, end_ms + lat_ms)
+    def closing_ms(self, symbol: str, end_ms: int) -> int | None:
+        ts = self.times[symbol]
+        i = bisect.bisect_left(ts, end_ms + self.lat_ms)
         return ts[i] if i < len(ts) else None
 
-    rows: dict[str, list[float]] = {}
+    def window_trades(self, legs: list[str], end_ms: int) -> list[int]:
+        return [t for s in legs for t in self.times[s][
+            bisect.bisect_left(self.times[s], end_ms - 1000):
+            bisect.bisect_left(self.times[s], end_ms)]]
 
-    def add(label: str, value: float) -> None:
-        rows.setdefault(label, []).append(value * 1000.0)
+    def add(self, label: str, value: float) -> None:
+        self.rows.setdefault(label, []).append(value * 1000.0)
 
-    for topic, create_ms, recv, value in kafka:
-        kind = "bars" if topic.endswith("bars") else "pairs"
-        if value.get("timeframe") != "1s":
-            continue
+    def record(self, kind: str, create_ms: float, recv: float, value: dict) -> None:
         end_ms = (value["end"] if kind == "bars" else value["ts"]) // 1000
-        if not lo_end <= end_ms <= hi_end:
-            continue
+        if not self.lo_end <= end_ms <= self.hi_end:
+            return
         legs = [value["symbol"]] if kind == "bars" else PAIR.split("/")
-        closings = [closing_ms(s, end_ms) for s in legs]
+        closings = [self.closing_ms(s, end_ms) for s in legs]
         if any(c is None for c in closings):
-            continue
-        closable = wall(end_ms + lat_ms)
-        closing = wall(max(closings))
+            return
+        closable = self.wall(end_ms + self.lat_ms)
+        closing = self.wall(max(closings))
         create = create_ms / 1000.0
+        add = self.add
         add(f"{kind}: (a) closable -> Kafka CreateTime", create - closable)
         add(f"{kind}:     closable -> closing trade published", closing - closable)
         add(f"{kind}:     closing trade -> Kafka CreateTime", create - closing)
         add(f"{kind}:     closable -> consumer receive", recv - closable)
         add(f"{kind}:     Kafka CreateTime -> consumer receive", recv - create)
-        window = [t for s in legs for t in times[s][bisect.bisect_left(times[s], end_ms - 1000):
-                                                     bisect.bisect_left(times[s], end_ms)]]
+        window = self.window_trades(legs, end_ms)
+        last = self.wall(max(window)) + self.lateness_s if window else None
         if window:
-            add(f"{kind}: (b) last trade -> Kafka - L", create - wall(max(window)) - lateness_s)
+            add(f"{kind}: (b) last trade -> Kafka - L", create - last)
             for t in window:
-                add(f"{kind}: (b) every trade -> Kafka - L", create - wall(t) - lateness_s)
+                add(f"{kind}: (b) every trade -> Kafka - L",
+                    create - self.wall(t) - self.lateness_s)
         key = (kind, value["symbol"] if kind == "bars" else value["pair"],
                value["start"] if kind == "bars" else value["ts"])
-        seen = store.get(key)
+        seen = self.store.get(key)
         if seen is not None:
             add(f"{kind}: (c) closable -> store first seen", seen - closable)
             add(f"{kind}:     closing trade -> store first seen", seen - closing)
             if window:
-                add(f"{kind}: (c) last trade -> store - L", seen - wall(max(window)) - lateness_s)
+                add(f"{kind}: (c) last trade -> store - L", seen - last)
+
+
+def analyse(tape, clock_wall: float, lateness_s: float, warmup_s: float, kafka: list,
+            store: dict) -> list[tuple[str, tuple]]:
+    """Rows ``(label, (n, p50, p99, max, min))`` in ms."""
+    latencies = _Latencies(tape, clock_wall, lateness_s, warmup_s, store)
+    for topic, create_ms, recv, value in kafka:
+        if value.get("timeframe") == "1s":
+            latencies.record("bars" if topic.endswith("bars") else "pairs", create_ms, recv,
+                             value)
+    rows = latencies.rows
     order = sorted(rows, key=lambda k: (k.split(":")[0] != "bars", list(rows).index(k)))
     return [(label, _pct(rows[label])) for label in order]
 

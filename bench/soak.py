@@ -378,7 +378,6 @@ def main() -> None:
     final = json.loads((work / "stats.json.final").read_text())
     totals = Counter(final["counts"])
     result = analyse(samples, len(symbols))
-    load = os.getloadavg()
     with open(CACHE / "soak-samples.csv", "w", newline="") as handle:
         out = csv.writer(handle)
         out.writerow(["wall_s", "rss_mb", "exchange_hours", "ticks", "bars_1s", "pairs"])
@@ -386,6 +385,13 @@ def main() -> None:
             out.writerow([f"{s['wall_s']:.2f}", f"{s['rss_mb']:.1f}", f"{s['hours']:.4f}",
                           s["ticks"], s["counts"].get("bars:1s", 0),
                           s["counts"].get("pairs", 0)])
+    _report(final, totals, samples, result, symbols, pairs, hours, wall, args)
+
+
+def _report(final: dict, totals: Counter, samples: list, result: dict, symbols: list,
+            pairs: list, hours: float, wall: float, args: argparse.Namespace) -> None:
+    """Print the run's figures and draw the RSS plot."""
+    load = os.getloadavg()
     elapsed = final["elapsed"]
     done_hours = totals.get("bars:1s", 0) / len(symbols) / 3600
     print(f"elapsed: {elapsed:.1f} s in the flow ({wall:.1f} s with start-up); "
