@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import panel as pn
 
 from dashboard import charts
 from dashboard.selection import Selection
+
+
+class Mute:
+    """Whether a component is setting its own widgets, so its change handlers stay quiet."""
+
+    def __init__(self) -> None:
+        self.active = False
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        """Set widgets inside this block without running the component's handlers."""
+        self.active = True
+        try:
+            yield
+        finally:
+            self.active = False
 
 
 class Controls(pn.viewable.Viewer):

@@ -15,14 +15,12 @@ import html
 import io
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import panel as pn
 
 from dashboard.cards import CSS, health_html
-from dashboard.controls import Controls
+from dashboard.controls import Controls, Mute
 from dashboard.export import to_csv
 from dashboard.feed import Feed, FeedStatus
 from dashboard.selection import known_pairs, select, timeframes_of
@@ -68,7 +66,7 @@ class PairDashboard(pn.viewable.Viewer):
         self._generation = feed.status.generation
         self._status_key: tuple | None = None
         self._ticks = 0
-        self._muted = False
+        self._mute = Mute()
         self._load()
         self.controls.pair_select.param.watch(self._on_pair, "value")
         self.controls.tf_select.param.watch(self._on_timeframe, "value")
@@ -110,28 +108,19 @@ class PairDashboard(pn.viewable.Viewer):
             self.message.visible = False
 
     # -- user actions -------------------------------------------------------------------
-    @contextmanager
-    def _quiet(self) -> Iterator[None]:
-        """Change the selectors without running this session's handlers."""
-        self._muted = True
-        try:
-            yield
-        finally:
-            self._muted = False
-
     def _on_pair(self, event: Any) -> None:
-        if self._muted:
+        if self._mute.active:
             return
         timeframes = timeframes_of(self.feed.keys(), self.pair)
         select_tf = self.controls.tf_select
-        with self._quiet():
+        with self._mute():
             select_tf.options = timeframes
             if select_tf.value not in timeframes and timeframes:
                 select_tf.value = timeframes[0]
         self._switch()
 
     def _on_timeframe(self, event: Any) -> None:
-        if self._muted:
+        if self._mute.active:
             return
         self._switch()
 
@@ -225,7 +214,7 @@ class PairDashboard(pn.viewable.Viewer):
             select_pair.options = pairs
             select_pair.value = pairs[0]  # first data after waiting: show it
             return
-        with self._quiet():
+        with self._mute():
             select_pair.options = pairs if self.pair in pairs else [*pairs, self.pair]
 
     def _stream_stats(self, rows: list[dict[str, Any]]) -> None:

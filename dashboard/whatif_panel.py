@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import html
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -20,6 +18,7 @@ import numpy as np
 import panel as pn
 
 from dashboard.cards import fmt_value
+from dashboard.controls import Mute
 from dashboard.feed import Feed
 from dashboard.series import SeriesView
 from dashboard.whatif import WhatIf, recompute
@@ -55,7 +54,7 @@ class WhatIfPanel(pn.viewable.Viewer):
         self.status = pn.pane.Markdown(IDLE, css_classes=["pf-whatif-status"],
                                        sizing_mode="stretch_width")
         self._generation = 0
-        self._muted = False
+        self._mute = Mute()
         for widget in self._inputs:
             widget.param.watch(self._on_change, "value")
         self.entry.param.watch(self._on_thresholds, "value")
@@ -65,15 +64,6 @@ class WhatIfPanel(pn.viewable.Viewer):
     def _inputs(self) -> tuple[pn.widgets.Widget, ...]:
         return self.window, self.price, self.lag, self.entry, self.exit, self.cooldown
 
-    @contextmanager
-    def _quiet(self) -> Iterator[None]:
-        """Set the form without recomputing."""
-        self._muted = True
-        try:
-            yield
-        finally:
-            self._muted = False
-
     def start_at(self, rows: list[dict[str, Any]]) -> None:
         """Start the form at the live settings of a loaded series, with an idle status.
 
@@ -81,7 +71,7 @@ class WhatIfPanel(pn.viewable.Viewer):
         newest entry and exit alerts.
         """
         alerts = self.series.alerts
-        with self._quiet():
+        with self._mute():
             if rows:
                 self.window.value = int(rows[-1]["window"])
                 self.price.value = rows[-1]["price"]
@@ -102,7 +92,7 @@ class WhatIfPanel(pn.viewable.Viewer):
         self.series.show_thresholds(self.entry.value or 0.0, self.exit.value or 0.0)
 
     def _on_change(self, event: Any) -> None:
-        if self._muted:
+        if self._mute.active:
             return
         self._generation += 1
         try:

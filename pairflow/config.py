@@ -95,12 +95,13 @@ class PairflowConfig:
     symbols: tuple[str, ...] = ()
     pairs: tuple[str, ...] = ()
     timeframes: tuple[str, ...] = ("1s", "1m", "5m")
-    window: int = 300
-    price: Literal["log", "raw"] = "log"
-    lag: Literal["aic", "bic"] | int = "aic"
-    entry_z: float = 2.0
-    exit_z: float = 0.5
-    cooldown_bars: int = 0
+    # The pair settings' defaults are PairSettings', stated there once.
+    window: int = PairSettings.window
+    price: Literal["log", "raw"] = PairSettings.price
+    lag: Literal["aic", "bic"] | int = PairSettings.lag
+    entry_z: float = PairSettings.entry_z
+    exit_z: float = PairSettings.exit_z
+    cooldown_bars: int = PairSettings.cooldown_bars
     lateness_s: float = 2.0
     source: SourceKind = "replay"
     files: tuple[str, ...] = ()

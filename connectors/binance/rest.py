@@ -27,6 +27,7 @@ import aiohttp
 import msgspec
 import numpy as np
 
+from pairflow.config import check_market
 from pairflow.errors import PairflowError
 from pairflow.records import exchange_time_us
 from pairflow.ticks import TickChunk
@@ -151,8 +152,7 @@ class BinanceRestClient:
         max_retry_after_s: float = 120.0,
         timeout_s: float = 10.0,
     ):
-        if market not in ("spot", "usdm"):
-            raise BackfillError(f"market {market!r} is not spot or usdm")
+        check_market(market)
         self.base_url = base_url.rstrip("/")
         self.prefix = "/api/v3" if market == "spot" else "/fapi/v1"
         self.market = market
