@@ -115,10 +115,14 @@ def _without_engine_panics() -> Iterator[None]:
 
     def forward() -> None:
         with os.fdopen(read_end, "rb") as pipe, os.fdopen(os.dup(original), "wb", 0) as out:
+            in_panic = False
             for line in pipe:
                 text = line.decode("utf-8", "replace")
-                if not text.startswith(_PANIC_LINES):
+                # The report ends with a blank line, which would open the user's error output.
+                panic_line = text.startswith(_PANIC_LINES) or (in_panic and not text.strip())
+                if not panic_line:
                     out.write(line)
+                in_panic = panic_line
 
     thread = threading.Thread(target=forward, name="stderr-filter", daemon=True)
     thread.start()
