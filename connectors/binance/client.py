@@ -3,8 +3,9 @@
 It composes the :class:`~connectors.binance.supervisor.ConnectionSupervisor` (frames in), one
 :class:`~connectors.binance.sequencer.TradeSequencer` and one
 :class:`~connectors.binance.health.StreamHealth` per symbol, and owns the policies that tie them
-together: when to backfill over REST (:meth:`LiveClient._backfill`), when a quiet stream is
-probed or declared silent (:meth:`LiveClient._watch_streams`), and how far heartbeats may go
+together: when to backfill or probe over REST (the how is
+:class:`~connectors.binance.backfill.RestCatchUp`), when a quiet stream is declared silent
+(:meth:`LiveClient._watch_streams`), and how far heartbeats may go
 (:meth:`LiveClient._heartbeats`). See :mod:`connectors.binance.source` for the guarantees.
 """
 
@@ -15,13 +16,13 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
 
-from connectors.binance.backfill import BackfillRecorder
+from connectors.binance.backfill import BackfillRecorder, RestCatchUp
 from connectors.binance.health import StreamHealth
-from connectors.binance.rest import BackfillError, BinanceRestClient, RestKind
-from connectors.binance.sequencer import TradeSequencer, lost_range
+from connectors.binance.rest import BinanceRestClient, RestKind
+from connectors.binance.sequencer import TradeSequencer
 from connectors.binance.settings import LiveSettings
+from connectors.binance.state import SymbolState
 from connectors.binance.supervisor import ConnectionSupervisor, OpenKind
 from connectors.binance.wire import FrameParser
 from connectors.recorder import FrameRecorder
@@ -36,38 +37,6 @@ END = object()
 OFFSET_MEMORY_S = 30.0
 #: A running backfill may still complete what the run received; it gets this long at the end.
 FINAL_BACKFILL_S = 5.0
-
-
-@dataclass
-class _Symbol:
-    """Per-symbol state of the client (loop thread only)."""
-
-    sequence: TradeSequencer
-    health: StreamHealth
-    hole_since: float | None = None
-    caught_up: bool = True
-    backfilling: bool = False
-    backfill_due: bool = False
-    verified_until: int = -1  # exchange time up to which REST confirmed no newer trade
-    last_hb: int = -1
-    last_msg: float | None = None  # monotonic time of the stream's last trade frame
-    interarrival_s: float | None = None  # EWMA
-    next_probe: float = 0.0
-    probing: bool = False
-
-    @property
-    def symbol(self) -> str:
-        return self.sequence.symbol
-
-    @property
-    def stream(self) -> str:
-        return self.health.stream
-
-    @property
-    def quiet_and_complete(self) -> bool:
-        """Nothing held, fetched or due: the symbol is complete up to its last trade."""
-        return (self.caught_up and not self.sequence.pending and not self.backfilling
-                and not self.backfill_due)
 
 
 class LiveClient:
@@ -89,7 +58,7 @@ class LiveClient:
         self.out = out
         self.failure: BaseException | None = None
         self.parser = FrameParser(frozenset(symbols), "live", stage="live")
-        self.symbols = {s: _Symbol(TradeSequencer(s, resume.get(s), settings.max_pending_ticks),
+        self.symbols = {s: SymbolState(TradeSequencer(s, resume.get(s), settings.max_pending_ticks),
                                    StreamHealth(s, stream, settings.health_every_s))
                         for s, stream in zip(symbols, settings.streams(symbols), strict=True)}
         self.recorder = (FrameRecorder(settings.record_dir, f"binance-{name}")
@@ -97,6 +66,8 @@ class LiveClient:
         self.backfill_recorder = (BackfillRecorder(settings.record_dir, name, self.kind)
                                   if settings.record_dir else None)
         self.rest = BinanceRestClient(settings.base_rest_url, settings.market, settings.api_key)
+        self.catch_up = RestCatchUp(self, self.rest, self.kind,
+                                    int(settings.heartbeat_margin_s * 1e6), self.backfill_recorder)
         self.supervisor = ConnectionSupervisor(
             name, settings.stream_url(symbols),
             settings.supervision, self._on_frame, on_open=self._on_open, on_down=self._on_down,
@@ -109,7 +80,6 @@ class LiveClient:
         self.stopping: asyncio.Event | None = None
         self._stop_requested = False
         self._tasks: set[asyncio.Task] = set()
-        self._rest_seen = (0, 0)
 
     # -------------------------------------------------------------------- lifecycle
 
@@ -147,7 +117,7 @@ class LiveClient:
                 if self.settings.duration_s is not None and now - started >= \
                         self.settings.duration_s:
                     break
-                self._process_frames()
+                self.process_frames()
                 self._watch_streams(now)
                 if now >= next_hb:
                     self._heartbeats()
@@ -169,9 +139,9 @@ class LiveClient:
             await asyncio.sleep(0.02)
         for task in list(self._tasks):
             task.cancel()
-        self._process_frames()
+        self.process_frames()
         for st in self.symbols.values():
-            self._give_up(st, "stopped")
+            self.give_up(st, "stopped")
         self._health("stopped")
         self._flush_tally()
         for symbol in self.symbols:
@@ -232,33 +202,35 @@ class LiveClient:
                     and st.last_msg is not None:
                 self._check_silence(st, now)
 
-    def _check_silence(self, st: _Symbol, now: float) -> None:
+    def _check_silence(self, st: SymbolState, now: float) -> None:
         s = self.settings
         silent = now - st.last_msg
         expected = max(s.probe_after_s, 5 * (st.interarrival_s or 0.0))
         if silent > expected and now >= st.next_probe and not st.probing:
             st.probing = True
             st.next_probe = now + s.probe_every_s
-            self._spawn(self._probe(st))
+            self._spawn(self.catch_up.probe(st))
         limit = min(s.silence_limit_s, max(s.silence_min_s,
                                            20 * (st.interarrival_s or s.silence_limit_s)))
-        recently_verified = st.verified_until >= (self._exchange_now() or 0) - \
+        recently_verified = st.verified_until >= (self.exchange_now() or 0) - \
             int(limit * 1e6) - int(s.heartbeat_margin_s * 1e6)
         if silent > limit and not recently_verified:
             st.last_msg = now  # one replacement per silence
-            self._silent(st)
+            self.silent(st)
 
-    def _silent(self, st: _Symbol) -> None:
+    def silent(self, st: SymbolState) -> None:
+        """Replace the connection of a stream that stopped delivering; backfill after."""
         logger.warning("silent stream part=%s stream=%s", self.name, st.stream)
         self.tally["silent_streams"] += 1
         st.backfill_due = True
         st.caught_up = False
         self.supervisor.replace("silent_stream")
-        self._health_one(st, "silent_stream")
+        self.health_one(st, "silent_stream")
 
     # ------------------------------------------------------------------ frames, ids
 
-    def _process_frames(self) -> None:
+    def process_frames(self) -> None:
+        """Parse and sequence the frames received since the last call."""
         if not self.frames:
             return
         frames, self.frames = self.frames, []
@@ -277,32 +249,33 @@ class LiveClient:
                     st.interarrival_s = gap if st.interarrival_s is None else \
                         0.9 * st.interarrival_s + 0.1 * gap
                 st.last_msg = now
-            self._accept(st, chunk)
+            self.accept(st, chunk)
         while self.offsets and now - self.offsets[0][0] > OFFSET_MEMORY_S:
             self.offsets.popleft()
 
-    def _exchange_now(self) -> int | None:
+    def exchange_now(self) -> int | None:
         """Estimated exchange time now (µs): local time + the smallest latency seen lately."""
         if not self.offsets:
             return None
         return time.time_ns() // 1000 + max(o for _, o in self.offsets)
 
-    def _accept(self, st: _Symbol, chunk: TickChunk) -> int:
+    def accept(self, st: SymbolState, chunk: TickChunk) -> int:
         """Sequence a chunk (live or backfill); emit what is in id order; return new ticks."""
         done = st.sequence.accept(chunk)
         if done.duplicates:
             self.tally["source_duplicates"] += done.duplicates
-        self._emit(st, done.out)
+        self.emit(st, done.out)
         return done.fresh
 
-    def _give_up(self, st: _Symbol, reason: str) -> None:
+    def give_up(self, st: SymbolState, reason: str) -> None:
         """Declare the symbol's holes lost and emit what was held behind them."""
-        self._emit(st, st.sequence.give_up(reason, self._exchange_now() or 0))
+        self.emit(st, st.sequence.give_up(reason, self.exchange_now() or 0))
 
-    def _emit(self, st: _Symbol, items: list[TickChunk | FeedGap]) -> None:
+    def emit(self, st: SymbolState, items: list[TickChunk | FeedGap]) -> None:
+        """Append sequenced ticks and lost ranges to the output; track the hole's age."""
         for item in items:
             if isinstance(item, FeedGap):
-                self._report_gap(st, item)
+                self.report_gap(st, item)
                 continue
             self.tally["ticks_read"] += len(item)
             if item.source == "backfill":
@@ -313,92 +286,22 @@ class LiveClient:
         elif st.hole_since is None:
             st.hole_since = time.monotonic()
 
-    def _report_gap(self, st: _Symbol, gap: FeedGap) -> None:
+    def report_gap(self, st: SymbolState, gap: FeedGap) -> None:
+        """Append a lost range to the output, logged and counted."""
         logger.warning("feed gap symbol=%s start=%d end=%d reason=%s", gap.symbol, gap.start,
                        gap.end, gap.reason)
         st.health.gaps_unrecovered += 1
         self.tally["feed_gaps_declared"] += 1
         self.out.append(gap)
-        self._health_one(st, f"gap_unrecovered: {gap.reason}"[:200])
+        self.health_one(st, f"gap_unrecovered: {gap.reason}"[:200])
 
     # --------------------------------------------------------------------- backfill
 
-    def _start_backfill(self, st: _Symbol) -> None:
+    def _start_backfill(self, st: SymbolState) -> None:
         st.backfill_due = False
         st.backfilling = True
         st.caught_up = False
-        self._spawn(self._backfill(st))
-
-    async def _backfill(self, st: _Symbol) -> None:
-        """Fetch ids from the next one until the hole is filled and REST has nothing newer."""
-        recovered = 0
-        try:
-            started_at = self._exchange_now()
-            recovered, full_page = await self._fetch_missing(st)
-            if st.sequence.pending and not full_page:
-                # REST is at its present and the hole is still open: it cannot be filled.
-                self._give_up(st, "backfill: ids missing at the exchange")
-            if started_at is not None and not st.sequence.pending:
-                st.verified_until = max(st.verified_until, started_at -
-                                        int(self.settings.heartbeat_margin_s * 1e6))
-        except BackfillError as error:
-            logger.warning("backfill failed symbol=%s error=%s", st.symbol, error)
-            self._give_up(st, f"backfill failed: {error}"[:200])
-            now_ex, last_ts = self._exchange_now(), st.sequence.last_ts
-            if now_ex is not None and last_ts is not None and now_ex > last_ts:
-                # Whatever traded while we were blind is unknown: no bars for it.
-                self._report_gap(st, lost_range(st.symbol, last_ts + 1, now_ex,
-                                                "backfill failed"))
-        finally:
-            st.backfilling = False
-            if not st.sequence.pending:
-                st.caught_up = True
-        if recovered:
-            st.health.backfilled += recovered
-            self._health_one(st, f"backfilled {recovered}")
-        self._count_rest()
-
-    async def _fetch_missing(self, st: _Symbol) -> tuple[int, bool]:
-        """Page through REST from the next id; (new ticks, whether the last page was full)."""
-        seq = st.sequence
-        recovered = 0
-        while True:
-            from_id = seq.next_id
-            chunk = await self.rest.trades_from(st.symbol, self.kind, from_id)
-            self._process_frames()  # keep live frames flowing into the reorder buffer
-            if len(chunk) and int(chunk.trade_id[0]) > from_id:
-                # REST no longer has these ids (history limit): lost for good.
-                self._emit(st, [seq.skip_to(int(chunk.trade_id[0]), int(chunk.ts[0]),
-                                            "backfill: ids not available")])
-            if self.backfill_recorder is not None and len(chunk):
-                self.backfill_recorder.write(seq, chunk)
-            recovered += self._accept(st, chunk)
-            full = len(chunk) >= 1000
-            if not len(chunk) or not full and not seq.pending or seq.next_id == from_id:
-                return recovered, full  # nothing more, or no progress: avoid a hot loop
-
-    async def _probe(self, st: _Symbol) -> None:
-        """Ask REST for the newest id: quiet for real (heartbeats may pass) or silent stream."""
-        try:
-            asked_at = self._exchange_now()
-            latest = await self.rest.latest_trade_id(st.symbol, self.kind)
-        except BackfillError as error:
-            logger.warning("probe failed symbol=%s error=%s", st.symbol, error)
-            return
-        finally:
-            st.probing = False
-            self._count_rest()
-        if asked_at is None:
-            return
-        margin = int(self.settings.heartbeat_margin_s * 1e6)
-        last_id = st.sequence.last_id
-        if latest is None or last_id is None or latest[0] <= last_id:
-            st.verified_until = max(st.verified_until, asked_at - margin)
-        elif latest[1] < asked_at - margin:
-            # The exchange has older trades the stream never delivered.
-            st.health.gaps_found += 1
-            self.tally["gaps_found"] += 1
-            self._silent(st)
+        self._spawn(self.catch_up.backfill(st))
 
     # ------------------------------------------------------------ heartbeats, health
 
@@ -410,7 +313,7 @@ class LiveClient:
         """
         if not self.supervisor.up:
             return
-        now_ex = self._exchange_now()
+        now_ex = self.exchange_now()
         if now_ex is None:
             return
         margin = int(self.settings.heartbeat_margin_s * 1e6)
@@ -431,18 +334,13 @@ class LiveClient:
 
     def _health(self, event: str | None) -> None:
         for st in self.symbols.values():
-            self._health_one(st, event)
+            self.health_one(st, event)
 
-    def _health_one(self, st: _Symbol, event: str | None) -> None:
+    def health_one(self, st: SymbolState, event: str | None) -> None:
+        """Append the symbol's health row to the output."""
         self.out.append(st.health.record(
             connected=self.supervisor.up, reconnects=self.supervisor.reconnects,
             last_message=st.last_msg, event=event))
-
-    def _count_rest(self) -> None:
-        # The REST client keeps totals; counters flow as increments.
-        self.tally["rest_requests"] += self.rest.requests - self._rest_seen[0]
-        self.tally["rest_rate_limited"] += self.rest.rate_limited - self._rest_seen[1]
-        self._rest_seen = (self.rest.requests, self.rest.rate_limited)
 
     def _flush_tally(self) -> None:
         if self.tally:

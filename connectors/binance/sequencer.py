@@ -81,10 +81,9 @@ class TradeSequencer:
         """``trade_id`` was neither emitted, declared lost nor is held."""
         return (self.last_id is None or trade_id > self.last_id) and trade_id not in self._held
 
-    def held_recv_min(self) -> int | None:
-        """The earliest receive time (µs) of a held tick, None if none is held."""
-        held = [row[1] for row in self._held.values() if row is not None]
-        return min(held) if held else None
+    def held_recv(self) -> dict[int, int]:
+        """The receive time (µs) of each held tick, by trade id (ghost ids have none)."""
+        return {trade_id: row[1] for trade_id, row in self._held.items() if row is not None}
 
     def accept(self, chunk: TickChunk) -> Sequenced:
         """Take a live or backfilled chunk; return what now follows the last id without a hole."""

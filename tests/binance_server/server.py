@@ -102,9 +102,10 @@ class BinanceTestServer:
         self.stats: Counter = Counter()
         #: What the server did, for tests to derive their expectations from: ``(kind, details)``
         #: per fired fault (``forget``: ``floor_ms``, what REST forgot; ``sent_until_ms``,
-        #: the tape time up to which frames had been handed to any connection).
+        #: the tape time up to which trades had been served, as frames or REST rows).
         self.log: list[tuple[str, dict[str, int]]] = []
-        #: Tape time (ms) up to which frames were handed to some connection.
+        #: Tape time (ms) up to which trades were served, handed to a connection or in a REST
+        #: answer (an upper bound of what a client received).
         self._sent_until_ms = -1
         self.ws_port = 0
         self.http_port = 0
@@ -336,10 +337,12 @@ class BinanceTestServer:
                     if f.reorder_every and sent % f.reorder_every == 0 and len(out) >= 2:
                         out[-1], out[-2] = out[-2], out[-1]
                         self.stats["reordered"] += 1
+                # Before the sends: a connection cut mid-batch may still have delivered part of
+                # it, so this stays an upper bound of what any client received.
+                self._sent_until_ms = max(self._sent_until_ms, now_ms)
                 for frame in out:
                     await conn.ws.send(frame.decode())
                 self.stats["frames_sent"] += len(out)
-                self._sent_until_ms = max(self._sent_until_ms, now_ms)
                 if f.max_connection_age_s is not None and \
                         time.monotonic() - conn.opened > f.max_connection_age_s:
                     self.stats["age_limit_closes"] += 1
@@ -383,6 +386,8 @@ class BinanceTestServer:
             chosen = rows[start:start + limit]
         else:
             chosen = rows[-limit:]
+        if chosen:
+            self._sent_until_ms = max(self._sent_until_ms, chosen[-1].time_ms)
         return web.json_response([
             {"id": t.trade_id, "price": t.price, "qty": t.qty,
              "quoteQty": f"{float(t.price) * float(t.qty):.8f}", "time": t.time_ms,
@@ -406,4 +411,6 @@ class BinanceTestServer:
             chosen = rows[start:start + limit]
         else:
             chosen = rows[-limit:]
+        if chosen:
+            self._sent_until_ms = max(self._sent_until_ms, chosen[-1].T)
         return web.json_response([a.rest() for a in chosen])

@@ -137,7 +137,9 @@ def test_trades_rest_no_longer_has_become_a_feed_gap_without_bars(tmp_path, tape
         trades = tape.by_symbol[symbol]
         lost = {key[2] for key in set(reference) - set(live)
                 if key[0] == symbol and key[1] == "1s"}
-        # Never sent before REST forgot them: these trades are gone, so are their windows.
+        # Never served (as frames, or REST rows: a refused connection's handshake completes, so
+        # its backfill may run before the forget) before REST forgot them: gone, so are their
+        # windows.
         unsent = {_second(t.time_ms) for t in trades
                   if forget["sent_until_ms"] < t.time_ms <= forget["floor_ms"]}
         assert unsent <= lost, (symbol, sorted(unsent - lost))

@@ -51,7 +51,7 @@ def test_a_hole_holds_later_ticks_until_it_is_filled_by_a_backfill():
     assert seq.accept(chunk(5, 6)).out == []
     assert seq.pending == 2 and seq.next_id == 3
     assert seq.is_new(3) and not seq.is_new(5) and not seq.is_new(2)
-    assert seq.held_recv_min() == 5_001
+    assert seq.held_recv() == {5: 5_001, 6: 6_001}
     done = seq.accept(chunk(3, 4, source="backfill"))
     assert [(c.source, c.trade_id.tolist()) for c in done.out] == \
         [("backfill", [3, 4]), ("live", [5, 6])]
