@@ -4,7 +4,8 @@ The format of the real captures in ``../shared/data`` (DESIGN.md "Recording form
 ``pairflow replay`` reads what ``pairflow record`` / ``pairflow live --record`` write. Files
 rotate every hour of receive time (``<prefix>-YYYYMMDDTHH.gz``; an existing file of the same
 hour gets a ``.N`` suffix instead of being overwritten). The gzip stream is sync-flushed every
-``flush_s`` seconds so a killed process loses at most that much, and every open recorder is
+``flush_s`` seconds so a killed process loses at most that much (its file then lacks the gzip
+end: a replay reads it to the last flush and reports it as cut short), and every open recorder is
 closed (gzip trailer written) by :func:`close_all_recorders`, which the CLI calls on
 SIGINT/SIGTERM and at exit.
 """

@@ -8,6 +8,7 @@ import dataclasses
 import io
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -216,3 +217,23 @@ def test_export_dead_letters_keep_raw_text(replayed):
     assert set(reasons) == {"late", "malformed_line"}
     assert reasons["malformed_line"]["raw"] == "garbage-without-time {}"
     assert '"late_by_us":' in reasons["late"]["raw"]
+
+
+def test_a_gzip_recording_cut_short_is_an_error_after_what_it_held_is_stored(tmp_path):
+    # The real tape cut at 70 % of its bytes, as a copy stopped early leaves it: the ticks
+    # before the cut are replayed and stored, then the run fails naming the file.
+    whole = BTC.read_bytes()
+    cut = tmp_path / "btcusdt_20240808.gz"
+    cut.write_bytes(whole[: len(whole) * 7 // 10])
+    store = tmp_path / "cut.db"
+    done = pairflow("replay", cut, "--symbols", "BTCUSDT", "--timeframes", "1s",
+                    "--store", store)
+    assert_user_error(done, str(cut), "cut short")
+    complete = tmp_path / "whole.db"
+    assert pairflow("replay", BTC, "--symbols", "BTCUSDT", "--timeframes", "1s",
+                    "--store", complete).returncode == 0
+    def bars(path: Path) -> int:
+        with sqlite3.connect(path) as db:
+            return db.execute("SELECT count(*) FROM bars").fetchone()[0]
+
+    assert 0 < bars(store) < bars(complete)

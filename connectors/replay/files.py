@@ -32,7 +32,13 @@ class _GzipReader(io.RawIOBase):
         while True:
             raw = self._file.read(_READ_BYTES // 4)
             if not raw:
-                return self._inflate.flush()
+                rest = self._inflate.flush()
+                if not rest and not self._inflate.eof:
+                    # A cut file (a copy stopped early, a disk filled) would otherwise replay
+                    # its first part and succeed: the end of a member is where a file may end.
+                    raise EOFError(f"the file ends inside a gzip member after "
+                                   f"{self._file.tell():,} bytes: it was cut short")
+                return rest
             data = self._inflate.decompress(raw)
             while self._inflate.eof and self._inflate.unused_data:
                 rest = self._inflate.unused_data
