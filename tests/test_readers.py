@@ -405,6 +405,8 @@ def test_bad_csv_rows_are_dead_letters(tmp_path, trade_tape):
         f"{t['t']},{t['p']},-1,1,{t['T']},true,true": "non_positive",
         f"{t['t']},{t['p']},{t['q']},1,{t['T']},maybe,true": "bad_type",
         f"{t['t']},{t['p']},{t['q']},1,yesterday,true,true": "bad_type",
+        # An unbalanced quote: once it swallowed the rest of the file and failed the replay.
+        f"{t['t']},\"{t['p']},{t['q']},1,{t['T']},true,true": "bad_type",
     }
     mixed = rows[:50] + list(bad) + rows[50:]
     path = write_csv(tmp_path / "BTCUSDT-trades-2024-08-08.csv", None, mixed, zipped=False)

@@ -6,6 +6,7 @@ CSV dumps and tick NDJSON are parsed here into one symbol's columns.
 
 from __future__ import annotations
 
+import csv
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,8 +172,11 @@ def _csv_table(path: Path, lines: list[bytes]) -> pd.DataFrame:
     import pandas as pd
 
     try:
+        # Binance dumps never quote a field: a stray quote is a bad value of its row, not the
+        # start of a field that swallows the rest of the file.
         return pd.read_csv(io.BytesIO(b"\n".join(lines)), header=None, dtype=str,
-                           keep_default_na=False, engine="c") if lines else pd.DataFrame()
+                           keep_default_na=False, engine="c",
+                           quoting=csv.QUOTE_NONE) if lines else pd.DataFrame()
     except (ValueError, pd.errors.ParserError) as error:
         raise InputFileError(f"{path}: unreadable CSV ({error})") from error
 
