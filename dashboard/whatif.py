@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pairflow.analytics import PairResult, run_history
-from pairflow.pairs import PairSettings
+from pairflow.pair_settings import PairSettings
 from pairflow.records import Alert, to_dict
 
 

@@ -22,7 +22,7 @@ from dashboard.controls import Mute
 from dashboard.feed import Feed
 from dashboard.series import SeriesView
 from dashboard.whatif import WhatIf, recompute
-from pairflow.pairs import PairSettings
+from pairflow.pair_settings import PairSettings
 
 #: The status line before any change.
 IDLE = "Change a setting to recompute this pair's history from stored bars."

@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 from pairflow.analytics.settings import parse_lag
 from pairflow.errors import ConfigError
-from pairflow.pairs import PairSettings
+from pairflow.pair_settings import PairSettings
 from pairflow.records import SYMBOL_PATTERN
 from pairflow.timeframes import parse_timeframes
 

@@ -14,10 +14,14 @@ Examples:
     (10, -0.292208, 0)
 """
 
+from typing import TYPE_CHECKING, Any
+
 from pairflow.analytics.errors import AnalyticsError, InputError, SettingsError
-from pairflow.analytics.pair import PairEstimator, run_history
 from pairflow.analytics.result import PairResult
 from pairflow.analytics.settings import EstimatorSettings
+
+if TYPE_CHECKING:
+    from pairflow.analytics.pair import PairEstimator, run_history
 
 __all__ = [
     "AnalyticsError",
@@ -28,3 +32,14 @@ __all__ = [
     "SettingsError",
     "run_history",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The estimator loads numba and its compiled kernels (a second or more at start-up);
+    # settings, results and errors come without them, so the configuration, the records and
+    # a command that fails on a flag do not pay for the kernels.
+    if name in ("PairEstimator", "run_history"):
+        from pairflow.analytics import pair
+
+        return getattr(pair, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

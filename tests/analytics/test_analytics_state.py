@@ -16,11 +16,9 @@ from pairflow.analytics import EstimatorSettings, PairEstimator, PairResult
 
 def _estimator_classes() -> list[type]:
     """Every public estimator class of the package (collected, so new ones are covered)."""
-    return [
-        obj
-        for name, obj in vars(analytics).items()
-        if inspect.isclass(obj) and name.endswith("Estimator")
-    ]
+    exported = {name: getattr(analytics, name) for name in analytics.__all__}
+    return [obj for name, obj in exported.items()
+            if inspect.isclass(obj) and name.endswith("Estimator")]
 
 
 def test_estimators_collected():
