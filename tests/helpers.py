@@ -11,6 +11,8 @@ import gzip
 import json
 import math
 import sqlite3
+import subprocess
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -342,3 +344,29 @@ def write_recording(path: Path, lines: Iterable[str], compress: bool | None = No
     else:
         path.write_bytes(text)
     return path
+
+
+def bars_written(store: Path) -> int:
+    """Bars in a store a run is writing: 0 before its file or its tables exist."""
+    try:
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5) as db:
+            return db.execute("SELECT count(*) FROM bars").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+def wait_for_bars(store: Path, process: subprocess.Popen | None = None, *, above: int = 0,
+                  timeout_s: float = 120.0, run_may_end: bool = False) -> None:
+    """Wait until a run has written more than ``above`` bars (on a busy machine its start-up
+    alone may outlast any fixed delay).
+
+    A run that ends first fails the wait with its stderr, unless ``run_may_end``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while bars_written(store) <= above:
+        if process is not None and process.poll() is not None:
+            if run_may_end:
+                return
+            raise AssertionError(f"the run ended before writing bars: {process.communicate()}")
+        assert time.monotonic() < deadline, f"the run wrote no bars in {timeout_s:g} s"
+        time.sleep(0.2)

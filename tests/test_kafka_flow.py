@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from connectors.kafka import REACH_TIMEOUT_S
 from connectors.store import StoreReader
 from flows.pairs import build_flow
 from pairflow.config import load_config
-from tests.helpers import store_records
+from tests.helpers import store_records, wait_for_bars
 from tests.kafka_helpers import consume_records, wait_for_kafka_client
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,18 +180,6 @@ def test_a_broker_down_for_a_while_loses_nothing(tmp_path, kafka_broker_factory,
 SHUTDOWN_MARGIN_S = 15
 
 
-def _wait_for_bars(store: Path, process: subprocess.Popen, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()[1]
-        if store.exists():
-            try:
-                if sqlite3.connect(store).execute("SELECT COUNT(*) FROM bars").fetchone()[0]:
-                    return
-            except sqlite3.Error:
-                pass
-        time.sleep(0.2)
-    raise AssertionError("no bar was written")
 
 
 @pytest.mark.kafka
@@ -204,7 +191,7 @@ def test_a_broker_that_never_comes_back_ends_the_run_with_one_line(
     process = _cli_replay(store, broker.bootstrap, unique_prefix, "--speed", "50",
                           env={"PAIRFLOW_KAFKA_TIMEOUT_S": str(timeout_s)})
     try:
-        _wait_for_bars(store, process)  # the run is writing (to Kafka as well): lose the broker
+        wait_for_bars(store, process)  # the run is writing (to Kafka as well): lose the broker
         outage = time.monotonic()
         broker.stop()
         _, stderr = process.communicate(timeout=120)
@@ -265,7 +252,7 @@ def test_sigterm_to_the_bytewax_run_entry_flushes_kafka(tmp_path, kafka_broker, 
                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for_bars(store, process)
+        wait_for_bars(store, process)
         time.sleep(1)
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import kafka_deduplicated, store_records
+from tests.helpers import bars_written, kafka_deduplicated, store_records, wait_for_bars
 
 ROOT = Path(__file__).resolve().parents[1]
 TAPE = sorted(str(p) for p in (ROOT / "pairflow" / "data").glob("*.gz"))
@@ -31,21 +30,8 @@ def _content(store: Path) -> dict[str, list]:
     return store_records(store, TABLES)
 
 
-def _bars_written(store: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5) as db:
-            return db.execute("SELECT count(*) FROM bars").fetchone()[0]
-    except sqlite3.OperationalError:  # not created yet
-        return 0
 
 
-def _wait_for_new_bars(store: Path, process: subprocess.Popen, above: int) -> None:
-    """Wait until the run has written bars beyond ``above``: on a busy machine its start-up
-    alone may take longer than any fixed delay."""
-    deadline = time.monotonic() + 120
-    while _bars_written(store) <= above and process.poll() is None:
-        assert time.monotonic() < deadline, "the run wrote no bars in 120 s"
-        time.sleep(0.2)
 
 
 @pytest.mark.kafka
@@ -67,7 +53,7 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(
     for delay_s in (rng.uniform(3, 6), rng.uniform(2, 5)):
         process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
-        _wait_for_new_bars(crashed, process, above=_bars_written(crashed))
+        wait_for_bars(crashed, process, above=bars_written(crashed), run_may_end=True)
         time.sleep(delay_s)  # a random point of the run, not a synchronisation
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from connectors.store import StoreReader
+from tests.helpers import wait_for_bars
 from tests.kafka_helpers import consume_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,24 +28,13 @@ def _paced_replay(store: Path, *extra: str) -> subprocess.Popen:
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_bars(store: Path, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if store.exists():
-            try:
-                if sqlite3.connect(store).execute("SELECT COUNT(*) FROM bars").fetchone()[0]:
-                    return
-            except sqlite3.Error:
-                pass
-        time.sleep(0.2)
-    raise AssertionError("no bar was written")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_stop_signal_ends_the_run_cleanly(tmp_path, signum):
     store = tmp_path / "store.db"
     process = _paced_replay(store)
-    _wait_for_bars(store)
+    wait_for_bars(store, timeout_s=60)
     process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
@@ -61,7 +51,7 @@ def test_sigterm_flushes_kafka(tmp_path, kafka_broker, unique_prefix):
     store = tmp_path / "store.db"
     process = _paced_replay(store, "--kafka", kafka_broker.bootstrap,
                             "--kafka-prefix", unique_prefix)
-    _wait_for_bars(store)
+    wait_for_bars(store, timeout_s=60)
     time.sleep(1)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)

@@ -4,7 +4,6 @@ the Kafka topics, deduplicated by key + time, hold exactly the store's records."
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -17,9 +16,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pairflow.errors import StoreError
 from tests.binance_server import BinanceTestServer, Faults, Tape
-from tests.helpers import kafka_deduplicated, store_records
+from tests.helpers import kafka_deduplicated, store_records, wait_for_bars
 from tests.kafka_helpers import consume_records
 from tests.live.harness import (
     FAST_ENV,
@@ -57,7 +55,7 @@ def test_sigkill_during_a_live_run_then_resume_loses_and_doubles_nothing(
     store, recovery = tmp_path / "live.db", tmp_path / "recovery"
     with BinanceTestServer(tape, SPEED, Faults()) as server:
         first = _live(server, store, recovery, tape_s + 30, kafka)
-        _wait_for_bars(store, first)
+        wait_for_bars(store, first, timeout_s=60)
         time.sleep(random.Random(7).uniform(1.0, 4.0))  # a random point of the run
         assert first.poll() is None, first.communicate()
         first.send_signal(signal.SIGKILL)
@@ -80,13 +78,3 @@ def test_sigkill_during_a_live_run_then_resume_loses_and_doubles_nothing(
         jsonschema.validate(value, schema)
     assert {value["symbol"] for _, value in health} == set(SYMBOLS)
 
-
-def _wait_for_bars(store: Path, process: subprocess.Popen, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()
-        with contextlib.suppress(StoreError):  # the store's tables may not exist yet
-            if store.exists() and bars_of(store):
-                return
-        time.sleep(0.2)
-    raise AssertionError("the live run wrote no bar")
