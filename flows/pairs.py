@@ -7,6 +7,7 @@ variables or the TOML file named by ``PAIRFLOW_CONFIG``), or through ``pairflow 
 ::
 
     source ── TickChunk | Heartbeat | FeedGap ─► bars (per symbol) ─► Bar ─► fan_out ─►
+             ├ Bar (candles read as bars) ─────────────────────────► Bar ─┘      │
              └ DeadLetter, Count                   └ late → DeadLetter         │
                                                   pairs (per Y/X|tf): PairStats, Alert
     Bar, PairStats, Alert, DeadLetter ─► store (SQLite) and/or Kafka;  Count ─► tally
@@ -106,7 +107,12 @@ def _dead_count(letter: DeadLetter) -> Count:
 
 def _source(config: PairflowConfig, on_progress: Callable | None) -> Any:
     if config.source == "replay":
-        return ReplaySource(list(config.files), config.symbols, config.speed, on_progress)
+        source = ReplaySource(list(config.files), config.symbols, config.speed, on_progress)
+        for spec in source.files:
+            if spec.interval and spec.interval not in config.timeframes:
+                raise ConfigError(f"{spec.path.name} holds {spec.interval} candles: add "
+                                  f"{spec.interval} to --timeframes")
+        return source
     if config.source == "live":
         from connectors.binance.source import BinanceTradeSource
 
@@ -149,14 +155,15 @@ def build_flow(
     is_count = op.branch("split_counts", source, lambda item: isinstance(item, Count))
     is_dead = op.branch("split_dead", is_count.falses, lambda i: isinstance(i, DeadLetter))
     is_health = op.branch("split_health", is_dead.falses, lambda i: isinstance(i, Health))
-    feed = op.key_on("by_symbol", is_health.falses, lambda item: item.symbol)
+    is_candle = op.branch("split_candles", is_health.falses, lambda i: isinstance(i, Bar))
+    feed = op.key_on("by_symbol", is_candle.falses, lambda item: item.symbol)
     # (symbol, TickChunk | Heartbeat | FeedGap)
     bar_out = op.key_rm("bars_out", op.stateful_batch(
         "bars", feed, lambda state: _BarLogic(state, config)))
     # Bar | DeadLetter(late) | Count
     bar_counts = op.branch("split_bar_counts", bar_out, lambda item: isinstance(item, Count))
     bars_or_late = op.branch("split_late", bar_counts.falses, lambda i: isinstance(i, Bar))
-    bars = bars_or_late.trues
+    bars = op.merge("all_bars", bars_or_late.trues, is_candle.trues)
     # Bar
     legs = op.flat_map("fan_out", bars, _fan_out(config))
     # ("Y/X|tf", (pair, leg, Bar))
@@ -166,6 +173,8 @@ def build_flow(
     records = op.merge("records", bars, pair_out, dead, is_health.trues)
     # Bar | PairStats | Alert | DeadLetter | Health
     all_counts = op.merge("counts", is_count.trues, bar_counts.trues,
+                          op.map("count_candles", is_candle.trues,
+                                 lambda bar: Count(f"bars:{bar.timeframe}", 1)),
                           op.map("count_dead", dead, _dead_count),
                           op.map("count_pairs", pair_out, lambda r: Count(f"{r.kind}s", 1)))
     op.output("tally", all_counts, CountSink(tally))
@@ -178,7 +187,7 @@ def build_flow(
             config.kafka, config.kafka_prefix, partitions=config.kafka_partitions,
             delivery_timeout_s=config.kafka_timeout_s))
         if config.ticks_to_kafka:
-            chunks = op.filter("chunks", is_health.falses, lambda i: isinstance(i, TickChunk))
+            chunks = op.filter("chunks", is_candle.falses, lambda i: isinstance(i, TickChunk))
             ticks = op.flat_map("ticks", chunks, lambda chunk: chunk.ticks())
             op.output("kafka_ticks", ticks, KafkaRecordSink(
                 config.kafka, config.kafka_prefix, partitions=config.kafka_partitions,

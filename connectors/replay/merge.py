@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from connectors.binance.wire import FrameParser
+from connectors.replay.blocks import Block, CandleBlock, RecordingBlock
 from connectors.replay.files import decompressed_size
 from connectors.replay.formats import InputFile
-from connectors.replay.readers import Block, RecordingBlock, file_blocks
-from pairflow.records import DeadLetter
+from connectors.replay.readers import file_blocks
+from pairflow.records import Bar, DeadLetter
 from pairflow.ticks import TickChunk
 
 
 @dataclass
 class ReplayBatch:
-    """What one :meth:`MergedReplay.read` gives: tick chunks, dead letters, skipped counts.
+    """What one :meth:`MergedReplay.read` gives: ticks, candles, dead letters, skip counts.
 
     ``frames`` counts the lines parsed (dead ones included).
     """
@@ -27,6 +28,7 @@ class ReplayBatch:
     dead: list[DeadLetter]
     skipped: Counter
     frames: int = 0
+    bars: list[Bar] = field(default_factory=list)
 
 
 @dataclass
@@ -38,6 +40,42 @@ class _PendingFrames:
 
     frames: list[bytes] = field(default_factory=list)
     keys: list[np.ndarray] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    lines: list[np.ndarray] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+
+    def origin_at(self) -> Callable[[int], str]:
+        """``path:line`` of pending frame ``i`` (only looked up for a dead letter)."""
+        ends = np.cumsum(self.sizes)
+        lines = np.concatenate(self.lines)
+
+        def origin(index: int) -> str:
+            return f"{self.files[int(np.searchsorted(ends, index, side='right'))]}:{lines[index]}"
+
+        return origin
+
+
+class _LatestCandles:
+    """The end of the last candle given per symbol and timeframe.
+
+    Files may overlap (a daily and a monthly dump of the same days): a candle ending at or
+    before the last one given is a duplicate, dropped and counted (``skipped:duplicate_candle``)
+    so the pair step sees each end once, in order.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], int] = {}
+
+    def fresh(self, bars: list[Bar], out: ReplayBatch) -> list[Bar]:
+        kept = []
+        for bar in bars:
+            key = (bar.symbol, bar.timeframe)
+            if bar.end > self._last.get(key, -1):
+                self._last[key] = bar.end
+                kept.append(bar)
+            else:
+                out.skipped["duplicate_candle"] += 1
+        return kept
 
 
 class _Cursor:
@@ -84,6 +122,7 @@ class MergedReplay:
         self._parser = FrameParser(symbols, "replay", stage=stage)
         self._cursors = [_Cursor(file_blocks(f, symbols, stage, self.bytes_read))
                          for f in ordered]
+        self._candles = _LatestCandles()
         self.lines_done = 0
 
     @property
@@ -156,21 +195,29 @@ class MergedReplay:
             if isinstance(block, RecordingBlock):
                 pending.frames.extend(block.frames[first:last])
                 pending.keys.append(block.keys[first:last])
+                pending.files.append(block.path)
+                pending.lines.append(block.lines[first:last])
+                pending.sizes.append(last - first)
+                continue
+            self._flush(pending, out)
+            out.frames += last - first
+            if isinstance(block, CandleBlock):
+                out.bars.extend(self._candles.fresh(block.bars(first, last), out))
             else:
-                self._flush(pending, out)
-                out.frames += last - first
                 out.chunks.append(block.chunk.take(slice(first, last)))
 
     def _flush(self, pending: _PendingFrames, out: ReplayBatch) -> None:
         if not pending.frames:
             return
-        parsed = self._parser.parse_columns(np.concatenate(pending.keys), pending.frames)
+        parsed = self._parser.parse_columns(np.concatenate(pending.keys), pending.frames,
+                                            pending.origin_at())
         out.frames += parsed.frames
         out.skipped.update(parsed.skipped)
         out.dead.extend(parsed.dead)
         out.chunks.extend(parsed.chunks.values())
-        pending.frames.clear()
-        pending.keys.clear()
+        for column in (pending.frames, pending.keys, pending.files, pending.lines,
+                       pending.sizes):
+            column.clear()
 
 
 def _due_pieces(live: list[_Cursor], until_key: int | None, out: ReplayBatch) -> list[_Piece]:

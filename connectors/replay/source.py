@@ -15,10 +15,10 @@ from connectors.replay.merge import MergedReplay
 from connectors.replay.readers import BLOCK_LINES
 from pairflow.errors import InputFileError
 from pairflow.metrics import Count, counts
-from pairflow.records import SYMBOL_PATTERN, DeadLetter
+from pairflow.records import SYMBOL_PATTERN, Bar, DeadLetter
 from pairflow.ticks import Heartbeat, TickChunk
 
-ReplayItem = TickChunk | DeadLetter | Heartbeat | Count
+ReplayItem = TickChunk | Bar | DeadLetter | Heartbeat | Count
 
 
 class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
@@ -27,8 +27,8 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
     Unit of parallelism: one partition (named ``replay``) reads every file, because merging
     overlapping files in receive order needs them all in one place; downstream steps are keyed
     by symbol and pair and spread over workers. Emits per-symbol :class:`TickChunk` s in
-    receive order, :class:`DeadLetter` s for bad lines, :class:`Count` s for the summary and,
-    at the end, a final :class:`Heartbeat` per symbol.
+    receive order, candles as :class:`Bar` s in end order, :class:`DeadLetter` s for bad lines,
+    :class:`Count` s for the summary and, at the end, a final :class:`Heartbeat` per symbol.
 
     Delivery: at-least-once on resume from a snapshot (resume state = lines consumed; the bar
     step drops re-read duplicates by trade id).
@@ -92,6 +92,7 @@ class _ReplayPartition(StatefulSourcePartition[ReplayItem, int]):
             return []
         out = self._replay.read(BLOCK_LINES, until if until is not True else None)
         items: list[ReplayItem] = [c for c in out.chunks if len(c)]
+        items.extend(out.bars)
         items.extend(out.dead)
         items.append(Count("frames", out.frames))
         items.extend(counts(out.skipped, "skipped:"))
