@@ -1,21 +1,28 @@
-"""Reading input files as decompressed lines: plain, gzip (multi-member) or a one-member zip."""
+"""Reading input files: plain, gzip (multi-member) or a one-member zip, in blocks of lines.
+
+A file's blocks can be read ahead on another thread (:func:`read_ahead`).
+"""
 
 from __future__ import annotations
 
 import io
 import os
+import queue
 import struct
+import threading
 import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from isal import isal_zlib
 
 from pairflow.errors import InputFileError
 
 _READ_BYTES = 1 << 22
+T = TypeVar("T")
 
 
 class _InflateReader(io.RawIOBase):
@@ -189,10 +196,52 @@ def decompressed_size(path: Path) -> int:
     return os.path.getsize(path)
 
 
-def first_line(path: Path) -> bytes:
-    """The file's first non-blank line, stripped; ``b""`` for a file of blank lines."""
+def first_lines(path: Path, count: int) -> list[bytes]:
+    """The file's first ``count`` non-blank lines (fewer if it has fewer), stripped."""
+    found: list[bytes] = []
     for lines in iter_lines(path):
-        for line in lines:
-            if line.strip():
-                return line.strip()
-    return b""
+        found += [line.strip() for line in lines if line.strip()][: count - len(found)]
+        if len(found) == count:
+            break
+    return found
+
+
+_END = object()
+
+
+def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """The items of ``items``, produced by a thread up to ``depth`` items ahead.
+
+    Reading, inflating and Arrow's parsing release the GIL, so a file's next block is read on
+    the second core while the flow folds the current one. Memory grows by ``depth`` blocks per
+    open file. An error of the producer is raised at the item where it happened.
+    """
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(_END)
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, raised there
+            slots.put(error)
+
+    threading.Thread(target=produce, name="pairflow-read-ahead", daemon=True).start()
+    try:
+        while True:
+            item = slots.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()

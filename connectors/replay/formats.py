@@ -9,7 +9,7 @@ from typing import Literal
 
 import msgspec
 
-from connectors.replay.files import first_line
+from connectors.replay.files import first_lines
 from connectors.replay.parquet import first_time, parquet_kind
 from pairflow.errors import ConfigError, InputFileError
 from pairflow.records import SYMBOL_TEXT, exchange_time_us
@@ -59,15 +59,16 @@ def inspect_file(path: str | Path) -> InputFile:
             layout = parquet_kind(path)
             column = "recv_ts" if layout == "ticks_parquet" else "end"
             return InputFile(path, layout, first_time(path, column))
-    line = first_line(path)
-    if not line:
+    lines = first_lines(path, 2)
+    if not lines:
         raise InputFileError(f"input file {path} is empty")
+    line = lines[0]
     head, _, rest = line.partition(b" ")
     if head.isdigit() and rest.startswith(b"{"):
         return InputFile(path, "recording", int(head) // 1000)
     if line.startswith(b"{"):
         return _inspect_ticks(path, line)
-    return _inspect_csv(path, line)
+    return _inspect_csv(path, lines)
 
 
 def _inspect_ticks(path: Path, line: bytes) -> InputFile:
@@ -81,8 +82,8 @@ def _inspect_ticks(path: Path, line: bytes) -> InputFile:
         ) from error
 
 
-def _inspect_csv(path: Path, line: bytes) -> InputFile:
-    fields = line.decode("utf-8", "replace").split(",")
+def _inspect_csv(path: Path, lines: list[bytes]) -> InputFile:
+    fields = lines[0].decode("utf-8", "replace").split(",")
     match = _CSV_NAME.match(path.name)
     if match is None:
         raise InputFileError(
@@ -98,7 +99,8 @@ def _inspect_csv(path: Path, line: bytes) -> InputFile:
         layout = _candle_layout(path, fields, has_header, kind)
     if layout is None:
         raise InputFileError(f"{path}: CSV columns {fields} are neither trades nor aggTrades")
-    first = _csv_first_time(fields, layout) if not has_header else 0
+    data = lines[1:] if has_header else lines
+    first = _csv_first_time(data[0].decode("utf-8", "replace").split(","), layout) if data else 0
     return InputFile(path, layout, first, symbol, len(fields), has_header,
                      kind if layout in CANDLE_LAYOUTS else None)
 

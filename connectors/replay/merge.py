@@ -10,7 +10,7 @@ import numpy as np
 
 from connectors.binance.wire import FrameParser
 from connectors.replay.blocks import Block, CandleBlock, RecordingBlock
-from connectors.replay.files import decompressed_size
+from connectors.replay.files import decompressed_size, read_ahead
 from connectors.replay.formats import InputFile
 from connectors.replay.readers import file_blocks
 from pairflow.records import Bar, DeadLetter
@@ -79,12 +79,28 @@ class _LatestCandles:
 
 
 class _Cursor:
-    """One file's position: the current block and the index of its next line."""
+    """One file's position: the current block and the index of its next line.
 
-    def __init__(self, blocks: Iterator[Block]):
-        self._blocks = blocks
+    A file is opened only when the merge reaches its first key, so a month of daily files
+    holds one file's blocks in memory at a time, not thirty.
+    """
+
+    def __init__(self, spec: InputFile, open_blocks: Callable[[InputFile], Iterator[Block]]):
+        self.first_key = spec.first_key
+        self._spec = spec
+        self._open_blocks = open_blocks
+        self._blocks: Iterator[Block] | None = None
         self.block: Block | None = None
         self.pos = 0
+        self.done = False
+
+    @property
+    def waiting(self) -> bool:
+        """Not opened yet."""
+        return self._blocks is None and not self.done
+
+    def open(self) -> None:
+        self._blocks = read_ahead(self._open_blocks(self._spec))
         self.advance()
 
     def advance(self) -> None:
@@ -93,6 +109,7 @@ class _Cursor:
             if len(block.keys) or block.dead:
                 self.block = block
                 return
+        self.done = True
 
     @property
     def head(self) -> int:
@@ -116,25 +133,58 @@ class MergedReplay:
     def __init__(self, files: list[InputFile], symbols: frozenset[str], stage: str = "replay"):
         ordered = sorted(files, key=lambda f: (f.first_key, str(f.path)))
         self.paths = [f.path for f in ordered]
-        #: Decompressed bytes in all files, and read so far: the progress of a replay.
+        #: Decompressed bytes in all files: with :attr:`bytes_read`, the progress of a replay.
         self.total_bytes = sum(decompressed_size(p) for p in self.paths)
-        self.bytes_read = [0]
+        # One counter per file: each file is read on its own thread.
+        self._bytes_read: list[list[int]] = []
         self._parser = FrameParser(symbols, "replay", stage=stage)
-        self._cursors = [_Cursor(file_blocks(f, symbols, stage, self.bytes_read))
-                         for f in ordered]
+
+        def open_blocks(spec: InputFile) -> Iterator[Block]:
+            self._bytes_read.append([0])
+            return file_blocks(spec, symbols, stage, self._bytes_read[-1])
+
+        self._cursors = [_Cursor(f, open_blocks) for f in ordered]
         self._candles = _LatestCandles()
         self.lines_done = 0
 
     @property
+    def bytes_read(self) -> int:
+        """Decompressed bytes read so far (of :attr:`total_bytes`)."""
+        return sum(counter[0] for counter in self._bytes_read)
+
+    @property
     def exhausted(self) -> bool:
         """True when every file has been read to its end."""
-        return all(c.block is None for c in self._cursors)
+        return all(c.done for c in self._cursors)
 
     @property
     def next_key(self) -> int | None:
         """Receive time (µs) of the next line, or None at the end."""
         heads = [c.head for c in self._cursors if c.block is not None]
-        return min(heads) if heads else None
+        if heads:
+            return min(heads)
+        return min((c.first_key for c in self._cursors if c.waiting), default=None)
+
+    def _open_due(self) -> None:
+        """Open every file whose first key the merge may have reached.
+
+        A file's keys never fall below its first key, so it cannot hold a line due before
+        then; while no file is open, the next one in order is.
+        """
+        while True:
+            live = [c for c in self._cursors if c.block is not None]
+            waiting = [c for c in self._cursors if c.waiting]
+            if not waiting:
+                return
+            if not live:
+                waiting[0].open()
+                continue
+            bound = min(int(c.block.keys[-1]) if len(c.block.keys) else -1 for c in live)
+            due = [c for c in waiting if c.first_key <= bound]
+            if not due:
+                return
+            for cursor in due:
+                cursor.open()
 
     def read(self, max_lines: int, until_key: int | None = None) -> ReplayBatch:
         """Parse up to ``max_lines`` lines with receive time ``<= until_key``.
@@ -147,6 +197,7 @@ class MergedReplay:
         pending = _PendingFrames()
         consumed = 0
         while consumed < max_lines:
+            self._open_due()
             live = [c for c in self._cursors if c.block is not None]
             if not live:
                 break
@@ -164,11 +215,15 @@ class MergedReplay:
     def _take(self, live: list[_Cursor], pieces: list[_Piece], budget: int,
               pending: _PendingFrames, out: ReplayBatch) -> int:
         """Take up to ``budget`` lines of the pieces in merge order; returns how many."""
-        keys = np.concatenate([c.block.keys[a:b] for _, c, a, b in pieces])
-        owner = np.concatenate([np.full(b - a, i) for i, _, a, b in pieces])
-        # Exactly ``max_lines`` in all: a resumed replay skips exactly the lines its
-        # snapshot counted. A prefix of the merged order is a prefix of every piece.
-        owner = owner[np.argsort(keys, kind="stable")[:budget]]
+        if len(pieces) == 1:  # one file due (the usual case): already in order
+            index, _, start, stop = pieces[0]
+            owner = np.full(min(stop - start, budget), index)
+        else:
+            keys = np.concatenate([c.block.keys[a:b] for _, c, a, b in pieces])
+            owner = np.concatenate([np.full(b - a, i) for i, _, a, b in pieces])
+            # Exactly ``max_lines`` in all: a resumed replay skips exactly the lines its
+            # snapshot counted. A prefix of the merged order is a prefix of every piece.
+            owner = owner[np.argsort(keys, kind="stable")[:budget]]
         taken = np.bincount(owner, minlength=len(live))
         pieces = [(i, c, a, a + int(taken[i])) for i, c, a, _ in pieces if taken[i]]
         self._emit_runs(live, owner, {i: a for i, _, a, _ in pieces}, pending, out)

@@ -57,8 +57,10 @@ def first_time(path: Path, column: str) -> int:
 def _batches(path: Path, columns: list[str], progress: list[int]) -> Iterator[pa.RecordBatch]:
     try:
         reader = pq.ParquetFile(path)
+        # Progress is in the file's bytes (what the replay's total counts), by rows read.
+        bytes_per_row = path.stat().st_size / max(reader.metadata.num_rows, 1)
         for batch in reader.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
-            progress[0] += batch.nbytes
+            progress[0] += int(batch.num_rows * bytes_per_row)
             yield batch
     except (OSError, pa.ArrowException) as error:
         raise InputFileError(f"{path}: corrupt or truncated Parquet ({error})") from error

@@ -119,7 +119,7 @@ class _ReplayPartition(StatefulSourcePartition[ReplayItem, int]):
 
     def _report_progress(self) -> None:
         if self._source.on_progress is not None:
-            self._source.on_progress(self._replay.bytes_read[0], self._replay.total_bytes)
+            self._source.on_progress(self._replay.bytes_read, self._replay.total_bytes)
 
     def next_awake(self):  # noqa: D102 - bytewax API
         if self._awake is None:
