@@ -30,7 +30,7 @@ from connectors.replay import ReplaySource
 from connectors.store import StoreSink
 from pairflow.bars import BarBuilder
 from pairflow.config import PairflowConfig, load_config
-from pairflow.errors import ConfigError
+from pairflow.errors import ConfigError, InputFileError
 from pairflow.metrics import Count, counts
 from pairflow.pairs import PairState
 from pairflow.records import Bar, DeadLetter, Health, Tick, to_json
@@ -105,9 +105,11 @@ def _dead_count(letter: DeadLetter) -> Count:
     return Count(f"dead:{letter.reason.partition(':')[0]}", 1)
 
 
-def _source(config: PairflowConfig, on_progress: Callable | None) -> Any:
+def _source(config: PairflowConfig, on_progress: Callable | None,
+            on_input_error: Callable | None) -> Any:
     if config.source == "replay":
-        source = ReplaySource(list(config.files), config.symbols, config.speed, on_progress)
+        source = ReplaySource(list(config.files), config.symbols, config.speed, on_progress,
+                              on_input_error)
         for spec in source.files:
             if spec.interval and spec.interval not in config.timeframes:
                 raise ConfigError(f"{spec.path.name} holds {spec.interval} candles: add "
@@ -134,6 +136,7 @@ def build_flow(
     config: PairflowConfig,
     tally: CountTally | None = None,
     on_progress: Callable[[float, float], None] | None = None,
+    on_input_error: Callable[[InputFileError], None] | None = None,
 ) -> Dataflow:
     """The dataflow for ``config``.
 
@@ -142,6 +145,8 @@ def build_flow(
         tally: in-process totals of the run's counters (frames, ticks, bars, dead letters …);
             without one each worker logs its totals at the end.
         on_progress: replay progress callback ``(done, total)``.
+        on_input_error: called with each replayed file that could not be read to its end,
+            after everything else was emitted (else the replay raises the first).
 
     Raises:
         ConfigError: when no sink is configured.
@@ -149,7 +154,8 @@ def build_flow(
     if not (config.store or config.kafka):
         raise ConfigError("nowhere to write: give --store PATH and/or --kafka BOOTSTRAP")
     flow = Dataflow("pairflow")
-    source = op.map("as_chunks", op.input("source", flow, _source(config, on_progress)),
+    source = op.map("as_chunks", op.input("source", flow,
+                                          _source(config, on_progress, on_input_error)),
                     _as_chunk)
     # TickChunk | Heartbeat | FeedGap | DeadLetter | Health | Count
     is_count = op.branch("split_counts", source, lambda item: isinstance(item, Count))

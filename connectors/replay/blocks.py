@@ -48,7 +48,7 @@ class CandleBlock(Block):
     """Candles of one symbol and timeframe as columns, made into :class:`Bar` s when taken."""
 
     def __init__(self, symbol: str, timeframe: str, start: np.ndarray, values: np.ndarray,
-                 dead: list[DeadLetter]):
+                 dead: list[DeadLetter], trade_ids: np.ndarray | None = None):
         self.symbol = symbol
         self.timeframe = timeframe
         self.start = start
@@ -57,6 +57,8 @@ class CandleBlock(Block):
         self.keys = start + self.length
         self.values = values  # rows of open, high, low, close, volume, quote, trades, taker
         self.dead = dead
+        #: Rows of first and last trade id, -1 where unknown; None when the layout has none.
+        self.trade_ids = trade_ids
 
     @classmethod
     def empty(cls, dead: list[DeadLetter]) -> CandleBlock:
@@ -65,14 +67,18 @@ class CandleBlock(Block):
 
     def bars(self, first: int, last: int) -> list[Bar]:
         """The candles ``first`` to ``last`` (exclusive) as bars."""
+        ids = (self.trade_ids[first:last].tolist() if self.trade_ids is not None
+               else [(-1, -1)] * (last - first))
         out = []
-        for start, row in zip(self.start[first:last].tolist(),
-                              self.values[first:last].tolist(), strict=True):
+        for start, row, (first_id, last_id) in zip(self.start[first:last].tolist(),
+                                                   self.values[first:last].tolist(), ids,
+                                                   strict=True):
             open_, high, low, close, volume, quote, trades, taker = row
             known = quote == quote  # NaN: the layout does not carry it
             out.append(Bar(self.symbol, self.timeframe, start, start + self.length, open_,
                            high, low, close, volume, quote if known else None,
                            quote / volume if known and volume > 0 else None,
                            int(trades) if known else None, taker if known else None,
-                           None, None))
+                           first_id if first_id >= 0 else None,
+                           last_id if last_id >= 0 else None))
         return out

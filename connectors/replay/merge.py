@@ -13,6 +13,7 @@ from connectors.replay.blocks import Block, CandleBlock, RecordingBlock
 from connectors.replay.files import decompressed_size, read_ahead
 from connectors.replay.formats import InputFile
 from connectors.replay.readers import file_blocks
+from pairflow.errors import InputFileError
 from pairflow.records import Bar, DeadLetter
 from pairflow.ticks import TickChunk
 
@@ -85,8 +86,10 @@ class _Cursor:
     holds one file's blocks in memory at a time, not thirty.
     """
 
-    def __init__(self, spec: InputFile, open_blocks: Callable[[InputFile], Iterator[Block]]):
+    def __init__(self, spec: InputFile, open_blocks: Callable[[InputFile], Iterator[Block]],
+                 failures: list[InputFileError]):
         self.first_key = spec.first_key
+        self._failures = failures
         self._spec = spec
         self._open_blocks = open_blocks
         self._blocks: Iterator[Block] | None = None
@@ -105,10 +108,15 @@ class _Cursor:
 
     def advance(self) -> None:
         self.block, self.pos = None, 0
-        for block in self._blocks:
-            if len(block.keys) or block.dead:
-                self.block = block
-                return
+        try:
+            for block in self._blocks:
+                if len(block.keys) or block.dead:
+                    self.block = block
+                    return
+        except InputFileError as error:
+            # The file ends here (cut short, corrupt): what it held so far goes on, the other
+            # files too, and the replay reports the error when it ends.
+            self._failures.append(error)
         self.done = True
 
     @property
@@ -143,7 +151,9 @@ class MergedReplay:
             self._bytes_read.append([0])
             return file_blocks(spec, symbols, stage, self._bytes_read[-1])
 
-        self._cursors = [_Cursor(f, open_blocks) for f in ordered]
+        #: Files that could not be read to their end (cut short, corrupt), in order met.
+        self.failures: list[InputFileError] = []
+        self._cursors = [_Cursor(f, open_blocks, self.failures) for f in ordered]
         self._candles = _LatestCandles()
         self.lines_done = 0
 

@@ -116,6 +116,8 @@ def parquet_candle_blocks(path: Path, symbols: frozenset[str], stage: str,
         start = batch.column("start").to_numpy(zero_copy_only=False)
         values = np.column_stack([batch.column(n).to_numpy(zero_copy_only=False)
                                   .astype(np.float64) for n in _BAR_VALUES])
+        trade_ids = np.column_stack([batch.column(n).fill_null(-1).to_numpy(zero_copy_only=False)
+                                     for n in ("first_trade_id", "last_trade_id")])
         prices = values[:, :4]
         good = np.isfinite(prices).all(axis=1) & (prices > 0).all(axis=1)
         dead = [DeadLetter(stage, "non_positive: a price (or not finite)", _row_text(batch, i),
@@ -129,7 +131,8 @@ def parquet_candle_blocks(path: Path, symbols: frozenset[str], stage: str,
         for key in sorted(set(keys[good].tolist())):
             symbol, _, timeframe = key.partition("|")
             mask = good & (keys == key)
-            yield CandleBlock(symbol, timeframe, start[mask], values[mask], dead)
+            yield CandleBlock(symbol, timeframe, start[mask], values[mask], dead,
+                              trade_ids[mask])
             dead = []
         if dead:
             yield CandleBlock.empty(dead)

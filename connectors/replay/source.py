@@ -39,6 +39,9 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
         speed: ``None`` for as fast as possible, else the multiple of real time to pace at
             (1.0 = real time), using receive times.
         on_progress: called with (decompressed bytes read, total) after each batch.
+        on_input_error: called with each file that could not be read to its end (cut short,
+            corrupt) once the replay has emitted everything else; without it the first such
+            error is raised then.
     """
 
     def __init__(
@@ -47,6 +50,7 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
         symbols: list[str] | tuple[str, ...],
         speed: float | None = None,
         on_progress: Callable[[float, float], None] | None = None,
+        on_input_error: Callable[[InputFileError], None] | None = None,
     ):
         if not paths:
             raise InputFileError("no input file given")
@@ -59,6 +63,7 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
         self.symbols = tuple(symbols)
         self.speed = speed
         self.on_progress = on_progress
+        self.on_input_error = on_input_error
 
     def list_parts(self) -> list[str]:
         """The single replay partition."""
@@ -74,6 +79,7 @@ class _ReplayPartition(StatefulSourcePartition[ReplayItem, int]):
         self._source = source
         self._replay = MergedReplay(source.files, frozenset(source.symbols))
         self._finished = False
+        self._reported = 0
         self._wall_origin: float | None = None
         self._key_origin: int | None = None
         self._awake: float | None = None
@@ -82,6 +88,12 @@ class _ReplayPartition(StatefulSourcePartition[ReplayItem, int]):
 
     def next_batch(self) -> list[ReplayItem]:
         if self._finished:
+            failures = self._replay.failures
+            if failures and self._source.on_input_error is None:
+                raise failures[0]
+            for failure in failures:
+                if self._source.on_input_error is not None:
+                    self._source.on_input_error(failure)
             raise StopIteration
         if self._replay.exhausted:
             self._finished = True
@@ -97,6 +109,10 @@ class _ReplayPartition(StatefulSourcePartition[ReplayItem, int]):
         items.append(Count("frames", out.frames))
         items.extend(counts(out.skipped, "skipped:"))
         items.append(Count("ticks_read", sum(len(c) for c in out.chunks)))
+        for failure in self._replay.failures[self._reported:]:
+            items.append(DeadLetter("replay", f"input_error: {failure}", "", 0))
+            items.append(Count("input_errors", 1))
+        self._reported = len(self._replay.failures)
         self._report_progress()
         return items
 
