@@ -19,7 +19,7 @@ import copy
 import signal
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -32,9 +32,11 @@ from pairflow.bars import BarBuilder
 from pairflow.config import PairflowConfig, load_config
 from pairflow.errors import ConfigError, InputFileError
 from pairflow.metrics import Count, counts
-from pairflow.pairs import PairState
 from pairflow.records import Bar, DeadLetter, Health, Tick, to_json
 from pairflow.ticks import FeedGap, Heartbeat, TickChunk
+
+if TYPE_CHECKING:
+    from pairflow.pairs import PairState
 
 
 class _BarLogic(StatefulBatchLogic):
@@ -82,6 +84,10 @@ def _pair_step(config: PairflowConfig) -> Callable:
     def step(state: PairState | None, value: tuple[str, int, Bar]) -> tuple[PairState, list]:
         pair, leg, bar = value
         if state is None:
+            # Imported on a pair's first bar: the statistics (numba kernels, scipy) are
+            # start-up a run without pairs does not pay.
+            from pairflow.pairs import PairState
+
             state = PairState(pair, bar.timeframe, settings.estimator, settings.alert_state())
         return state, state.update(leg, bar)
 
@@ -179,8 +185,6 @@ def build_flow(
     records = op.merge("records", bars, pair_out, dead, is_health.trues)
     # Bar | PairStats | Alert | DeadLetter | Health
     all_counts = op.merge("counts", is_count.trues, bar_counts.trues,
-                          op.map("count_candles", is_candle.trues,
-                                 lambda bar: Count(f"bars:{bar.timeframe}", 1)),
                           op.map("count_dead", dead, _dead_count),
                           op.map("count_pairs", pair_out, lambda r: Count(f"{r.kind}s", 1)))
     op.output("tally", all_counts, CountSink(tally))

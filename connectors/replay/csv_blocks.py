@@ -8,7 +8,9 @@ check, so each bad row becomes a dead letter with its line number and every othe
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from connectors.replay.files import TextBlock
@@ -84,3 +86,23 @@ def split_by_width(lines: list[tuple[int, bytes]], width: int, path: str, stage:
             dead.append(dead_letter(stage, f"bad_row: expected {width} fields, got {fields}",
                                     line, path, number))
     return kept, dead
+
+
+def column(table: pa.Table, index: int) -> np.ndarray:
+    """Column ``c<index>`` of a parsed block as a numpy array."""
+    chunks = table.column(f"c{index}").chunks
+    return numpy_view(chunks[0] if len(chunks) == 1 else pa.concat_arrays(chunks))
+
+
+_NUMPY_TYPES = {pa.int64(): np.int64, pa.float64(): np.float64, pa.uint8(): np.uint8}
+
+
+def numpy_view(array: pa.Array) -> np.ndarray:
+    """A numpy view of an Arrow int64, float64 or bool array without nulls.
+
+    Straight on its buffer: pyarrow's ``to_numpy`` imports pandas, a second of start-up.
+    """
+    if pa.types.is_boolean(array.type):  # bit-packed: one byte per value first
+        return numpy_view(pc.cast(array, pa.uint8())).view(np.bool_)
+    dtype = np.dtype(_NUMPY_TYPES[array.type])
+    return np.frombuffer(array.buffers()[1], dtype, len(array), array.offset * dtype.itemsize)

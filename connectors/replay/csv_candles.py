@@ -26,6 +26,7 @@ import pyarrow as pa
 from connectors.replay.blocks import CandleBlock
 from connectors.replay.csv_blocks import (
     CSV_BLOCK_BYTES,
+    column,
     csv_lines,
     dead_letter,
     read_typed,
@@ -89,9 +90,9 @@ def _typed(data: bytes, width: int, columns: tuple[int, ...]
     if table is None:
         return None, empty, []
     values = np.full((table.num_rows, len(_PRICE_NAMES)), np.nan)
-    for slot, column in enumerate(columns[1:]):
-        values[:, slot] = table.column(f"c{column}").to_numpy()
-    return exchange_time_us(table.column("c0").to_numpy()), values, []
+    for slot, index in enumerate(columns[1:]):
+        values[:, slot] = column(table, index)
+    return exchange_time_us(column(table, 0)), values, []
 
 
 def _checked_rows(spec: InputFile, block: TextBlock, columns: tuple[int, ...], origin: str,
@@ -108,8 +109,8 @@ def _checked_rows(spec: InputFile, block: TextBlock, columns: tuple[int, ...], o
     opened = table.iloc[:, 0].str.strip()
     good = opened.str.fullmatch(r"\d{1,18}").to_numpy(bool)
     reasons = np.where(good, "", "bad_type: open_time is not a number").astype(object)
-    for slot, column in enumerate(columns[1:]):
-        text = table.iloc[:, column].str.strip()
+    for slot, index in enumerate(columns[1:]):
+        text = table.iloc[:, index].str.strip()
         number = pd.to_numeric(text, errors="coerce")
         ok = number.notna().to_numpy() | text.str.lower().str.lstrip("+-").isin(
             ["nan", "inf", "infinity"]).to_numpy()

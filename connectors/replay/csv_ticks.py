@@ -17,6 +17,7 @@ import pyarrow as pa
 from connectors.replay.blocks import ChunkBlock
 from connectors.replay.csv_blocks import (
     CSV_BLOCK_BYTES,
+    column,
     csv_lines,
     dead_letter,
     read_typed,
@@ -79,8 +80,7 @@ def _parse_block(spec: InputFile, block: TextBlock, origin: str,
     table = read_typed(block.data, spec.columns, types)
     if table is None:
         return _parse_rows(spec, block, origin, stage)
-    id_, price, qty, first, last, when, maker = (table.column(f"c{c}").to_numpy()
-                                                 for c in columns)
+    id_, price, qty, first, last, when, maker = (column(table, c) for c in columns)
     chunk = TickChunk(spec.symbol or "", "replay", exchange_time_us(when), when, id_, first,
                       last, price, qty, maker)
     bad, reasons = _value_problems(price, qty)

@@ -10,7 +10,6 @@ from typing import Literal
 import msgspec
 
 from connectors.replay.files import first_lines
-from connectors.replay.parquet import first_time, parquet_kind
 from pairflow.errors import ConfigError, InputFileError
 from pairflow.records import SYMBOL_TEXT, exchange_time_us
 from pairflow.timeframes import timeframe_us
@@ -56,6 +55,9 @@ def inspect_file(path: str | Path) -> InputFile:
         raise InputFileError(f"input file {path} does not exist")
     with open(path, "rb") as probe:
         if probe.read(4) == b"PAR1":
+            # Imported here: pyarrow.parquet costs half a second of start-up.
+            from connectors.replay.parquet import first_time, parquet_kind
+
             layout = parquet_kind(path)
             column = "recv_ts" if layout == "ticks_parquet" else "end"
             return InputFile(path, layout, first_time(path, column))

@@ -19,7 +19,6 @@ from connectors.replay.csv_candles import candle_blocks
 from connectors.replay.csv_ticks import csv_tick_blocks
 from connectors.replay.files import iter_blocks
 from connectors.replay.formats import InputFile
-from connectors.replay.parquet import parquet_candle_blocks, parquet_tick_blocks
 from pairflow.records import DeadLetter, Tick
 from pairflow.ticks import TickChunk
 
@@ -44,9 +43,12 @@ def file_blocks(spec: InputFile, symbols: frozenset[str], stage: str,
         return _tick_blocks(spec.path, symbols, stage, progress)
     if spec.layout in ("trades_csv", "aggtrades_csv"):
         return csv_tick_blocks(spec, symbols, stage, progress)
-    if spec.layout == "ticks_parquet":
-        return parquet_tick_blocks(spec.path, symbols, stage, progress)
-    if spec.layout == "bars_parquet":
+    if spec.layout in ("ticks_parquet", "bars_parquet"):
+        # Imported here: pyarrow.parquet costs half a second of start-up.
+        from connectors.replay.parquet import parquet_candle_blocks, parquet_tick_blocks
+
+        if spec.layout == "ticks_parquet":
+            return parquet_tick_blocks(spec.path, symbols, stage, progress)
         return parquet_candle_blocks(spec.path, symbols, stage, progress)
     return candle_blocks(spec, symbols, stage, progress)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -105,6 +106,7 @@ class _ReplayPartition(StatefulSourcePartition[ReplayItem, int]):
         out = self._replay.read(BLOCK_LINES, until if until is not True else None)
         items: list[ReplayItem] = [c for c in out.chunks if len(c)]
         items.extend(out.bars)
+        items.extend(counts(Counter(f"bars:{bar.timeframe}" for bar in out.bars)))
         items.extend(out.dead)
         items.append(Count("frames", out.frames))
         items.extend(counts(out.skipped, "skipped:"))
