@@ -249,3 +249,47 @@ def test_csv_parsed_in_many_blocks_keeps_line_numbers(tmp_path, trades, monkeypa
     assert numbers == [i + 2 for i, row in enumerate(rows) if row.startswith("1,abc")]
     assert bar_mismatches(store_bars(db, "BTCUSDT", "1s"),
                           plain_bars(trades["BTCUSDT"], "BTCUSDT", "1s")) == []
+
+
+def test_bad_candles_are_dead_letters_with_their_lines(tmp_path):
+    rows = (CANDLES / "ETHBTC-5m-2018-01.csv").read_text().splitlines()
+    header, good = rows[0], rows[1:200]
+    t = int(good[50].split(",")[0])
+    bad = {
+        f"{t},abc,1,1,1,1": "bad_type",
+        f"{t},inf,1,1,1,1": "non_finite",
+        f"{t},0.1,0.2,0.05,-0.1,1": "non_positive",
+        f"{t},0.1,0.2,0.15,0.1,1": "bad_value",  # low above open
+        f"{t + 1},0.1,0.2,0.05,0.1,1": "bad_value",  # not on a 5-minute boundary
+        f"{t},0.1,0.2": "bad_row",
+    }
+    mixed = good[:100] + list(bad) + good[100:]
+    path = tmp_path / "ETHBTC-5m-2018-01.csv"
+    path.write_text("\n".join([header, *mixed]) + "\n")
+    db = tmp_path / "bad.db"
+    totals = run_replay([path], db, symbols=["ETHBTC"], timeframes="5m")
+    letters = dead_letters(db)
+    assert sorted((d["raw"], d["reason"].partition(":")[0]) for d in letters) == sorted(
+        bad.items())
+    assert {int(d["origin"].rpartition(":")[2]) for d in letters} == set(range(102, 108))
+    assert totals["bars:5m"] == len(good)
+
+
+def test_overlapping_candle_files_give_each_end_once(tmp_path):
+    rows = (CANDLES / "ETHBTC-5m-2018-01.csv").read_text().splitlines()
+    first = tmp_path / "ETHBTC-5m-2018-01-a.csv"
+    second = tmp_path / "ETHBTC-5m-2018-01-b.csv"
+    first.write_text("\n".join([rows[0], *rows[1:300]]) + "\n")
+    second.write_text("\n".join([rows[0], *rows[200:400]]) + "\n")
+    db = tmp_path / "o.db"
+    totals = run_replay([second, first], db, symbols=["ETHBTC"], timeframes="5m")
+    assert totals["bars:5m"] == 399 and totals["skipped:duplicate_candle"] == 100
+    assert [b["start"] for b in store_bars(db, "ETHBTC", "5m")] == [
+        int(r.split(",")[0]) * 1000 for r in rows[1:400]]
+
+
+def test_weekly_klines_are_refused_with_a_reason(tmp_path):
+    path = tmp_path / "BTCUSDT-1w-2024-08.csv"
+    path.write_text("1722816000000,1,2,0.5,1.5,10,1723420799999,15,3,5,7,0\n")
+    done = cli("replay", str(path), "--symbols", "BTCUSDT", "--store", str(tmp_path / "w.db"))
+    assert done.returncode == 2 and "1w candles are not supported" in done.stderr

@@ -107,7 +107,7 @@ def _checked_rows(spec: InputFile, block: TextBlock, columns: tuple[int, ...], o
     table = pd.read_csv(io.BytesIO(b"\n".join(line for _, line in numbered)), header=None,
                         dtype=str, keep_default_na=False, engine="c", quoting=csv.QUOTE_NONE)
     opened = table.iloc[:, 0].str.strip()
-    good = opened.str.fullmatch(r"\d{1,18}").to_numpy(bool)
+    good = np.array(opened.str.fullmatch(r"\d{1,18}"), dtype=bool)
     reasons = np.where(good, "", "bad_type: open_time is not a number").astype(object)
     for slot, index in enumerate(columns[1:]):
         text = table.iloc[:, index].str.strip()
@@ -116,7 +116,7 @@ def _checked_rows(spec: InputFile, block: TextBlock, columns: tuple[int, ...], o
             ["nan", "inf", "infinity"]).to_numpy()
         reasons[~ok & good] = f"bad_type: {_PRICE_NAMES[slot]} is not a number"
         good &= ok
-        values[:, slot] = number.to_numpy(np.float64, na_value=np.nan)
+        values[:, slot] = np.array(number, dtype=np.float64)
     dead += [dead_letter(stage, str(reasons[i]), numbered[i][1], origin, numbered[i][0])
              for i in np.flatnonzero(~good).tolist()]
     start = exchange_time_us(np.where(good, opened.where(good, "0"), "0").astype(np.int64))

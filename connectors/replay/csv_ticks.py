@@ -129,7 +129,7 @@ def _parse_rows(spec: InputFile, block: TextBlock, origin: str,
     for ok, name in zip(int_ok + float_ok, _NAMES, strict=True):
         reasons[~ok & ~bad] = f"bad_type: {name} is not a number"
         bad |= ~ok
-    values = [c.to_numpy(np.float64, na_value=np.nan) for c in floats]
+    values = [np.array(c, dtype=np.float64) for c in floats]
     value_bad, value_reasons = _value_problems(*values)
     reasons[value_bad & ~bad] = value_reasons[value_bad & ~bad]
     bad |= value_bad
