@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from connectors.arrow import numpy_view
 from connectors.replay.files import TextBlock
 from pairflow.records import DeadLetter
 
@@ -92,17 +92,3 @@ def column(table: pa.Table, index: int) -> np.ndarray:
     """Column ``c<index>`` of a parsed block as a numpy array."""
     chunks = table.column(f"c{index}").chunks
     return numpy_view(chunks[0] if len(chunks) == 1 else pa.concat_arrays(chunks))
-
-
-_NUMPY_TYPES = {pa.int64(): np.int64, pa.float64(): np.float64, pa.uint8(): np.uint8}
-
-
-def numpy_view(array: pa.Array) -> np.ndarray:
-    """A numpy view of an Arrow int64, float64 or bool array without nulls.
-
-    Straight on its buffer: pyarrow's ``to_numpy`` imports pandas, a second of start-up.
-    """
-    if pa.types.is_boolean(array.type):  # bit-packed: one byte per value first
-        return numpy_view(pc.cast(array, pa.uint8())).view(np.bool_)
-    dtype = np.dtype(_NUMPY_TYPES[array.type])
-    return np.frombuffer(array.buffers()[1], dtype, len(array), array.offset * dtype.itemsize)
