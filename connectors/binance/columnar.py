@@ -31,7 +31,7 @@ _PAYLOAD = pa.struct([
 _OPTIONS = pajson.ParseOptions(
     explicit_schema=pa.schema([("stream", pa.string()), ("data", _PAYLOAD)]),
     unexpected_field_behavior="error")
-_READ = pajson.ReadOptions(use_threads=False, block_size=1 << 26)
+_READ = pajson.ReadOptions(use_threads=False)
 #: Ids and times beyond these are bad input (as ``wire.Id`` / ``wire.Time``).
 _MAX_ID, _MAX_TIME = 2**62, 10**16
 

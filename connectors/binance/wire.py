@@ -22,7 +22,6 @@ from typing import Annotated
 import msgspec
 import numpy as np
 
-from connectors.binance.columnar import clean_trade_chunks
 from pairflow.records import SYMBOL_PATTERN, DeadLetter, TickSource, exchange_time_us
 from pairflow.ticks import TickChunk
 
@@ -223,8 +222,7 @@ class FrameParser:
         """Parse frames whose receive times (µs) come as an array; same result as :meth:`parse`.
 
         When every frame is a combined-stream trade envelope — what ``pairflow record`` writes —
-        a clean batch is decoded column-wise by Arrow (``columnar``), any other is checked and
-        decoded as one JSON array without a Python step per frame.
+        the batch is checked and decoded as one JSON array without a Python step per frame.
         """
         body = b",".join(frames)
         count = len(frames)
@@ -232,9 +230,6 @@ class FrameParser:
         # both ``@trade`` and ``@aggTrade`` stream names) only saves a doomed attempt on
         # batches of other streams.
         if body.count(b'rade","data":{') == count:
-            clean = clean_trade_chunks(recv_ts, frames, self.symbols, self.source)
-            if clean is not None:
-                return ParsedFrames(chunks=clean, frames=count)
             try:
                 decoded = _envelopes.decode(b"[" + body + b"]")
             except DECODE_ERRORS:
