@@ -1,0 +1,233 @@
+"""Compiled (numba) kernel of a universe scan: every statistic of many pairs in one call.
+
+The universe's transformed closes are one matrix (symbol × bar of the timeframe grid, NaN
+where a symbol has no bar), shared by all pairs. For each pair the kernel walks back from
+the scan time to the latest ``window`` bars where both legs have a bar, and computes on that
+aligned window, from scratch: OLS of A on B, z-score, return correlation, the Engle-Granger
+tests in both directions, half-life, variance ratio and Hurst exponent. The unit-root tests
+reuse the pair estimator's compiled solvers (:mod:`pairflow.analytics._kernel`): the Gram
+matrix of ``[1, e_{k-1}, Δe_k, …, Δe_{k-p}]`` over the rows shared by every candidate
+regression is built in O(n·p) (its Δe block is Toeplitz up to the ends of the window), then
+the same nested-Cholesky lag selection and t-ratio as ``PairEstimator`` give the statistic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from pairflow.analytics._kernel import _gram_sub, _one_test, _order, _tstat
+
+__all__ = ["FLAG_BITS", "OUT_COLUMNS", "scan_pairs"]
+
+#: Float outputs per pair, in column order (NaN = undefined).
+OUT_COLUMNS = ("beta", "zscore", "corr", "half_life", "eg_stat", "eg_stat_xy",
+               "variance_ratio", "hurst")
+#: Why statistics are undefined, one bit each (mapped to reason texts by the engine).
+FLAG_BITS = ("n < window", "zero variance in x", "zero variance in y",
+             "zero variance in returns", "collinear legs", "not mean-reverting",
+             "singular half-life regression", "singular Engle-Granger regression",
+             "non-finite intermediate result")
+_N_LT_WINDOW, _ZERO_X, _ZERO_Y, _ZERO_RET, _COLLINEAR, _NOT_MR, _SING_HL, _SING_EG, \
+    _NON_FINITE = (1 << i for i in range(len(FLAG_BITS)))
+_COLLINEAR_R2_GAP = 100.0 * math.sqrt(np.finfo(np.float64).eps)
+_LN2 = math.log(2.0)
+
+
+@njit(cache=True)
+def _residual_gram(e, ds, p):
+    """Gram of ``[1, e_{k-1}, ds_k, …, ds_{k-p}]`` over the rows ``k = p + 1 … n - 1``."""
+    n = e.shape[0]
+    g = np.empty((p + 3, p + 3))
+    g[0, 0] = n - p - 1
+    s = 0.0
+    ss = 0.0
+    for t in range(p + 1, n):
+        s += e[t - 1]
+        ss += e[t - 1] * e[t - 1]
+    g[0, 1] = g[1, 0] = s
+    g[1, 1] = ss
+    for j in range(p + 1):
+        sd = 0.0
+        se = 0.0
+        s0 = 0.0
+        for t in range(p + 1, n):
+            d = ds[t - j]
+            sd += d
+            se += e[t - 1] * d
+            s0 += ds[t] * d
+        g[0, 2 + j] = g[2 + j, 0] = sd
+        g[1, 2 + j] = g[2 + j, 1] = se
+        g[2, 2 + j] = g[2 + j, 2] = s0
+    # sum_k ds_{k-i} ds_{k-j} is the (i-1, j-1) sum shifted by one row: drop the last row's
+    # product, add the one before the first row
+    for i in range(1, p + 1):
+        for j in range(i, p + 1):
+            v = g[1 + i, 1 + j] - ds[n - i] * ds[n - j] + ds[p + 1 - i] * ds[p + 1 - j]
+            g[2 + i, 2 + j] = g[2 + j, 2 + i] = v
+    return g
+
+
+@njit(cache=True)
+def _eg_test(e, ds, p, autolag):
+    """Engle-Granger statistic of the residual ``e`` (``adfuller(e, regression="n")``)."""
+    g = _residual_gram(e, ds, p)
+    ok, t, _ = _one_test(g, e, ds, p, p, autolag, e.shape[0], False)
+    return ok, t, g
+
+
+@njit(cache=True)
+def _lagged_sums(e, max_lag):
+    """``sums[q] = sum_{t >= q} (e_t - e_{t-q})^2`` for q = 1 … max_lag."""
+    n = e.shape[0]
+    sums = np.zeros(max_lag + 1)
+    for q in range(1, max_lag + 1):
+        acc = 0.0
+        for t in range(q, n):
+            d = e[t] - e[t - q]
+            acc += d * d
+        sums[q] = acc
+    return sums
+
+
+@njit(cache=True)
+def _persistence(e, vr_lag, hurst_max_lag):
+    """Variance ratio and Hurst exponent of the residual (NaN when undefined)."""
+    n = e.shape[0]
+    sums = _lagged_sums(e, max(vr_lag, hurst_max_lag))
+    vr = np.nan
+    if sums[1] > 0.0:
+        vr = (sums[vr_lag] / (n - vr_lag)) / (vr_lag * sums[1] / (n - 1))
+    count = hurst_max_lag - 1
+    lx = np.empty(count)
+    ly = np.empty(count)
+    for i in range(count):
+        tau = i + 2
+        if not sums[tau] > 0.0:
+            return vr, np.nan
+        lx[i] = math.log(tau)
+        ly[i] = 0.5 * math.log(sums[tau] / (n - tau))
+    mx = lx.mean()
+    my = ly.mean()
+    sxy = 0.0
+    sxx = 0.0
+    for i in range(count):
+        sxy += (lx[i] - mx) * (ly[i] - my)
+        sxx += (lx[i] - mx) * (lx[i] - mx)
+    return vr, sxy / sxx
+
+
+@njit(cache=True)
+def _centre(a):
+    m = 0.0
+    for v in a:
+        m += v
+    m /= a.shape[0]
+    return a - m
+
+
+@njit(cache=True)
+def _pair_window(y, x, ipar, out):
+    """Every statistic of one aligned window (``out`` as :data:`OUT_COLUMNS`); the flags."""
+    p, autolag, vr_lag, hurst_max_lag = ipar[0], ipar[1], ipar[2], ipar[3]
+    n = y.shape[0]
+    flags = 0
+    # anchored at the latest bar: nearby floats subtract exactly, the levels keep their digits
+    u = _centre(y - y[n - 1])
+    v = _centre(x - x[n - 1])
+    dy = np.diff(y)
+    dx = np.diff(x)
+    flat_y = not np.any(dy != 0.0)
+    flat_x = not np.any(dx != 0.0)
+    cy = _centre(dy)
+    cx = _centre(dx)
+    ryy = np.dot(cy, cy)
+    rxx = np.dot(cx, cx)
+    if flat_y or flat_x or not (ryy > 0.0 and rxx > 0.0):
+        flags |= _ZERO_RET
+    else:
+        out[2] = max(-1.0, min(1.0, np.dot(cy, cx) / math.sqrt(ryy * rxx)))
+    cxx = np.dot(v, v)
+    if flat_x or not cxx > 0.0:
+        return flags | _ZERO_X
+    if flat_y:
+        out[0] = 0.0
+        return flags | _ZERO_Y
+    cyy = np.dot(u, u)
+    cxy = np.dot(u, v)
+    beta = cxy / cxx
+    out[0] = beta
+    e = u - beta * v
+    sse = np.dot(e, e)
+    if not (cyy > 0.0 and sse > _COLLINEAR_R2_GAP * cyy):
+        return flags | _COLLINEAR
+    out[1] = e[n - 1] / math.sqrt(sse / (n - 1))
+    ds = np.empty(n)
+    ds[0] = 0.0  # never read: every regression starts at the second bar
+    ds[1:] = np.diff(e)
+    ok, t, g = _eg_test(e, ds, p, autolag)
+    if ok:
+        out[4] = t
+    else:
+        flags |= _SING_EG
+    hl_ok, _, lam = _tstat(_gram_sub(g, e, ds, p, 1, _order(True, 0, False)), n - 1)
+    if not hl_ok:
+        flags |= _SING_HL
+    elif lam < 0.0:
+        out[3] = -_LN2 / lam
+    else:
+        flags |= _NOT_MR
+    # B on A: the other direction's residual
+    e2 = v - (cxy / cyy) * u
+    ds[1:] = np.diff(e2)
+    ok, t, _ = _eg_test(e2, ds, p, autolag)
+    if ok:
+        out[5] = t
+    else:
+        flags |= _SING_EG
+    out[6], out[7] = _persistence(e, vr_lag, hurst_max_lag)
+    for value in out:
+        if math.isinf(value):
+            return flags | _NON_FINITE
+    if math.isnan(out[6]) or math.isnan(out[7]):
+        flags |= _NON_FINITE
+    return flags
+
+
+@njit(cache=True)
+def scan_pairs(prices, col, depth, legs, ipar, out, counts):  # noqa: D103
+    # prices: (symbols, capacity) ring of transformed closes, NaN = no bar; col: the scan
+    # time's column; depth: columns back from it that hold history (<= capacity);
+    # legs: (pairs, 2) symbol rows of A and B; ipar = [window, p, autolag, vr_lag,
+    # hurst_max_lag]; out <- (pairs, len(OUT_COLUMNS)) NaN-filled by the caller;
+    # counts <- (pairs, 3) [n, columns back to the latest aligned bar (-1: none), flags]
+    window = ipar[0]
+    cap = prices.shape[1]
+    y = np.empty(window)
+    x = np.empty(window)
+    for k in range(legs.shape[0]):
+        a = legs[k, 0]
+        b = legs[k, 1]
+        n = 0
+        latest = -1
+        for back in range(depth):
+            c = (col - back) % cap
+            ya = prices[a, c]
+            xb = prices[b, c]
+            if math.isnan(ya) or math.isnan(xb):
+                continue
+            if latest < 0:
+                latest = back
+            n += 1
+            y[window - n] = ya
+            x[window - n] = xb
+            if n == window:
+                break
+        counts[k, 0] = n
+        counts[k, 1] = latest
+        if n < window:
+            counts[k, 2] = _N_LT_WINDOW
+        else:
+            counts[k, 2] = _pair_window(y, x, ipar[1:], out[k])
