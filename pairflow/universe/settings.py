@@ -53,6 +53,7 @@ class ScanSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lag", parse_lag(self.lag))
+        object.__setattr__(self, "universe", tuple(s.strip().upper() for s in self.universe))
         bad = [s for s in self.universe if not SYMBOL_PATTERN.match(s)]
         if bad:
             raise ConfigError(f"malformed universe symbol(s) {bad}: use upper-case names "
