@@ -21,7 +21,7 @@ def bh_qvalues(pvalues: np.ndarray) -> np.ndarray:
         The q-values, aligned with ``pvalues``.
 
     Examples:
-        >>> [round(q, 4) for q in bh_qvalues(np.array([0.01, np.nan, 0.04, 0.03, 0.5]))]
+        >>> [round(q, 4) for q in bh_qvalues(np.array([0.01, np.nan, 0.04, 0.03, 0.5])).tolist()]
         [0.04, nan, 0.0533, 0.0533, 0.5]
     """
     p = np.asarray(pvalues, dtype=np.float64)

@@ -157,14 +157,14 @@ class UniverseScan:
             self._next_scan = -(-end // self._every) * self._every
         else:
             while self._next_scan < end:
-                frames.append(self._scan(self._next_scan))
+                frames.append(self.scan(self._next_scan))
                 self._next_scan += self._every
             for gap in range(self._last + 1, min(slot, self._last + 1 + self.capacity)):
                 self._prices[:, gap % self.capacity] = np.nan
         self._prices[:, slot % self.capacity] = values
         self._last = slot
         if end == self._next_scan:
-            frames.append(self._scan(end))
+            frames.append(self.scan(end))
             self._next_scan += self._every
         return frames
 
@@ -193,9 +193,17 @@ class UniverseScan:
             values[present] = [math.log(v) for v in values[present].tolist()]
         return values
 
-    def _scan(self, ts: int) -> ScanFrame:
-        """Every pair's statistics on the history up to the latest bar end <= ``ts``."""
-        assert self._first is not None and self._last is not None
+    def scan(self, ts: int) -> ScanFrame:
+        """Every pair's statistics now, stamped ``ts`` (:meth:`push` calls it at scan times).
+
+        Args:
+            ts: the scan time; the history pushed so far (up to the latest bar end) is used.
+
+        Raises:
+            InputError: nothing has been pushed yet.
+        """
+        if self._first is None or self._last is None:
+            raise InputError("no bars pushed yet: nothing to scan")
         depth = min(self._last - self._first + 1, self.capacity)
         count = len(self.pairs)
         out = np.full((count, len(_kernel.OUT_COLUMNS)), np.nan)

@@ -213,8 +213,20 @@ def test_out_of_order_or_misaligned_ends_are_rejected(end):
     from pairflow.analytics import InputError
 
     engine = UniverseScan(("AAA", "BBB"), ScanSettings(scan_window=30, hurst_max_lag=5))
+    with pytest.raises(InputError, match="nothing to scan"):
+        engine.scan(MINUTE)
     engine.push(MINUTE, np.array([1.0, 2.0]))
     with pytest.raises(InputError):
         engine.push(end, np.array([1.0, 2.0]))
     with pytest.raises(InputError, match="BBB close must be positive"):
         engine.push(2 * MINUTE, np.array([1.0, -2.0]))
+
+
+@pytest.mark.parametrize("module", ["pairflow.universe.scan", "pairflow.universe.fdr",
+                                    "pairflow.universe.settings"])
+def test_doctests(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0 and result.attempted > 0
