@@ -212,8 +212,9 @@ def scan_pairs(prices, col, depth, legs, ipar, out, counts):  # noqa: D103
         b = legs[k, 1]
         n = 0
         latest = -1
+        c = col + 1
         for back in range(depth):
-            c = (col - back) % cap
+            c = c - 1 if c > 0 else cap - 1  # (col - back) % cap without a division
             ya = prices[a, c]
             xb = prices[b, c]
             if math.isnan(ya) or math.isnan(xb):

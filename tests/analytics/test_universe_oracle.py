@@ -230,3 +230,34 @@ def test_doctests(module):
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_a_ring_of_history_scans_as_the_whole_input_while_windows_fit():
+    """A short ring (wrapping many times, then a jump in time longer than the ring) gives the
+    same bits as a history of the whole input while windows fit in it, and no statistics —
+    never stale bars — when they do not."""
+    closes = universe(11, 3, 400, 0.0, tight=False)
+    settings = ScanSettings(scan_window=40, scan_every=7, hurst_max_lag=6, vr_lag=3)
+    ends = [(t + 1 + (500 if t >= 300 else 0)) * MINUTE for t in range(400)]
+    closes[300:302, 1] = np.nan  # B misses the bars after the jump: A/B needs older ones
+    whole = UniverseScan(("AAA", "BBB", "CCC"), settings, capacity=1000)
+    ring = UniverseScan(("AAA", "BBB", "CCC"), settings, capacity=41)
+    same = short = 0
+    for end, row in zip(ends, closes, strict=True):
+        got, want = ring.push(end, row), whole.push(end, row)
+        assert [f.ts for f in got] == [f.ts for f in want]
+        for g, w in zip(got, want, strict=True):
+            if g.n.tolist() == w.n.tolist():
+                assert g.rows() == w.rows()
+            for rg, rw in zip(g.rows(), w.rows(), strict=True):
+                del rg["eg_qvalue"], rw["eg_qvalue"]  # BH counts the pairs with a p-value
+                if rg == rw:
+                    same += rg["n"] == 40
+                    continue
+                # the window reaches back past the ring's 41 bars (across the jump, or B's
+                # missing bars after it): the ring holds fewer, never stale ones
+                assert rg["n"] < rw["n"] == 40 and rg["reason"] == "n < window", (rg, rw)
+                assert rg["as_of"] == rw["as_of"] and rg["n"] <= (end - 800 * MINUTE) // MINUTE
+                short += 1
+    assert short and same > 100
+    assert ring.scan(ends[-1]).rows() == whole.scan(ends[-1]).rows()
