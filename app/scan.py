@@ -1,8 +1,10 @@
-"""``pairflow scan``: every pair of a universe over recorded candles, to CSV or Parquet.
+"""``pairflow scan``: every pair of a universe over recorded data, to CSV or Parquet.
 
-The candles are read by the replay readers (klines and OHLCV CSV, pairflow bar Parquet),
-resampled to the scan timeframe when it is a multiple of theirs (a bar's close is the last
-candle's close), laid on the timeframe grid and scanned by
+The input is read by the replay readers. Candles (klines and OHLCV CSV, pairflow bar Parquet)
+are resampled to the scan timeframe when it is a multiple of theirs (a bar's close is the last
+candle's close); trades (recordings, data.binance.vision dumps, tick NDJSON or Parquet) are
+made into bars of the scan timeframe by the flow's own bar builder (same lateness, quiet bars
+and gaps as ``pairflow replay``). The closes are laid on the timeframe grid and scanned by
 :class:`~pairflow.universe.UniverseScan` holding the whole input, so every pair's window is
 exact however long a leg's gaps. Rows are written as each scan time completes.
 """
@@ -31,9 +33,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def scan(
-        files: Annotated[list[Path], typer.Argument(help="Candle files: klines or OHLCV CSV "
-                                                    "named SYMBOL-INTERVAL-….csv, or bar "
-                                                    "Parquet; one or more symbols.")],
+        files: Annotated[list[Path], typer.Argument(help="Candles (klines or OHLCV CSV named "
+                                                    "SYMBOL-INTERVAL-….csv, bar Parquet) or "
+                                                    "trades (recordings, dumps, ticks).")],
         out: Annotated[Path, typer.Option(help="Output: FILE.csv or FILE.parquet.")],
         universe: Annotated[str | None, typer.Option(help="Comma-separated symbols in pair "
                                                      "order (default: every symbol of the "
@@ -56,7 +58,7 @@ def register(app: typer.Typer) -> None:
             "--config", help="TOML configuration file (flags and PAIRFLOW_* override it).")
         ] = None,
     ) -> None:
-        """Scan every pair of a universe over recorded candles: one row per pair per scan."""
+        """Scan every pair of a universe over recorded data: one row per pair per scan time."""
         settings = scan_settings(
             {"universe": universe, "scan_timeframe": timeframe, "scan_window": window,
              "scan_every": every, "vr_lag": vr_lag, "hurst_max_lag": hurst_max_lag,
@@ -137,19 +139,24 @@ def read_grid(files: list[Path], settings: ScanSettings
     from connectors.replay.formats import CANDLE_LAYOUTS
 
     specs = [inspect_file(path) for path in files]
-    for spec in specs:
-        if spec.layout not in CANDLE_LAYOUTS:
-            raise InputFileError(f"{spec.path}: pairflow scan reads candles (klines or OHLCV "
-                                 f"CSV, bar Parquet), not {spec.layout}")
     universe = settings.universe
     if not universe:
         if any(spec.symbol is None for spec in specs):
-            raise ConfigError("bar Parquet holds any symbols: name them with --universe")
+            raise ConfigError("recordings, tick files and bar Parquet may hold any symbols: "
+                              "name the universe with --universe")
         universe = tuple(sorted({spec.symbol for spec in specs if spec.symbol}))
-    bars = _read_closes(specs, frozenset(universe), settings.scan_timeframe)
+    wanted = frozenset(universe)
+    specs = [spec for spec in specs if spec.symbol is None or spec.symbol in wanted]
+    candles = [spec for spec in specs if spec.layout in CANDLE_LAYOUTS]
+    ticks = [spec for spec in specs if spec.layout not in CANDLE_LAYOUTS]
+    bars = _read_closes(candles, wanted, settings.scan_timeframe)
+    for symbol, (ends, closes) in _tick_closes(ticks, wanted, settings.scan_timeframe).items():
+        if symbol in bars:
+            raise InputFileError(f"{symbol} comes both as candles and as trades: give one")
+        bars[symbol] = (ends, closes)
     missing = [s for s in universe if s not in bars]
     if missing:
-        raise InputFileError(f"no candles of universe symbol(s) {missing} in the input")
+        raise InputFileError(f"no bars of universe symbol(s) {missing} in the input")
     all_ends = np.unique(np.concatenate([ends for ends, _ in bars.values()]))
     closes = np.full((len(universe), all_ends.size), np.nan)
     for row, symbol in enumerate(universe):
@@ -169,8 +176,6 @@ def _read_closes(specs: list, symbols: frozenset[str],
     pieces: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     dead = 0
     for spec in specs:
-        if spec.symbol is not None and spec.symbol not in symbols:
-            continue  # a file of a symbol outside the universe
         for block in file_blocks(spec, symbols, _STAGE, [0]):
             dead += len(block.dead)
             if not isinstance(block, CandleBlock) or not block.symbol or not block.keys.size:
@@ -204,6 +209,35 @@ def check_out(path: Path) -> None:
         raise ConfigError(f"--out {path}: name a .csv or .parquet file")
     if not path.parent.is_dir():
         raise ConfigError(f"--out {path}: directory {path.parent} does not exist")
+
+
+def _tick_closes(specs: list, symbols: frozenset[str],
+                 timeframe: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each symbol's bar ends and closes, built from trades as ``pairflow replay`` does."""
+    if not specs:
+        return {}
+    from connectors.replay import MergedReplay
+    from connectors.replay.readers import BLOCK_LINES
+    from pairflow.bars import BarBuilder
+    from pairflow.config import PairflowConfig
+    from pairflow.ticks import Heartbeat
+
+    lateness_us = round(PairflowConfig.lateness_s * 1_000_000)
+    builders = {s: BarBuilder(s, [timeframe], lateness_us) for s in symbols}
+    bars: dict[str, list] = {s: [] for s in symbols}
+    replay = MergedReplay(specs, symbols, stage=_STAGE)
+    dead = 0
+    while not replay.exhausted:
+        batch = replay.read(BLOCK_LINES)
+        dead += len(batch.dead)
+        for chunk in batch.chunks:
+            bars[chunk.symbol] += builders[chunk.symbol].update(chunk).bars
+    if dead:
+        typer.echo(f"{dead} bad lines or late trades skipped", err=True)
+    for symbol, builder in builders.items():
+        bars[symbol] += builder.heartbeat(Heartbeat(symbol, 0, final=True)).bars
+    return {s: (np.array([b.end for b in made], np.int64), np.array([b.close for b in made]))
+            for s, made in bars.items() if made}
 
 
 def write_rows(path: Path, rows: Iterator[dict[str, Any]]) -> int:

@@ -33,16 +33,36 @@ def pairflow(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
                           timeout=300, env={**base, "COLUMNS": "200", **(env or {})})
 
 
-def test_csv_and_parquet_hold_the_same_rows(tmp_path):
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """``pairflow`` in this process (the console entry point): (exit code, stderr)."""
+    from app.cli import main
+
+    for name in [n for n in os.environ if n.startswith("PAIRFLOW_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(sys, "argv", ["pairflow", *map(str, args)])
+        with pytest.raises(SystemExit) as done:
+            main()
+        return done.value.code or 0, capsys.readouterr().err
+
+    return run
+
+
+def test_csv_and_parquet_hold_the_same_rows(tmp_path, cli):
     args = ["scan", *FILES, "--timeframe", "5m", "--window", "100", "--every", "144"]
-    done = pairflow(*args, "--out", tmp_path / "s.csv")
-    assert done.returncode == 0, done.stderr
-    assert pairflow(*args, "--out", tmp_path / "s.parquet").returncode == 0
+    code, err = cli(*args, "--out", tmp_path / "s.csv")
+    assert code == 0, err
+    assert cli(*args, "--out", tmp_path / "s.parquet")[0] == 0
     with open(tmp_path / "s.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     table = pq.read_table(tmp_path / "s.parquet").to_pylist()
     assert list(rows[0]) == field_names(ScanRecord) == list(table[0])
-    assert done.stderr.strip() == f"{len(rows)} rows to {tmp_path / 's.csv'}"
+    assert err.strip() == f"{len(rows)} rows to {tmp_path / 's.csv'}"
     assert {r["pair"] for r in rows} == {"ADABTC/DASHBTC", "ADABTC/ETCBTC", "DASHBTC/ETCBTC"}
     assert len(rows) == len(table) and len(rows) % 3 == 0
     for text, value in zip(rows, table, strict=True):
@@ -53,13 +73,13 @@ def test_csv_and_parquet_hold_the_same_rows(tmp_path):
                 float(text[field]) == value[field]
 
 
-def test_universe_order_names_the_pairs_and_toml_and_env_set_the_scan(tmp_path):
+def test_universe_order_names_the_pairs_and_toml_and_env_set_the_scan(tmp_path, cli):
     config = tmp_path / "pairflow.toml"
     config.write_text('universe = ["etcbtc", "adabtc"]\nscan_window = 50\nwindow = 999\n'
                       'symbols = ["X"]\n')  # keys of other commands are not the scan's
-    done = pairflow("scan", *FILES, "--timeframe", "5m", "--out", tmp_path / "s.csv",
+    code, err = cli("scan", *FILES, "--timeframe", "5m", "--out", tmp_path / "s.csv",
                     "--config", config, env={"PAIRFLOW_SCAN_EVERY": "288"})
-    assert done.returncode == 0, done.stderr
+    assert code == 0, err
     with open(tmp_path / "s.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert {r["pair"] for r in rows} == {"ETCBTC/ADABTC"}
@@ -72,19 +92,19 @@ def test_universe_order_names_the_pairs_and_toml_and_env_set_the_scan(tmp_path):
     (["--timeframe", "5m", "--window", "5"], "window must be at least 10 bars"),
     (["--timeframe", "5m", "--vr-lag", "300"], "vr_lag must be between 2"),
     (["--timeframe", "5m", "--every", "0"], "scan_every must be a whole number"),
-    (["--timeframe", "5m", "--universe", "ADABTC,NOPEBTC"], "no candles of universe symbol"),
+    (["--timeframe", "5m", "--universe", "ADABTC,NOPEBTC"], "no bars of universe symbol"),
     (["--timeframe", "5m", "--universe", "ADABTC"], "at least two symbols"),
     (["--timeframe", "7x"], "unknown timeframe"),
 ])
-def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
-    done = pairflow("scan", *FILES, *args, "--out", tmp_path / "s.csv")
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.startswith("error: ") and len(done.stderr.splitlines()) == 1
-    assert message in done.stderr, done.stderr
+def test_bad_input_is_one_line_and_exit_2(tmp_path, cli, args, message):
+    code, err = cli("scan", *FILES, *args, "--out", tmp_path / "s.csv")
+    assert code == 2, err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
+    assert message in err, err
     assert not (tmp_path / "s.csv").exists()
 
 
-def test_bad_files_and_outputs_are_one_line_and_exit_2(tmp_path):
+def test_bad_files_and_outputs_are_one_line_and_exit_2(tmp_path, cli):
     cases = [
         (["scan", tmp_path / "missing-5m-x.csv", "--out", tmp_path / "s.csv"], "does not exist"),
         (["scan", *FILES, "--out", tmp_path / "s.txt"], "name a .csv or .parquet file"),
@@ -92,11 +112,11 @@ def test_bad_files_and_outputs_are_one_line_and_exit_2(tmp_path):
     ]
     if SPOT.is_dir():
         cases.append((["scan", SPOT / "btcusdt_20240808.gz", SPOT / "ethusdt_20240808.gz",
-                       "--out", tmp_path / "s.csv"], "reads candles"))
+                       "--out", tmp_path / "s.csv"], "name the universe with --universe"))
     for args, message in cases:
-        done = pairflow(*args)
-        assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
-        assert message in done.stderr, done.stderr
+        code, err = cli(*args)
+        assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), err
+        assert message in err, err
 
 
 def test_config_carries_and_checks_the_scan_settings():
@@ -130,3 +150,33 @@ def test_store_keeps_scan_rows_for_the_retention_only(tmp_path):
     with sqlite3.connect(tmp_path / "s.db") as db:
         kept = db.execute("SELECT pair, ts FROM scan ORDER BY ts, pair").fetchall()
     assert kept == [(p, t * hour) for t in (2, 3, 4) for p in ("AAA/BBB", "AAA/CCC")]
+
+
+@pytest.mark.skipif(not SPOT.is_dir(), reason="real spot tape not found")
+def test_scan_of_trades_agrees_with_the_watched_pair_of_a_replay(tmp_path):
+    """The same recording through ``pairflow replay`` (watched pair, per-bar PairStats) and
+    ``pairflow scan`` (universe of the two legs): at each scan time the scan row equals the
+    PairStats of its ``as_of`` bar — the same bars, aligned the same way, the same tests."""
+    tapes = sorted(SPOT.glob("*.gz"))
+    replay = pairflow("replay", *tapes, "--symbols", "ETHUSDT,BTCUSDT", "--pairs",
+                      "ETHUSDT/BTCUSDT", "--timeframes", "1s", "--window", "120",
+                      "--store", tmp_path / "r.db")
+    assert replay.returncode == 0, replay.stderr
+    scan = pairflow("scan", *tapes, "--universe", "ETHUSDT,BTCUSDT", "--timeframe", "1s",
+                    "--window", "120", "--every", "30", "--out", tmp_path / "s.csv")
+    assert scan.returncode == 0, scan.stderr
+    with open(tmp_path / "s.csv", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["n"] == "120"]
+    assert len(rows) >= 15
+    with sqlite3.connect(tmp_path / "r.db") as db:
+        db.row_factory = sqlite3.Row
+        for row in rows:
+            stats = db.execute("SELECT * FROM pairs WHERE pair = ? AND ts = ?",
+                               (row["pair"], iso_to_us(row["as_of"]))).fetchone()
+            for field, theirs in (("beta", "beta"), ("zscore", "zscore"), ("corr", "corr"),
+                                  ("half_life", "half_life"), ("eg_stat", "eg_stat"),
+                                  ("eg_pvalue_yx", "eg_pvalue")):
+                want = stats[theirs]
+                got = None if row[field] == "" else float(row[field])
+                assert (got is None) == (want is None), (field, row, dict(stats))
+                assert want is None or abs(got - want) <= 1e-9 * max(1.0, abs(want)), field
