@@ -49,18 +49,23 @@ def _residual_gram(e, ds, p):
         ss += e[t - 1] * e[t - 1]
     g[0, 1] = g[1, 0] = s
     g[1, 1] = ss
-    for j in range(p + 1):
-        sd = 0.0
-        se = 0.0
-        s0 = 0.0
-        for t in range(p + 1, n):
+    # one pass over the rows, every lag's sums side by side (independent accumulators: the
+    # inner loop vectorises, and each sum still adds its terms in row order)
+    sd = np.zeros(p + 1)
+    se = np.zeros(p + 1)
+    s0 = np.zeros(p + 1)
+    for t in range(p + 1, n):
+        lagged = e[t - 1]
+        current = ds[t]
+        for j in range(p + 1):
             d = ds[t - j]
-            sd += d
-            se += e[t - 1] * d
-            s0 += ds[t] * d
-        g[0, 2 + j] = g[2 + j, 0] = sd
-        g[1, 2 + j] = g[2 + j, 1] = se
-        g[2, 2 + j] = g[2 + j, 2] = s0
+            sd[j] += d
+            se[j] += lagged * d
+            s0[j] += current * d
+    for j in range(p + 1):
+        g[0, 2 + j] = g[2 + j, 0] = sd[j]
+        g[1, 2 + j] = g[2 + j, 1] = se[j]
+        g[2, 2 + j] = g[2 + j, 2] = s0[j]
     # sum_k ds_{k-i} ds_{k-j} is the (i-1, j-1) sum shifted by one row: drop the last row's
     # product, add the one before the first row
     for i in range(1, p + 1):
@@ -83,12 +88,11 @@ def _lagged_sums(e, max_lag):
     """``sums[q] = sum_{t >= q} (e_t - e_{t-q})^2`` for q = 1 … max_lag."""
     n = e.shape[0]
     sums = np.zeros(max_lag + 1)
-    for q in range(1, max_lag + 1):
-        acc = 0.0
-        for t in range(q, n):
-            d = e[t] - e[t - q]
-            acc += d * d
-        sums[q] = acc
+    for t in range(1, n):  # every lag's sum side by side, each in row order
+        et = e[t]
+        for q in range(1, min(t, max_lag) + 1):
+            d = et - e[t - q]
+            sums[q] += d * d
     return sums
 
 
