@@ -124,50 +124,69 @@ def _persistence(e, vr_lag, hurst_max_lag):
 
 
 @njit(cache=True)
-def _centre(a):
-    m = 0.0
-    for v in a:
-        m += v
-    m /= a.shape[0]
-    return a - m
+def _centred(a):
+    """``a - a[-1]`` (exact for nearby floats) minus its mean: the levels keep their digits."""
+    n = a.shape[0]
+    out = np.empty(n)
+    anchor = a[n - 1]
+    mean = 0.0
+    for t in range(n):
+        out[t] = a[t] - anchor
+        mean += out[t]
+    mean /= n
+    for t in range(n):
+        out[t] -= mean
+    return out
 
 
 @njit(cache=True)
-def _pair_window(y, x, ipar, out):
-    """Every statistic of one aligned window (``out`` as :data:`OUT_COLUMNS`); the flags."""
-    p, autolag, vr_lag, hurst_max_lag = ipar[0], ipar[1], ipar[2], ipar[3]
+def _returns_corr(y, x):
+    """Correlation of the differences of y and x (NaN: no variance); whether each is flat."""
     n = y.shape[0]
+    my = 0.0
+    mx = 0.0
+    flat_y = True
+    flat_x = True
+    for t in range(1, n):
+        dy = y[t] - y[t - 1]
+        dx = x[t] - x[t - 1]
+        flat_y = flat_y and dy == 0.0
+        flat_x = flat_x and dx == 0.0
+        my += dy
+        mx += dx
+    my /= n - 1
+    mx /= n - 1
+    ryy = 0.0
+    rxx = 0.0
+    ryx = 0.0
+    for t in range(1, n):
+        cy = (y[t] - y[t - 1]) - my
+        cx = (x[t] - x[t - 1]) - mx
+        ryy += cy * cy
+        rxx += cx * cx
+        ryx += cy * cx
+    corr = np.nan
+    if not (flat_y or flat_x) and ryy > 0.0 and rxx > 0.0:
+        corr = max(-1.0, min(1.0, ryx / math.sqrt(ryy * rxx)))
+    return corr, flat_y, flat_x
+
+
+@njit(cache=True)
+def _dot(a, b):
+    acc = 0.0
+    for t in range(a.shape[0]):
+        acc += a[t] * b[t]
+    return acc
+
+
+@njit(cache=True)
+def _tests(e, e_xy, p, autolag, out):
+    """Engle-Granger both ways and the half-life (``out[3]``, ``out[4]``, ``out[5]``); flags.
+
+    ``e`` is the residual of A on B, ``e_xy`` the residual of B on A.
+    """
+    n = e.shape[0]
     flags = 0
-    # anchored at the latest bar: nearby floats subtract exactly, the levels keep their digits
-    u = _centre(y - y[n - 1])
-    v = _centre(x - x[n - 1])
-    dy = np.diff(y)
-    dx = np.diff(x)
-    flat_y = not np.any(dy != 0.0)
-    flat_x = not np.any(dx != 0.0)
-    cy = _centre(dy)
-    cx = _centre(dx)
-    ryy = np.dot(cy, cy)
-    rxx = np.dot(cx, cx)
-    if flat_y or flat_x or not (ryy > 0.0 and rxx > 0.0):
-        flags |= _ZERO_RET
-    else:
-        out[2] = max(-1.0, min(1.0, np.dot(cy, cx) / math.sqrt(ryy * rxx)))
-    cxx = np.dot(v, v)
-    if flat_x or not cxx > 0.0:
-        return flags | _ZERO_X
-    if flat_y:
-        out[0] = 0.0
-        return flags | _ZERO_Y
-    cyy = np.dot(u, u)
-    cxy = np.dot(u, v)
-    beta = cxy / cxx
-    out[0] = beta
-    e = u - beta * v
-    sse = np.dot(e, e)
-    if not (cyy > 0.0 and sse > _COLLINEAR_R2_GAP * cyy):
-        return flags | _COLLINEAR
-    out[1] = e[n - 1] / math.sqrt(sse / (n - 1))
     ds = np.empty(n)
     ds[0] = 0.0  # never read: every regression starts at the second bar
     ds[1:] = np.diff(e)
@@ -183,20 +202,52 @@ def _pair_window(y, x, ipar, out):
         out[3] = -_LN2 / lam
     else:
         flags |= _NOT_MR
-    # B on A: the other direction's residual
-    e2 = v - (cxy / cyy) * u
-    ds[1:] = np.diff(e2)
-    ok, t, _ = _eg_test(e2, ds, p, autolag)
+    ds[1:] = np.diff(e_xy)
+    ok, t, _ = _eg_test(e_xy, ds, p, autolag)
     if ok:
         out[5] = t
     else:
         flags |= _SING_EG
+    return flags
+
+
+@njit(cache=True)
+def _pair_window(y, x, ipar, out):
+    """Every statistic of one aligned window (``out`` as :data:`OUT_COLUMNS`); the flags."""
+    p, autolag, vr_lag, hurst_max_lag = ipar[0], ipar[1], ipar[2], ipar[3]
+    n = y.shape[0]
+    flags = 0
+    corr, flat_y, flat_x = _returns_corr(y, x)
+    if math.isnan(corr):
+        flags |= _ZERO_RET
+    out[2] = corr
+    u = _centred(y)
+    v = _centred(x)
+    cxx = _dot(v, v)
+    if flat_x or not cxx > 0.0:
+        return flags | _ZERO_X
+    if flat_y:
+        out[0] = 0.0
+        return flags | _ZERO_Y
+    cyy = _dot(u, u)
+    cxy = _dot(u, v)
+    if math.isinf(cxx) or math.isinf(cyy):  # absurd raw magnitudes (|price| ~ 1e300)
+        return flags | _NON_FINITE
+    beta = cxy / cxx
+    out[0] = beta
+    e = u - beta * v
+    sse = _dot(e, e)
+    if not (cyy > 0.0 and sse > _COLLINEAR_R2_GAP * cyy):
+        return flags | _COLLINEAR
+    out[1] = e[n - 1] / math.sqrt(sse / (n - 1))
+    flags |= _tests(e, v - (cxy / cyy) * u, p, autolag, out)
     out[6], out[7] = _persistence(e, vr_lag, hurst_max_lag)
-    for value in out:
-        if math.isinf(value):
-            return flags | _NON_FINITE
     if math.isnan(out[6]) or math.isnan(out[7]):
         flags |= _NON_FINITE
+    for i in range(out.shape[0]):
+        if math.isinf(out[i]):  # overflow on absurd raw prices: undefined, never inf out
+            out[i] = np.nan
+            flags |= _NON_FINITE
     return flags
 
 

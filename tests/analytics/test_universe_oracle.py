@@ -261,3 +261,30 @@ def test_a_ring_of_history_scans_as_the_whole_input_while_windows_fit():
                 short += 1
     assert short and same > 100
     assert ring.scan(ends[-1]).rows() == whole.scan(ends[-1]).rows()
+
+
+def test_degenerate_legs_give_reasons_never_nan_or_inf():
+    """A flat leg, legs tied exactly, absurd raw magnitudes: null statistics with a reason."""
+    from pairflow.records import to_json
+
+    rng = np.random.default_rng(3)
+    walk = 100.0 + np.cumsum(rng.normal(size=60))
+    closes = np.column_stack([walk, np.full(60, 7.0), 2.0 * walk, walk * 1e300,
+                              1e-300 + np.cumsum(rng.random(60)) * 1e-300])
+    engine = UniverseScan(("WALK", "FLAT", "TWICE", "HUGE", "TINY"),
+                          ScanSettings(scan_window=40, scan_every=60, hurst_max_lag=5,
+                                       price="raw"))
+    (frame,) = [f for t in range(60) for f in engine.push((t + 1) * MINUTE, closes[t])]
+    rows = {r["pair"]: r for r in frame.rows()}
+    assert rows["WALK/FLAT"]["reason"] == "zero variance in x; zero variance in returns"
+    assert rows["FLAT/TWICE"]["beta"] == 0.0 and "zero variance in y" in rows["FLAT/TWICE"][
+        "reason"]
+    assert rows["WALK/TWICE"]["reason"] == "collinear legs" and rows["WALK/TWICE"]["zscore"] \
+        is None
+    assert rows["WALK/HUGE"]["reason"] == "non-finite intermediate result"
+    assert rows["WALK/HUGE"]["beta"] is None
+    for record in frame.records():
+        to_json(record)  # no NaN or inf reaches a record
+        values = [getattr(record, c) for c in ("beta", "zscore", "hurst", "eg_qvalue")]
+        assert all(v is None or math.isfinite(v) for v in values)
+        assert record.reason is not None or None not in values
