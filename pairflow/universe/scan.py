@@ -10,6 +10,7 @@ pairs that have a p-value at that scan time. Definitions: ``docs/statistics.md``
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -231,6 +232,7 @@ def _pvalues(stats: np.ndarray) -> np.ndarray:
                      for t in stats.tolist()])
 
 
+@functools.cache  # a few distinct flag sets, met by thousands of pairs
 def _reason(flags: int) -> str | None:
     if not flags:
         return None
