@@ -249,7 +249,10 @@ def write_rows(path: Path, rows: Iterator[dict[str, Any]]) -> int:
     check_out(path)
     if path.suffix.lower() == ".csv":
         return _write_csv(path, rows)
-    return _write_parquet(path, rows)
+    from connectors.exports import write_parquet
+    from pairflow.records import ScanRecord
+
+    return write_parquet(path, ScanRecord, rows)
 
 
 def _counted(rows: Iterator[dict[str, Any]], count: list[int]) -> Iterator[dict[str, Any]]:
@@ -268,32 +271,3 @@ def _write_csv(path: Path, rows: Iterator[dict[str, Any]]) -> int:
     except OSError as error:
         raise ConfigError(f"cannot write {path}: {error.strerror}") from error
     return count[0]
-
-
-def _write_parquet(path: Path, rows: Iterator[dict[str, Any]], batch: int = 65_536) -> int:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from pairflow.records import ScanRecord, field_names
-
-    names = field_names(ScanRecord)
-    types = {"pair": pa.string(), "timeframe": pa.string(), "reason": pa.string(),
-             "ts": pa.timestamp("us", tz="UTC"), "as_of": pa.timestamp("us", tz="UTC"),
-             "window": pa.int32(), "n": pa.int32()}
-    schema = pa.schema([(name, types.get(name, pa.float64())) for name in names])
-    count = 0
-    try:
-        with pq.ParquetWriter(path, schema) as writer:
-            chunk: list[dict[str, Any]] = []
-            for row in rows:
-                chunk.append(row)
-                if len(chunk) == batch:
-                    writer.write_table(pa.Table.from_pylist(chunk, schema))
-                    count += len(chunk)
-                    chunk = []
-            if chunk or not count:
-                writer.write_table(pa.Table.from_pylist(chunk, schema))
-                count += len(chunk)
-    except OSError as error:
-        raise ConfigError(f"cannot write {path}: {error}") from error
-    return count
