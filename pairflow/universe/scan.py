@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pairflow.analytics.errors import InputError
-from pairflow.analytics.mackinnon import mackinnonp
+from pairflow.analytics.mackinnon import mackinnonp_array
 from pairflow.records import ScanRecord
 from pairflow.universe import _kernel
 from pairflow.universe.fdr import bh_qvalues
@@ -212,8 +212,8 @@ class UniverseScan:
         _kernel.scan_pairs(self._prices, self._last % self.capacity, depth, self._legs,
                            self._ipar, out, counts)
         columns = dict(zip(_kernel.OUT_COLUMNS, out.T, strict=True))
-        p_yx = _pvalues(columns["eg_stat"])
-        p_xy = _pvalues(columns.pop("eg_stat_xy"))
+        p_yx = mackinnonp_array(columns["eg_stat"], "c", 2)
+        p_xy = mackinnonp_array(columns.pop("eg_stat_xy"), "c", 2)
         p_max = np.fmax(p_yx, p_xy)
         p_max[np.isnan(p_yx) | np.isnan(p_xy)] = np.nan
         columns.update(eg_pvalue_yx=p_yx, eg_pvalue_xy=p_xy, eg_pvalue=p_max,
@@ -224,12 +224,6 @@ class UniverseScan:
                          window=self.settings.scan_window, pairs=self.pairs, n=counts[:, 0],
                          as_of=as_of, stats={name: columns[name] for name in STAT_COLUMNS},
                          reasons=[_reason(int(f)) for f in counts[:, 2]])
-
-
-def _pvalues(stats: np.ndarray) -> np.ndarray:
-    """MacKinnon p-values (two series, constant) of the defined Engle-Granger statistics."""
-    return np.array([math.nan if math.isnan(t) else mackinnonp(t, "c", 2)
-                     for t in stats.tolist()])
 
 
 @functools.cache  # a few distinct flag sets, met by thousands of pairs

@@ -288,3 +288,15 @@ def test_degenerate_legs_give_reasons_never_nan_or_inf():
         values = [getattr(record, c) for c in ("beta", "zscore", "hurst", "eg_qvalue")]
         assert all(v is None or math.isfinite(v) for v in values)
         assert record.reason is not None or None not in values
+
+
+@SETTINGS
+@given(stats=st.lists(st.one_of(st.floats(-30.0, 5.0), st.just(math.nan),
+                                 st.sampled_from([-18.86, -18.861, 0.92, 0.921, -2.62])),
+                       max_size=30), n=st.sampled_from([1, 2]))
+def test_mackinnonp_array_is_mackinnonp_bit_for_bit(stats, n):
+    from pairflow.analytics.mackinnon import mackinnonp, mackinnonp_array
+
+    got = mackinnonp_array(np.array(stats, dtype=float), "c", n).tolist()
+    want = [math.nan if math.isnan(s) else mackinnonp(s, "c", n) for s in stats]
+    assert [repr(g) for g in got] == [repr(w) for w in want]
