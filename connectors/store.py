@@ -186,16 +186,19 @@ class StoreSink(DynamicSink[Any]):
 
     Delivery: each batch is committed in ``write_batch``; with idempotent upserts a resumed
     flow that replays a batch leaves the same content (effectively exactly-once).
+    ``scan_retention_s`` is the writers' retention of scan rows (None: keep all).
     """
 
-    def __init__(self, path: str | Path, timeout_s: float = _BUSY_TIMEOUT_S):
+    def __init__(self, path: str | Path, timeout_s: float = _BUSY_TIMEOUT_S,
+                 scan_retention_s: float | None = None):
         self.path = Path(path)
         self.timeout_s = timeout_s
+        self.scan_retention_s = scan_retention_s
         open_store(self.path, timeout_s).close()  # fail at start-up, not in a worker
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _StorePartition:
         """One writer per worker."""
-        return _StorePartition(StoreWriter(self.path, self.timeout_s))
+        return _StorePartition(StoreWriter(self.path, self.timeout_s, self.scan_retention_s))
 
 
 class _StorePartition(StatelessSinkPartition[Any]):
