@@ -20,12 +20,18 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from app.options import ConfigFile, Lag, Price, described
 from pairflow.config import load_settings
 from pairflow.errors import ConfigError, InputFileError
 from pairflow.universe import ScanSettings
 
 _STAGE = "scan"
 _FIELDS = {f for f in ScanSettings.__dataclass_fields__}
+
+
+def _default(text: str, field: str) -> str:
+    """Help text ending in the scan setting's default (written once, in ScanSettings)."""
+    return described(text, str(getattr(ScanSettings, field)))
 
 
 def register(app: typer.Typer) -> None:
@@ -37,26 +43,22 @@ def register(app: typer.Typer) -> None:
                                                     "SYMBOL-INTERVAL-….csv, bar Parquet) or "
                                                     "trades (recordings, dumps, ticks).")],
         out: Annotated[Path, typer.Option(help="Output: FILE.csv or FILE.parquet.")],
-        universe: Annotated[str | None, typer.Option(help="Comma-separated symbols in pair "
-                                                     "order (default: every symbol of the "
-                                                     "files, alphabetical).")] = None,
-        timeframe: Annotated[str | None, typer.Option(help="Scan timeframe, a multiple of "
-                                                      "the candles' [default: 1m].")] = None,
-        window: Annotated[int | None, typer.Option(help="Aligned bars in each pair's window "
-                                                   "[default: 240].")] = None,
-        every: Annotated[int | None, typer.Option(help="Bars between scan times "
-                                                  "[default: 60].")] = None,
-        vr_lag: Annotated[int | None, typer.Option(help="Variance ratio lag "
-                                                   "[default: 10].")] = None,
-        hurst_max_lag: Annotated[int | None, typer.Option(help="Largest Hurst lag "
-                                                          "[default: 20].")] = None,
-        price: Annotated[str | None, typer.Option(help="Price transform: log or raw "
-                                                  "[default: log].")] = None,
-        lag: Annotated[str | None, typer.Option(help="Engle-Granger lag policy: aic, bic "
-                                                "or a fixed lag [default: aic].")] = None,
-        config_file: Annotated[Path | None, typer.Option(
-            "--config", help="TOML configuration file (flags and PAIRFLOW_* override it).")
-        ] = None,
+        universe: Annotated[str | None, typer.Option(help=described(
+            "Comma-separated symbols in pair order.", "every symbol of the files, "
+            "alphabetical"))] = None,
+        timeframe: Annotated[str | None, typer.Option(help=_default(
+            "Scan timeframe (a multiple of the candles').", "scan_timeframe"))] = None,
+        window: Annotated[int | None, typer.Option(help=_default(
+            "Aligned bars in each pair's window.", "scan_window"))] = None,
+        every: Annotated[int | None, typer.Option(help=_default(
+            "Bars between scan times.", "scan_every"))] = None,
+        vr_lag: Annotated[int | None, typer.Option(help=_default(
+            "Variance ratio lag.", "vr_lag"))] = None,
+        hurst_max_lag: Annotated[int | None, typer.Option(help=_default(
+            "Largest lag of the Hurst fit.", "hurst_max_lag"))] = None,
+        price: Price = None,
+        lag: Lag = None,
+        config_file: ConfigFile = None,
     ) -> None:
         """Scan every pair of a universe over recorded data: one row per pair per scan time."""
         settings = scan_settings(

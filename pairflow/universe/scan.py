@@ -19,6 +19,7 @@ import numpy as np
 
 from pairflow.analytics.errors import InputError
 from pairflow.analytics.mackinnon import mackinnonp_array
+from pairflow.errors import ConfigError
 from pairflow.records import ScanRecord
 from pairflow.universe import _kernel
 from pairflow.universe.fdr import bh_qvalues
@@ -104,8 +105,6 @@ class UniverseScan:
 
     def __init__(self, symbols: Sequence[str], settings: ScanSettings,
                  capacity: int | None = None) -> None:
-        from pairflow.errors import ConfigError
-
         self.symbols = tuple(symbols)
         self.settings = settings
         pairs = settings.pairs(self.symbols)
