@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from app import convert, dashboard, export, live
+from app import convert, dashboard, export, live, scan
 from app.console import run_reporting_errors
 from app.options import (
     ConfigFile,
@@ -113,6 +113,7 @@ live.register(app)
 export.register(app)
 convert.register(app)
 dashboard.register(app)
+scan.register(app)
 
 
 def main() -> None:

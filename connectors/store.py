@@ -1,11 +1,12 @@
 """The embedded store: one SQLite database (WAL: one writer, many readers).
 
-Tables ``bars``, ``pairs``, ``alerts``, ``deadletter`` and ``health`` hold the records of
+Tables ``bars``, ``pairs``, ``alerts``, ``deadletter``, ``health`` and ``scan`` hold the records of
 :mod:`pairflow.records` under their JSON field names, keyed like the Kafka topics (each table's
 record, key and time column are stated once, in :data:`TABLES`), and are
 written with idempotent upserts: replaying the same input twice leaves identical content, and a
 flow resumed after a crash rewrites what it replays without duplicates. Dead letters are keyed
-by a digest of (stage, reason, raw).
+by a digest of (stage, reason, raw). Universe scan rows are kept for a retention period
+behind the newest scan written (``scan_retention_s``), so the table stays bounded.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from pairflow.errors import StoreError
-from pairflow.records import Alert, Bar, DeadLetter, Health, PairStats, field_names
+from pairflow.records import Alert, Bar, DeadLetter, Health, PairStats, ScanRecord, field_names
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ TABLES: dict[str, StoredTable] = {t.name: t for t in (
     StoredTable("alerts", "alert", Alert, ("alert_id",), "ts"),
     StoredTable("deadletter", "deadletter", DeadLetter, ("id",), "ts"),
     StoredTable("health", "health", Health, ("stream", "ts"), "ts"),
+    StoredTable("scan", "scan", ScanRecord, ("pair", "timeframe", "ts"), "ts"),
 )}
 _BUSY_TIMEOUT_S = 30.0
 
@@ -75,6 +77,7 @@ def _schema() -> str:
         statements.append(f"CREATE TABLE IF NOT EXISTS {table.name} ({body}, "
                           f"PRIMARY KEY ({', '.join(table.key)}))")
     statements.append("CREATE INDEX IF NOT EXISTS bars_by_end ON bars (symbol, timeframe, end)")
+    statements.append("CREATE INDEX IF NOT EXISTS scan_by_ts ON scan (ts)")  # retention
     return ";\n".join(statements) + ";"
 
 
@@ -127,11 +130,16 @@ class StoreWriter:
     Args:
         path: the SQLite file.
         timeout_s: how long a write waits for a lock another process holds.
+        scan_retention_s: keep scan rows this long behind the newest scan time written
+            (None: keep every row).
     """
 
-    def __init__(self, path: str | Path, timeout_s: float = _BUSY_TIMEOUT_S):
+    def __init__(self, path: str | Path, timeout_s: float = _BUSY_TIMEOUT_S,
+                 scan_retention_s: float | None = None):
         self.path = Path(path)
         self._connection = open_store(self.path, timeout_s)
+        self._scan_retention_us = (None if scan_retention_s is None
+                                   else round(scan_retention_s * 1_000_000))
         self._statements = {}
         self._values = {}
         for table in TABLES.values():
@@ -161,6 +169,10 @@ class StoreWriter:
             with self._connection:
                 for kind, batch in rows.items():
                     self._connection.executemany(self._statements[kind], batch)
+                if "scan" in rows and self._scan_retention_us is not None:
+                    newest = max(row[2] for row in rows["scan"])  # ts, third field
+                    self._connection.execute("DELETE FROM scan WHERE ts < ?",
+                                             (newest - self._scan_retention_us,))
         except sqlite3.Error as error:
             raise StoreError(f"cannot write the store {self.path}: {error}") from error
 
@@ -174,16 +186,19 @@ class StoreSink(DynamicSink[Any]):
 
     Delivery: each batch is committed in ``write_batch``; with idempotent upserts a resumed
     flow that replays a batch leaves the same content (effectively exactly-once).
+    ``scan_retention_s`` is the writers' retention of scan rows (None: keep all).
     """
 
-    def __init__(self, path: str | Path, timeout_s: float = _BUSY_TIMEOUT_S):
+    def __init__(self, path: str | Path, timeout_s: float = _BUSY_TIMEOUT_S,
+                 scan_retention_s: float | None = None):
         self.path = Path(path)
         self.timeout_s = timeout_s
+        self.scan_retention_s = scan_retention_s
         open_store(self.path, timeout_s).close()  # fail at start-up, not in a worker
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _StorePartition:
         """One writer per worker."""
-        return _StorePartition(StoreWriter(self.path, self.timeout_s))
+        return _StorePartition(StoreWriter(self.path, self.timeout_s, self.scan_retention_s))
 
 
 class _StorePartition(StatelessSinkPartition[Any]):

@@ -23,6 +23,7 @@ from pairflow.errors import ConfigError
 from pairflow.pair_settings import PairSettings
 from pairflow.records import SYMBOL_PATTERN
 from pairflow.timeframes import parse_timeframes
+from pairflow.universe.settings import ScanSettings
 
 T = TypeVar("T")
 
@@ -90,6 +91,14 @@ class PairflowConfig:
             the last snapshot.
         snapshot_s: seconds between snapshots (the epoch length, also the backpressure step).
         store_timeout_s: how long a store write waits for a lock held by another process.
+        universe: symbols whose every pair is scanned (``A/B``, A before B), or empty.
+        scan_timeframe: the universe scan's timeframe.
+        scan_window: aligned bars in each scanned pair's window.
+        scan_every: bars between scan times.
+        vr_lag: the scan's variance ratio lag.
+        hurst_max_lag: largest lag of the scan's Hurst exponent.
+        scan_retention_days: days of scan rows the store keeps behind the newest scan
+            (None: all).
     """
 
     symbols: tuple[str, ...] = ()
@@ -121,12 +130,24 @@ class PairflowConfig:
     recovery_dir: str | None = None
     store_timeout_s: float = 30.0
     snapshot_s: float = 10.0
+    # The scan settings' defaults are ScanSettings', stated there once.
+    universe: tuple[str, ...] = ScanSettings.universe
+    scan_timeframe: str = ScanSettings.scan_timeframe
+    scan_window: int = ScanSettings.scan_window
+    scan_every: int = ScanSettings.scan_every
+    vr_lag: int = ScanSettings.vr_lag
+    hurst_max_lag: int = ScanSettings.hurst_max_lag
+    scan_retention_days: float | None = 7.0
 
     def __post_init__(self) -> None:
         self._check_symbols()
         self._check_pairs()
         parse_timeframes(list(self.timeframes))
         _ = self.pair_settings
+        _ = self.scan_settings
+        if self.scan_retention_days is not None and not self.scan_retention_days > 0:
+            raise ConfigError(f"scan_retention_days must be > 0 (or unset: keep all), got "
+                              f"{self.scan_retention_days}")
         self._check_run()
 
     def _check_symbols(self) -> None:
@@ -177,6 +198,14 @@ class PairflowConfig:
         return PairSettings(window=self.window, price=self.price, lag=self.lag,
                             entry_z=self.entry_z, exit_z=self.exit_z,
                             cooldown_bars=self.cooldown_bars)
+
+    @property
+    def scan_settings(self) -> ScanSettings:
+        """The universe scan's settings (checked when built; price and lag are the pairs')."""
+        return ScanSettings(universe=self.universe, scan_timeframe=self.scan_timeframe,
+                            scan_window=self.scan_window, scan_every=self.scan_every,
+                            vr_lag=self.vr_lag, hurst_max_lag=self.hurst_max_lag,
+                            price=self.price, lag=self.lag)
 
     @property
     def lateness_us(self) -> int:
@@ -295,7 +324,8 @@ def _timeframes(value: Any) -> tuple[str, ...]:
 
 #: Conversions of the fields whose text form is more than their type.
 _CONFIG_PARSERS: dict[str, Callable[[Any], Any]] = {
-    "symbols": _upper_names, "pairs": _upper_names, "timeframes": _timeframes,
+    "symbols": _upper_names, "pairs": _upper_names, "universe": _upper_names,
+    "timeframes": _timeframes,
     "lag": parse_lag, "speed": parse_speed,
 }
 

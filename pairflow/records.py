@@ -292,9 +292,45 @@ class Health:
         return self.stream
 
 
-Record = Tick | Bar | PairStats | Alert | DeadLetter | Health
+@dataclass(frozen=True, slots=True)
+class ScanRecord:
+    """Statistics of pair ``A/B`` of a universe scan at scan time ``ts`` (bar end, µs).
+
+    A regressed on B over the pair's last ``window`` aligned bars (both legs have a bar) at
+    or before ``ts``; ``as_of`` is the end of the latest of them (``None``: the legs never
+    had a bar at the same end). Statistics are ``None`` when undefined, and ``reason`` says
+    why (``"n < window"`` before ``window`` aligned bars). Definitions: ``docs/statistics.md``.
+    """
+
+    kind: ClassVar[str] = "scan"
+    pair: str
+    timeframe: str
+    ts: int
+    as_of: int | None
+    window: int
+    n: int
+    beta: float | None
+    zscore: float | None
+    corr: float | None
+    half_life: float | None
+    eg_stat: float | None
+    eg_pvalue_yx: float | None
+    eg_pvalue_xy: float | None
+    eg_pvalue: float | None
+    eg_qvalue: float | None
+    variance_ratio: float | None
+    hurst: float | None
+    reason: str | None
+
+    @property
+    def key(self) -> str:
+        """Kafka key and stream key: ``A/B|timeframe``."""
+        return f"{self.pair}|{self.timeframe}"
+
+
+Record = Tick | Bar | PairStats | Alert | DeadLetter | Health | ScanRecord
 RECORD_TYPES: dict[str, type] = {
-    cls.kind: cls for cls in (Tick, Bar, PairStats, Alert, DeadLetter, Health)
+    cls.kind: cls for cls in (Tick, Bar, PairStats, Alert, DeadLetter, Health, ScanRecord)
 }
 #: The JSON name of ``Alert.alert_kind`` is ``kind`` (DESIGN.md); Python reserves ``kind``
 #: on every record class for the record type.
@@ -335,7 +371,7 @@ def from_json(cls: type, payload: bytes | str) -> Any:
 
 
 #: Fields holding µs timestamps; CSV writes them as ISO-8601 UTC with microseconds.
-TIME_FIELDS = frozenset({"start", "end", "ts", "recv_ts"})
+TIME_FIELDS = frozenset({"start", "end", "ts", "recv_ts", "as_of"})
 
 
 def write_csv(handle: Any, cls: type, rows: Iterable[dict[str, Any]]) -> None:

@@ -17,6 +17,7 @@ from pairflow.records import (
     DeadLetter,
     Health,
     PairStats,
+    ScanRecord,
     Tick,
     field_names,
     to_json,
@@ -24,7 +25,8 @@ from pairflow.records import (
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 #: Schema file stem of each record kind.
-SCHEMA_NAMES = {kind: kind for kind in ("tick", "bar", "pair", "alert", "deadletter", "health")}
+SCHEMA_NAMES = {kind: kind for kind in ("tick", "bar", "pair", "alert", "deadletter", "health",
+                                         "scan")}
 
 
 def load_schema(kind: str) -> dict[str, Any]:
@@ -79,6 +81,16 @@ def sample_records() -> list[Any]:
                last_message_age_s=None, messages_per_s=0.0, reconnects=3, gaps_found=2,
                trades_backfilled=0, gaps_unrecovered=1, latency_p50_ms=None,
                latency_p99_ms=None, clock_skew_ms=None, event="reconnecting"),
+        ScanRecord(pair="ETHBTC/LTCBTC", timeframe="1m", ts=t0 + 3_600_000_000,
+                   as_of=t0 + 3_540_000_000, window=240, n=240, beta=0.93, zscore=-1.7,
+                   corr=0.61, half_life=35.2, eg_stat=-3.9, eg_pvalue_yx=0.01,
+                   eg_pvalue_xy=0.02, eg_pvalue=0.02, eg_qvalue=0.04, variance_ratio=0.42,
+                   hurst=0.31, reason=None),
+        ScanRecord(pair="ETHBTC/XMRBTC", timeframe="1m", ts=t0 + 3_600_000_000, as_of=None,
+                   window=240, n=0, reason="n < window",
+                   **dict.fromkeys(["beta", "zscore", "corr", "half_life", "eg_stat",
+                                    "eg_pvalue_yx", "eg_pvalue_xy", "eg_pvalue", "eg_qvalue",
+                                    "variance_ratio", "hurst"])),
     ]  # fmt: skip
 
 

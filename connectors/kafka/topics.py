@@ -15,6 +15,7 @@ TOPIC_SUFFIXES: Final[dict[str, str]] = {
     "alert": "alerts",
     "deadletter": "deadletter",
     "health": "health",
+    "scan": "scan",
 }
 
 
