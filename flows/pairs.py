@@ -76,12 +76,13 @@ class _BarLogic(StatefulBatchLogic):
 
 
 def _pair_step(config: PairflowConfig) -> Callable:
-    settings = config.pair_settings
+    settings = {timeframe: config.pair_settings(timeframe) for timeframe in config.timeframes}
 
     def step(state: PairState | None, value: tuple[str, int, Bar]) -> tuple[PairState, list]:
         pair, leg, bar = value
         if state is None:
-            state = PairState(pair, bar.timeframe, settings.estimator, settings.alert_state())
+            own = settings[bar.timeframe]
+            state = PairState(pair, bar.timeframe, own.estimator, own.alert_state())
         return state, state.update(leg, bar)
 
     return step

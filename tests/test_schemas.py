@@ -19,6 +19,7 @@ from pairflow.records import (
     PairStats,
     Tick,
     field_names,
+    schema_version,
     to_json,
 )
 
@@ -43,7 +44,8 @@ def sample_records() -> list[Any]:
     stats = dict(pair="BTCUSDT/ETHUSDT", timeframe="1s", y=10.95, x=7.80, window=120, price="log")
     undefined = dict.fromkeys(
         ["beta", "alpha", "spread", "spread_mean", "spread_std", "zscore", "corr", "adf_stat",
-         "adf_pvalue", "adf_lags", "eg_stat", "eg_pvalue", "half_life"]
+         "adf_pvalue", "adf_lags", "eg_stat", "eg_pvalue", "half_life", "beta_ols",
+         "beta_kalman", "beta_rls", "beta_se"]
     )  # fmt: skip
     alert = dict(pair="BTCUSDT/ETHUSDT", timeframe="1s")
     return [
@@ -62,7 +64,8 @@ def sample_records() -> list[Any]:
         PairStats(ts=t0 + 120_000_000, n=120, beta=1.02, alpha=2.99, spread=3.0,
                   spread_mean=2.99, spread_std=0.0012, zscore=2.1, corr=0.83, adf_stat=-3.2,
                   adf_pvalue=0.018, adf_lags=1, eg_stat=-3.4, eg_pvalue=0.05, half_life=42.0,
-                  lag="carry", reason=None, **stats),
+                  beta_ols=1.02, beta_kalman=1.01, beta_rls=1.03, beta_se=0.004, lag="carry",
+                  reason=None, **stats),
         PairStats(ts=t0 + 5_000_000, n=5, lag="carry", reason="n < window", **undefined, **stats),
         Alert(alert_id="BTCUSDT/ETHUSDT|1s|1723075320000000|enter_upper", ts=t0 + 120_000_000,
               alert_kind="enter_upper", zscore=4.2, threshold=2.0, spread=0.004, beta=1.02,
@@ -96,7 +99,9 @@ def test_schema_fields_equal_record_fields(kind: str) -> None:
     assert list(schema["properties"]) == expected
     assert schema["required"] == expected
     assert schema["additionalProperties"] is False
-    assert schema["properties"]["v"] == {"const": 1, "description": "schema version"}
+    assert schema["properties"]["v"] == {"const": schema_version(kind),
+                                         "description": "schema version"}
+    assert schema["$id"] == f"urn:pairflow:schema:{kind}:{schema_version(kind)}"
 
 
 def test_samples_cover_every_kind() -> None:
@@ -106,7 +111,7 @@ def test_samples_cover_every_kind() -> None:
 @pytest.mark.parametrize("record", sample_records(), ids=lambda r: r.kind)
 def test_serialised_records_validate(record: Any) -> None:
     value = msgspec.json.decode(to_json(record))
-    assert value["v"] == 1
+    assert value["v"] == schema_version(record.kind)
     validator(record.kind).validate(value)
 
 
@@ -128,6 +133,9 @@ def test_schemas_reject_what_the_contract_forbids() -> None:
     pair = msgspec.json.decode(to_json(sample_records()[4]))
     assert _errors("pair", {**pair, "pair": "BTCUSDT-ETHUSDT"})
     assert not _errors("pair", {**pair, "zscore": None, "reason": "zero variance"})
+    assert _errors("pair", {**pair, "v": 1})
+    assert _errors("pair", {k: v for k, v in pair.items() if k != "beta_kalman"})
+    assert _errors("pair", {**pair, "beta_se": -0.1})
     alert = msgspec.json.decode(to_json(sample_records()[6]))
     assert alert["kind"] == "enter_upper"
     assert _errors("alert", {**alert, "kind": "enter"})
