@@ -78,7 +78,8 @@ ExitZ = Annotated[float | None, typer.Option("--exit-z", help=with_default(
 Beta = Annotated[str | None, typer.Option(help=with_default(
     "Hedge ratio the z-score and alerts follow: ols, kalman or rls.", "beta"))]
 KalmanDelta = Annotated[float | None, typer.Option(help=with_default(
-    "Kalman random-walk variance delta / (1 - delta) of alpha and beta per bar.",
+    "Kalman state noise delta: alpha and beta take random-walk steps of variance "
+    "delta / (1 - delta) per bar.",
     "kalman_delta"))]
 KalmanObsVar = Annotated[float | None, typer.Option(help=described(
     "Kalman observation variance.", "the first window's OLS residual variance"))]

@@ -140,3 +140,25 @@ def test_schemas_reject_what_the_contract_forbids() -> None:
     assert alert["kind"] == "enter_upper"
     assert _errors("alert", {**alert, "kind": "enter"})
     assert _errors("alert", {**alert, "zscore": None})
+
+
+def test_a_store_written_before_pair_schema_2_gains_its_columns(tmp_path):
+    """Opening an older store for writing adds the hedge-ratio columns (null in old rows)."""
+    import sqlite3
+
+    from connectors.store import StoreReader, StoreWriter
+
+    path = tmp_path / "old.db"
+    StoreWriter(path).close()
+    added = ("beta_ols", "beta_kalman", "beta_rls", "beta_se")
+    with sqlite3.connect(path) as connection:
+        for column in added:
+            connection.execute(f'ALTER TABLE pairs DROP COLUMN "{column}"')
+        connection.execute("INSERT INTO pairs (pair, timeframe, ts, window, n, price, lag) "
+                           "VALUES ('BTCUSDT/ETHUSDT', '1s', 1, 120, 5, 'log', 'aic')")
+    writer = StoreWriter(path)
+    writer.write([sample_records()[4]])
+    writer.close()
+    rows = {row["ts"]: row for row in StoreReader(path).query("pairs")}
+    assert [rows[1][c] for c in added] == [None] * 4
+    assert [rows[sample_records()[4].ts][c] for c in added] == [1.02, 1.01, 1.03, 0.004]
