@@ -268,8 +268,7 @@ class PairEstimator:
         if flat_x or not cxx > 0.0:
             return PairResult(y=y, x=x, n=n, corr=_finite(corr),
                               reason="; ".join([ZERO_VAR_X, *reasons]))
-        kalman = self._hedge.kalman()
-        rls = self._hedge.rls()
+        kalman, rls = self._hedge.estimates()
         recursive = {"beta_kalman": kalman and kalman[1], "beta_rls": rls and rls[1]}
         if flat_y:
             # y constant: beta = 0 exactly, the spread is y itself and does not vary

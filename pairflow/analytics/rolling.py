@@ -243,10 +243,8 @@ class HedgeRatios:
         >>> hedge = HedgeRatios(EstimatorSettings(window=10, rls_lambda=1.0))
         >>> for y, x in [(1.0, 1.0), (3.0, 2.0), (5.0, 3.0)]:
         ...     hedge.update(y, x)
-        >>> hedge.rls()
-        (-1.0, 2.0)
-        >>> hedge.kalman() is None
-        True
+        >>> hedge.estimates()
+        (None, (-1.0, 2.0))
     """
 
     def __init__(self, settings: EstimatorSettings) -> None:
@@ -281,17 +279,16 @@ class HedgeRatios:
         # in (a, b), a the fitted y at x_mean, the OLS estimates are uncorrelated
         self.state[5:13] = (1.0, y_mean, beta, x_mean, s2 / n, 0.0, s2 / sxx, r)
 
-    def kalman(self) -> tuple[float, float] | None:
-        """``(alpha, beta)`` of the Kalman filter, or ``None`` before it starts."""
-        if not self.kalman_started:
-            return None
-        a, b, xc = self.state[6], self.state[7], self.state[8]
-        return float(a - b * xc), float(b)
+    def estimates(self) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
+        """``(alpha, beta)`` of the Kalman filter and of RLS.
 
-    def rls(self) -> tuple[float, float] | None:
-        """``(alpha, beta)`` of RLS, or ``None`` while x has not varied."""
-        _, mx, my, cxx, cxy = self.state[:5]
+        Returns:
+            ``(kalman, rls)``; the Kalman pair is ``None`` before the filter starts, the
+            RLS pair while x has not varied.
+        """
+        _, mx, my, cxx, cxy, started, a, b, xc = self.state.tolist()[:9]
+        kalman = (a - b * xc, b) if started else None
         if not cxx > 0.0:
-            return None
+            return kalman, None
         beta = cxy / cxx
-        return float(my - beta * mx), float(beta)
+        return kalman, (my - beta * mx, beta)
