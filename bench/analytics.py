@@ -13,9 +13,10 @@ For each window it prints microseconds per bar of
 
 and the ratio statsmodels / pairflow. Nothing is asserted: timings are measured.
 
-Then, per window, the hedge-ratio choice (``beta = ols | kalman | rls``, each run computing all
-three β), the two recursive estimators' own per-bar part (one compiled call, measured alone)
-and the peak RSS of the process (``--hedge`` prints only this table).
+Then, per window, CPU µs per bar (less sensitive than wall time to a shared machine's load)
+under each hedge-ratio choice (``beta = ols | kalman | rls``, each run computing all three β),
+the two recursive estimators' own per-bar part (one compiled call, measured alone) and the
+peak RSS of the process (``--hedge`` prints only this table).
 
 ``python bench/analytics.py --accuracy`` instead prints, per field, the largest error against
 the exact oracle of the tests (``tests/analytics/analytics_oracle.py``) over every window of
@@ -57,7 +58,8 @@ def series(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return btc, eth
 
 
-def time_estimator(window: int, updates: int, reps: int = 3, beta: str = "ols") -> float:
+def time_estimator(window: int, updates: int, reps: int = 3, beta: str = "ols",
+                   clock=time.perf_counter) -> float:
     """Median over ``reps`` blocks of microseconds per update + result, window full."""
     y, x = series(window + reps * updates)
     est = PairEstimator(EstimatorSettings(window=window, price="log", lag="aic", beta=beta))
@@ -67,11 +69,11 @@ def time_estimator(window: int, updates: int, reps: int = 3, beta: str = "ols") 
     blocks = []
     for r in range(reps):
         first = window + r * updates
-        t0 = time.perf_counter()
+        t0 = clock()
         for k in range(first, first + updates):
             est.update(y[k], x[k])
             est.result()
-        blocks.append((time.perf_counter() - t0) / updates * 1e6)
+        blocks.append((clock() - t0) / updates * 1e6)
     return statistics.median(blocks)
 
 
@@ -86,25 +88,26 @@ def time_hedge_part(updates: int, reps: int = 3) -> float:
     blocks = []
     for r in range(reps):
         first = 1 + r * updates
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         for k in range(first, first + updates):
             hedge.update(y[k], x[k])
             hedge.estimates()
-        blocks.append((time.perf_counter() - t0) / updates * 1e6)
+        blocks.append((time.process_time() - t0) / updates * 1e6)
     return statistics.median(blocks)
 
 
 def hedge_table(windows: list[int], quick: bool) -> None:
-    """µs per bar under each hedge-ratio choice, side by side in this process."""
+    """CPU µs per bar under each hedge-ratio choice, side by side in this process."""
     part = time_hedge_part(2000 if quick else 20000)
-    print(f"\nhedge ratio choice, µs per bar (update + result; Kalman + RLS part alone "
+    print(f"\nhedge ratio choice, CPU µs per bar (update + result; Kalman + RLS part alone "
           f"{part:.2f} µs)")
     print(f"{'window':>7} {'ols':>8} {'kalman':>8} {'rls':>8} {'kalman/ols':>11} {'rls/ols':>8}")
     for window in windows:
         updates = max(window, 600 if quick else 3000)
         # interleaved rounds, median of each: the three choices see the same machine load
-        rounds = [{beta: time_estimator(window, updates, reps=1, beta=beta)
-                   for beta in ("ols", "kalman", "rls")} for _ in range(3)]
+        rounds = [{beta: time_estimator(window, updates, reps=1, beta=beta,
+                                        clock=time.process_time)
+                   for beta in ("ols", "kalman", "rls")} for _ in range(5)]
         us = {beta: statistics.median(r[beta] for r in rounds) for beta in rounds[0]}
         print(f"{window:>7} {us['ols']:>8.1f} {us['kalman']:>8.1f} {us['rls']:>8.1f} "
               f"{us['kalman'] / us['ols']:>10.2f}x {us['rls'] / us['ols']:>7.2f}x")
