@@ -2,10 +2,11 @@
 
 The input is the real BTCUSDT + ETHUSDT spot tape (``pairflow/data``, the `@trade` frames of
 ``../shared/data/binance-spot-2024-08-08``) looped until it holds at least ``--ticks`` trades.
-Loop ``k`` shifts every time (trade time ``T``, event time ``E``, receive time) by ``k`` times
-the tape's span plus one second and every trade id by ``k`` times the tape's id range, so the
-looped tape is one long, contiguous, duplicate-free recording — a deterministic transform of
-real data, not new data. It is written once, gzip level 1, under ``.cache/bench/``.
+The loop transform (:mod:`connectors.replay.loop`): loop ``k`` shifts every time (trade time
+``T``, event time ``E``, receive time) by ``k`` times the tape's span plus one second and every
+trade id by ``k`` times the tape's id range, so the looped tape is one long, contiguous,
+duplicate-free recording — a deterministic transform of real data, not new data. It is written
+once, gzip level 1, under ``.cache/bench/``.
 
 Both paths run in this process on the same file and produce 1s/1m/5m bars of both symbols in an
 SQLite file:
@@ -39,45 +40,16 @@ CACHE = ROOT / ".cache" / "bench"
 TIMEFRAMES = ("1s", "1m", "5m")
 
 
-def _trade_lines() -> list[tuple[int, dict]]:
-    lines = []
-    for path in TAPE:
-        with gzip.open(path, "rt") as handle:
-            for line in handle:
-                recv, _, frame = line.rstrip("\n").partition(" ")
-                if '@trade"' in frame[:40]:
-                    lines.append((int(recv), json.loads(frame)))
-    lines.sort(key=lambda item: item[0])
-    return lines
-
-
 def looped_tape(min_ticks: int) -> tuple[Path, int]:
     """The looped tape file (made once) and its number of trades."""
-    base = _trade_lines()
+    from connectors.replay.loop import trade_lines, write_looped
+
+    base = trade_lines(TAPE)
     loops = -(-min_ticks // len(base))
     path = CACHE / f"looped-{loops}x-{len(base)}.gz"
     if path.exists():
         return path, loops * len(base)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    times = [f["data"]["T"] for _, f in base]
-    span_ms = max(times) - min(times) + 1000
-    ids: dict[str, list[int]] = {}
-    for _, frame in base:
-        ids.setdefault(frame["data"]["s"], []).append(frame["data"]["t"])
-    id_range = {s: max(v) - min(v) + 1 for s, v in ids.items()}
-    tmp = path.with_suffix(".tmp")
-    with gzip.open(tmp, "wt", compresslevel=1) as out:
-        for k in range(loops):
-            for recv, frame in base:
-                data = dict(frame["data"])
-                data["T"] += k * span_ms
-                data["E"] += k * span_ms
-                data["t"] += k * id_range[data["s"]]
-                shifted = {"stream": frame["stream"], "data": data}
-                out.write(f"{recv + k * span_ms * 1_000_000} "
-                          f"{json.dumps(shifted, separators=(',', ':'))}\n")
-    os.replace(tmp, path)
-    return path, loops * len(base)
+    return path, write_looped(base, loops, path)
 
 
 def run_pairflow(tape: Path, store: Path) -> tuple[float, dict]:
