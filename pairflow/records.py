@@ -24,7 +24,7 @@ from pairflow.analytics.result import PairResult
 
 SCHEMA_VERSION = 1
 #: Record kinds whose contract changed since version 1: ``pair`` 2 added the hedge ratios
-#: ``beta_ols``, ``beta_kalman``, ``beta_rls`` and ``beta_se``.
+#: ``beta_ols``, ``beta_kalman``, ``beta_rls``, ``beta_se`` and the estimator's ``hedge``.
 SCHEMA_VERSIONS: dict[str, int] = {"pair": 2}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TickSource = Literal["live", "replay", "backfill"]
@@ -160,19 +160,19 @@ class _PairRecord:
     @classmethod
     def of(
         cls, result: PairResult, *, pair: str, timeframe: str, ts: int, window: int, price: str,
-        lag: str,
+        lag: str, hedge: str,
     ) -> PairStats:
         """The record of an estimator's result for pair ``pair`` at bar end ``ts``."""
         values = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
         return cls(pair=pair, timeframe=timeframe, ts=ts, window=window, price=price, lag=lag,
-                   **values)
+                   hedge=hedge, **values)
 
 
 #: The record's own fields, each group placed before the :class:`PairResult` field named.
 _PAIR_CONTEXT = {
     "y": (("pair", "str"), ("timeframe", "str"), ("ts", "int")),
     "n": (("window", "int"),),
-    "reason": (("price", "str"), ("lag", "str")),
+    "reason": (("price", "str"), ("lag", "str"), ("hedge", "str")),
 }
 
 PairStats = dataclasses.make_dataclass(
@@ -192,8 +192,10 @@ PairStats = dataclasses.make_dataclass(
 
     Fields: ``pair``, ``timeframe``, ``ts``, then the estimator's
     :class:`~pairflow.analytics.PairResult` (``y``, ``x``, ``n``, the statistics ``beta`` to
-    ``half_life``, ``reason``) with the settings ``window`` before ``n`` and ``price``,
-    ``lag`` before ``reason`` (``schemas/pair.schema.json``). The statistics are declared
+    ``half_life``, the hedge ratios ``beta_ols`` … ``beta_se``, ``reason``) with the settings
+    ``window`` before ``n`` and ``price``, ``lag``, ``hedge`` (the hedge-ratio estimator and
+    its settings, ``EstimatorSettings.hedge_label``) before ``reason``
+    (``schemas/pair.schema.json``). The statistics are declared
     once, by ``PairResult``.
 
     Undefined statistics are ``None`` and ``reason`` says why; when a leg has no bar at

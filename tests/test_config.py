@@ -244,6 +244,7 @@ def test_each_timeframe_pair_step_uses_its_own_window():
         first = next(i for i, r in enumerate(stats) if r.beta is not None)
         assert first == window - 1 and stats[first].n == window
         assert all(r.beta == r.beta_rls for r in stats[first:])
+        assert {r.hedge for r in stats} == {"rls lambda=0.99"}
 
 
 @pytest.mark.parametrize("extra,fragment", [

@@ -65,8 +65,9 @@ def sample_records() -> list[Any]:
                   spread_mean=2.99, spread_std=0.0012, zscore=2.1, corr=0.83, adf_stat=-3.2,
                   adf_pvalue=0.018, adf_lags=1, eg_stat=-3.4, eg_pvalue=0.05, half_life=42.0,
                   beta_ols=1.02, beta_kalman=1.01, beta_rls=1.03, beta_se=0.004, lag="carry",
-                  reason=None, **stats),
-        PairStats(ts=t0 + 5_000_000, n=5, lag="carry", reason="n < window", **undefined, **stats),
+                  hedge="kalman delta=1e-10 obs_var=auto", reason=None, **stats),
+        PairStats(ts=t0 + 5_000_000, n=5, lag="carry", hedge="ols", reason="n < window",
+                  **undefined, **stats),
         Alert(alert_id="BTCUSDT/ETHUSDT|1s|1723075320000000|enter_upper", ts=t0 + 120_000_000,
               alert_kind="enter_upper", zscore=4.2, threshold=2.0, spread=0.004, beta=1.02,
               **alert),
@@ -136,6 +137,7 @@ def test_schemas_reject_what_the_contract_forbids() -> None:
     assert _errors("pair", {**pair, "v": 1})
     assert _errors("pair", {k: v for k, v in pair.items() if k != "beta_kalman"})
     assert _errors("pair", {**pair, "beta_se": -0.1})
+    assert _errors("pair", {**pair, "hedge": None})
     alert = msgspec.json.decode(to_json(sample_records()[6]))
     assert alert["kind"] == "enter_upper"
     assert _errors("alert", {**alert, "kind": "enter"})

@@ -8,7 +8,14 @@ from typing import Literal
 
 from pairflow.analytics.errors import SettingsError
 
-__all__ = ["HEDGE_METHODS", "MIN_WINDOW", "EstimatorSettings", "parse_lag", "schwert_maxlag"]
+__all__ = [
+    "HEDGE_METHODS",
+    "MIN_WINDOW",
+    "EstimatorSettings",
+    "parse_hedge_label",
+    "parse_lag",
+    "schwert_maxlag",
+]
 
 #: Smallest window: below it the ADF regressions have (almost) no degrees of freedom.
 MIN_WINDOW = 10
@@ -61,6 +68,33 @@ def schwert_maxlag(nobs: int, ntrend: int) -> int:
 
 def _is_real(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_LABEL_KEYS = {"delta": "kalman_delta", "obs_var": "kalman_obs_var", "lambda": "rls_lambda"}
+
+
+def parse_hedge_label(label: str) -> dict[str, str | float | None]:
+    """The hedge-ratio settings of a ``hedge`` label (see ``EstimatorSettings.hedge_label``).
+
+    Returns:
+        ``beta`` and the settings the label names, as ``EstimatorSettings`` keywords.
+
+    Raises:
+        SettingsError: a label that is not one ``hedge_label`` writes.
+
+    >>> parse_hedge_label("kalman delta=1e-09 obs_var=auto")
+    {'beta': 'kalman', 'kalman_delta': 1e-09, 'kalman_obs_var': None}
+    """
+    method, *pairs = label.split()
+    settings: dict[str, str | float | None] = {"beta": method}
+    try:
+        for pair in pairs:
+            key, value = pair.split("=")
+            settings[_LABEL_KEYS[key]] = None if value == "auto" else float(value)
+    except (KeyError, ValueError) as error:
+        raise SettingsError(f"hedge label {label!r} is not ols, kalman delta=D obs_var=V or "
+                            f"rls lambda=L") from error
+    return settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +168,23 @@ class EstimatorSettings:
                     f"lag must be at most window // 2 - 2 = {bound} for window {self.window}, "
                     f"got {self.lag}"
                 )
+
+    @property
+    def hedge_label(self) -> str:
+        """The hedge-ratio settings as one text, as pair records carry them (``hedge``).
+
+        ``"ols"``, ``"kalman delta=D obs_var=V"`` (``V`` ``"auto"`` when unset) or
+        ``"rls lambda=L"``, numbers to the last bit; :func:`parse_hedge_label` reads it back.
+
+        >>> EstimatorSettings(beta="kalman", kalman_delta=1e-9).hedge_label
+        'kalman delta=1e-09 obs_var=auto'
+        """
+        if self.beta == "kalman":
+            obs_var = "auto" if self.kalman_obs_var is None else repr(float(self.kalman_obs_var))
+            return f"kalman delta={float(self.kalman_delta)!r} obs_var={obs_var}"
+        if self.beta == "rls":
+            return f"rls lambda={float(self.rls_lambda)!r}"
+        return "ols"
 
     @property
     def kalman_state_var(self) -> float:

@@ -290,3 +290,31 @@ def test_a_restored_estimator_continues_the_filters_to_the_bit(real_bars):
         whole.update(yc, xc)
         restored.update(yc, xc)
         assert restored.result() == whole.result()
+
+
+@pytest.mark.parametrize("settings", [
+    EstimatorSettings(),
+    EstimatorSettings(beta="kalman"),
+    EstimatorSettings(beta="kalman", kalman_delta=3.3e-9, kalman_obs_var=1 / 3),
+    EstimatorSettings(beta="rls", rls_lambda=0.1 + 0.2),
+])
+def test_hedge_label_reads_back_to_the_same_settings(settings):
+    """Records carry the label, so a what-if can rebuild the flow's estimator exactly."""
+    from dataclasses import replace
+
+    from pairflow.analytics.settings import parse_hedge_label
+
+    again = replace(EstimatorSettings(), **parse_hedge_label(settings.hedge_label))
+    assert again.hedge_label == settings.hedge_label
+    assert (again.beta, again.kalman_delta if settings.beta == "kalman" else None,
+            again.kalman_obs_var, again.rls_lambda if settings.beta == "rls" else None) == (
+        settings.beta, settings.kalman_delta if settings.beta == "kalman" else None,
+        settings.kalman_obs_var, settings.rls_lambda if settings.beta == "rls" else None)
+
+
+@pytest.mark.parametrize("label", ["kalman delta", "rls lambda=x", "rls speed=1", "ols x=1=2"])
+def test_malformed_hedge_labels_are_refused(label):
+    from pairflow.analytics.settings import parse_hedge_label
+
+    with pytest.raises(SettingsError, match="hedge label"):
+        parse_hedge_label(label)
