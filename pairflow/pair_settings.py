@@ -2,14 +2,57 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pairflow.alerts import AlertState
 from pairflow.analytics.settings import EstimatorSettings, HedgeMethod, parse_lag
+from pairflow.timeframes import timeframe_us
 
 #: Defaults of the hedge-ratio settings, stated once (the estimator's).
 _HEDGE = EstimatorSettings()
+
+#: Bars in the window: one number for every timeframe, or ``(timeframe, bars)`` per timeframe.
+WindowSpec = int | tuple[tuple[str, int], ...]
+_WINDOW_HINT = "use a number of bars or TIMEFRAME=BARS pairs, e.g. 1s=300,1m=120,5m=48"
+
+
+def parse_window(value: Any) -> WindowSpec:
+    """A window as given by a user: one number of bars, or one per timeframe.
+
+    Accepts an int, its text, a mapping ``{timeframe: bars}`` (a TOML table) or the text
+    ``TIMEFRAME=BARS,...``. The bounds are checked with the other pair settings.
+
+    Raises:
+        ValueError: a malformed value or a repeated timeframe.
+        ConfigError: a malformed timeframe.
+
+    >>> parse_window("300"), parse_window("1m=120, 1s=300"), parse_window({"5m": 48})
+    (300, (('1s', 300), ('1m', 120)), (('5m', 48),))
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, Mapping):
+        items = [(str(k).strip(), v) for k, v in value.items()]
+    else:
+        text = str(value).strip()
+        if text.isdigit():
+            return int(text)
+        pairs = [[p.strip() for p in part.partition("=")[::2]]
+                 for part in text.split(",") if part.strip()]
+        if not pairs or any(not k or not v.isdigit() for k, v in pairs):
+            raise ValueError(_WINDOW_HINT)
+        items = [(k, int(v)) for k, v in pairs]
+    bars = {}
+    for name, count in items:
+        timeframe_us(name)  # a malformed timeframe names itself
+        if name in bars:
+            raise ValueError(f"timeframe {name} is given twice")
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise ValueError(_WINDOW_HINT)
+        bars[name] = int(count)
+    return tuple(sorted(bars.items(), key=lambda item: timeframe_us(item[0])))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from pairflow.analytics.errors import SettingsError
 
 __all__ = [
     "HEDGE_METHODS",
+    "HedgeMethod",
     "MIN_WINDOW",
     "EstimatorSettings",
     "parse_hedge_label",
