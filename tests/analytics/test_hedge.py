@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import math
 
+import hypothesis
 import mpmath
 import numpy as np
 import pytest
 from analytics_oracle import transform
+from hypothesis import strategies as st
 from statsmodels.tsa.statespace.kalman_filter import KalmanFilter
 
 from pairflow.analytics import EstimatorSettings, PairResult, SettingsError, run_history
@@ -318,3 +320,49 @@ def test_malformed_hedge_labels_are_refused(label):
 
     with pytest.raises(SettingsError, match="hedge label"):
         parse_hedge_label(label)
+
+
+# ---------------------------------------------------------------- degenerate input
+
+_HEDGED = ("beta", "alpha", "spread", "spread_mean", "spread_std", "zscore", "beta_ols",
+           "beta_kalman", "beta_rls", "beta_se")
+
+
+def _hedge_well_formed(r: PairResult) -> None:
+    for name in _HEDGED:
+        value = getattr(r, name)
+        assert value is None or (isinstance(value, float) and math.isfinite(value)), (name, value)
+        if value is None:
+            assert r.reason is not None, name
+    assert r.beta_se is None or r.beta_se >= 0.0
+
+
+@pytest.mark.parametrize("method", ["kalman", "rls"])
+def test_flat_and_collinear_legs_under_each_estimator(method):
+    rng = np.random.default_rng(5)
+    x = 100 + np.cumsum(rng.normal(size=120))
+    x[30:70] = x[30]
+    cases = {"flat x": (2 * x + rng.normal(size=120), x), "flat y": ([5.0] * 120, x),
+             "collinear": (10.0 + 3.0 * x, x)}
+    for name, (y, xs) in cases.items():
+        res = run_history(EstimatorSettings(window=25, price="raw", beta=method), y, xs)
+        for r in res:
+            _hedge_well_formed(r)
+        if name == "flat y":
+            assert res[-1].beta == 0.0 and res[-1].beta_ols == 0.0
+        if name == "collinear":
+            assert res[-1].beta_kalman == pytest.approx(3.0, rel=1e-6)
+            assert res[-1].beta_rls == pytest.approx(3.0, rel=1e-9)
+
+
+@hypothesis.settings(max_examples=40, deadline=None)
+@hypothesis.given(
+    data=st.lists(st.tuples(st.sampled_from([1.0, 1.5, 2.0, 1e5, 1e-5]),
+                            st.sampled_from([3.0, 3.5, 1e4, 1e-4])), min_size=1, max_size=50),
+    method=st.sampled_from(["kalman", "rls"]),
+    price=st.sampled_from(["log", "raw"]),
+)
+def test_arbitrary_input_never_nan_under_each_estimator(data, method, price):
+    ys, xs = zip(*data, strict=True)
+    for r in run_history(EstimatorSettings(window=10, price=price, beta=method), ys, xs):
+        _hedge_well_formed(r)
