@@ -32,8 +32,7 @@ setup-test: setup
         $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
     fi
 
-# replay the bundled real tape, looped 6x, at 10x real time into the demo store, and serve the
-# dashboard
+# replay the bundled real tape (looped 6x) at 10x real time into the demo store, serve the dashboard
 demo speed="10" port="5006": setup
     #!/usr/bin/env bash
     set -euo pipefail
