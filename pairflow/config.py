@@ -29,7 +29,6 @@ from pairflow.timeframes import parse_timeframes
 T = TypeVar("T")
 
 SourceKind = Literal["replay", "live", "kafka"]
-
 Market = Literal["spot", "usdm"]
 MARKETS: tuple[str, ...] = get_args(Market)
 
