@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from app import dashboard, live
+from app import convert, dashboard, export, live
 from app.console import run_reporting_errors
 from app.options import (
     Beta,
@@ -41,8 +41,7 @@ from app.options import (
 )
 from app.runner import RECOVERY_PARTITIONS, ensure_recovery_dir, print_summary, run_flow
 from pairflow.config import load_config
-from pairflow.errors import ConfigError
-from pairflow.records import iso_to_us, write_csv
+from pairflow.errors import ConfigError, InputFileError
 
 app = typer.Typer(
     add_completion=False,
@@ -111,62 +110,18 @@ def replay(
                             rls_lambda=rls_lambda)},
         toml_path=config_file,
     )
-    totals, elapsed = run_flow(config, workers, show_progress=sys.stderr.isatty())
+    input_errors: list[InputFileError] = []
+    totals, elapsed = run_flow(config, workers, show_progress=sys.stderr.isatty(),
+                               input_errors=input_errors)
     print_summary(totals, elapsed)
-
-
-@app.command()
-def export(
-    store: Annotated[Path, typer.Option(help="SQLite store written by replay/live.")],
-    kind: Annotated[str, typer.Option(help="bars, pairs, alerts or deadletter.")],
-    out: Annotated[str, typer.Option(help="CSV file to write, or - for stdout.")],
-    symbol: Annotated[str | None, typer.Option(help="Only this symbol (bars).")] = None,
-    pair: Annotated[str | None, typer.Option(help="Only this pair Y/X (pairs, alerts).")] = None,
-    timeframe: Annotated[str | None, typer.Option(help="Only this timeframe.")] = None,
-    start: Annotated[str | None, typer.Option(help="From this ISO-8601 time (inclusive).")] = None,
-    end: Annotated[str | None, typer.Option(help="Until this ISO-8601 time (exclusive).")] = None,
-) -> None:
-    """Export stored records as CSV: a header of the record's fields, times in ISO-8601 UTC."""
-    from connectors.store import TABLES, StoreReader
-
-    if kind not in TABLES:
-        raise ConfigError(f"unknown kind {kind!r}: choose bars, pairs, alerts or deadletter")
-    if symbol and pair:
-        raise ConfigError("give --symbol or --pair, not both")
-    where: dict[str, Any] = {}
-    if symbol:
-        if kind != "bars":
-            raise ConfigError("--symbol filters bars; use --pair for pairs and alerts")
-        where["symbol"] = symbol.upper()
-    if pair:
-        if kind not in ("pairs", "alerts"):
-            raise ConfigError("--pair filters pairs and alerts; use --symbol for bars")
-        where["pair"] = pair.upper()
-    if timeframe:
-        if kind == "deadletter":
-            raise ConfigError("dead letters have no timeframe")
-        where["timeframe"] = timeframe
-    try:
-        time_range = (iso_to_us(start) if start else None, iso_to_us(end) if end else None)
-    except ValueError as error:
-        raise ConfigError(f"--start/--end must be ISO-8601 times: {error}") from error
-    rows = StoreReader(store).query(kind, where, time_range)
-    handle = sys.stdout if out == "-" else _open_out(out)
-    try:
-        write_csv(handle, TABLES[kind].record, rows)
-    finally:
-        if handle is not sys.stdout:
-            handle.close()
-
-
-def _open_out(path: str):
-    try:
-        return open(path, "w", newline="", encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"cannot write {path}: {error.strerror}") from error
+    if input_errors:
+        # Everything readable was replayed and stored; the run still fails: a file ended early.
+        raise input_errors[0]
 
 
 live.register(app)
+export.register(app)
+convert.register(app)
 dashboard.register(app)
 
 

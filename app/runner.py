@@ -18,20 +18,23 @@ from pathlib import Path
 
 from app.signals import finish_stop, sigterm_interrupts
 from pairflow.config import PairflowConfig
-from pairflow.errors import ConfigError, PairflowError
+from pairflow.errors import ConfigError, InputFileError, PairflowError
 
 #: Recovery partitions made by default: the most workers (threads × processes) a resumed run
 #: may use; the count can never change for a recovery directory.
 RECOVERY_PARTITIONS = 4
 
 
-def run_flow(config: PairflowConfig, workers: int, show_progress: bool) -> tuple[Counter, float]:
+def run_flow(config: PairflowConfig, workers: int, show_progress: bool,
+             input_errors: list[InputFileError] | None = None) -> tuple[Counter, float]:
     """Run the flow in this process to its end or to a stop signal.
 
     Args:
         config: the checked configuration of the run.
         workers: worker threads.
         show_progress: draw a progress bar of the replayed bytes on stderr.
+        input_errors: receives the replayed files that could not be read to their end (cut
+            short, corrupt); the rest of the replay is done and stored.
 
     Returns:
         The run's counters and its elapsed seconds.
@@ -47,7 +50,8 @@ def run_flow(config: PairflowConfig, workers: int, show_progress: bool) -> tuple
 
     tally = CountTally()
     progress, on_progress = _progress_bar() if show_progress else (None, None)
-    flow = build_flow(config, tally, on_progress)
+    flow = build_flow(config, tally, on_progress,
+                      None if input_errors is None else input_errors.append)
     recovery = {}
     if config.recovery_dir:
         recovery = {"recovery_config": RecoveryConfig(ensure_recovery_dir(config.recovery_dir)),

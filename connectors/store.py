@@ -121,9 +121,12 @@ def open_store(path: str | Path, timeout_s: float = _BUSY_TIMEOUT_S) -> sqlite3.
 
 
 def dead_letter_id(letter: DeadLetter) -> str:
-    """The store key of a dead letter: a digest of what it is, not of when it came."""
+    """The store key of a dead letter: a digest of what it is and where it came from.
+
+    Not of when it came: a file replayed twice gives the same dead letters once.
+    """
     digest = hashlib.blake2b(digest_size=16)
-    for part in (letter.stage, letter.reason, letter.raw):
+    for part in (letter.stage, letter.reason, letter.raw, letter.origin):
         digest.update(part.encode("utf-8", "replace"))
         digest.update(b"\0")
     return digest.hexdigest()

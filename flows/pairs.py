@@ -7,6 +7,7 @@ variables or the TOML file named by ``PAIRFLOW_CONFIG``), or through ``pairflow 
 ::
 
     source ── TickChunk | Heartbeat | FeedGap ─► bars (per symbol) ─► Bar ─► fan_out ─►
+             ├ Bar (candles read as bars) ─────────────────────────► Bar ─┘      │
              └ DeadLetter, Count                   └ late → DeadLetter         │
                                                   pairs (per Y/X|tf): PairStats, Alert
     Bar, PairStats, Alert, DeadLetter ─► store (SQLite) and/or Kafka;  Count ─► tally
@@ -18,7 +19,7 @@ import copy
 import signal
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -29,11 +30,13 @@ from connectors.replay import ReplaySource
 from connectors.store import StoreSink
 from pairflow.bars import BarBuilder
 from pairflow.config import PairflowConfig, load_config
-from pairflow.errors import ConfigError
+from pairflow.errors import ConfigError, InputFileError
 from pairflow.metrics import Count, counts
-from pairflow.pairs import PairState
 from pairflow.records import Bar, DeadLetter, Health, Tick, to_json
 from pairflow.ticks import FeedGap, Heartbeat, TickChunk
+
+if TYPE_CHECKING:
+    from pairflow.pairs import PairState
 
 
 class _BarLogic(StatefulBatchLogic):
@@ -81,6 +84,10 @@ def _pair_step(config: PairflowConfig) -> Callable:
     def step(state: PairState | None, value: tuple[str, int, Bar]) -> tuple[PairState, list]:
         pair, leg, bar = value
         if state is None:
+            # Imported on a pair's first bar: the statistics (numba kernels, scipy) are
+            # start-up a run without pairs does not pay.
+            from pairflow.pairs import PairState
+
             own = settings[bar.timeframe]
             state = PairState(pair, bar.timeframe, own.estimator, own.alert_state())
         return state, state.update(leg, bar)
@@ -105,9 +112,16 @@ def _dead_count(letter: DeadLetter) -> Count:
     return Count(f"dead:{letter.reason.partition(':')[0]}", 1)
 
 
-def _source(config: PairflowConfig, on_progress: Callable | None) -> Any:
+def _source(config: PairflowConfig, on_progress: Callable | None,
+            on_input_error: Callable | None) -> Any:
     if config.source == "replay":
-        return ReplaySource(list(config.files), config.symbols, config.speed, on_progress)
+        source = ReplaySource(list(config.files), config.symbols, config.speed, on_progress,
+                              on_input_error)
+        for spec in source.files:
+            if spec.interval and spec.interval not in config.timeframes:
+                raise ConfigError(f"{spec.path.name} holds {spec.interval} candles: add "
+                                  f"{spec.interval} to --timeframes")
+        return source
     if config.source == "live":
         from connectors.binance.source import BinanceTradeSource
 
@@ -129,6 +143,7 @@ def build_flow(
     config: PairflowConfig,
     tally: CountTally | None = None,
     on_progress: Callable[[float, float], None] | None = None,
+    on_input_error: Callable[[InputFileError], None] | None = None,
 ) -> Dataflow:
     """The dataflow for ``config``.
 
@@ -137,6 +152,8 @@ def build_flow(
         tally: in-process totals of the run's counters (frames, ticks, bars, dead letters …);
             without one each worker logs its totals at the end.
         on_progress: replay progress callback ``(done, total)``.
+        on_input_error: called with each replayed file that could not be read to its end,
+            after everything else was emitted (else the replay raises the first).
 
     Raises:
         ConfigError: when no sink is configured.
@@ -144,20 +161,22 @@ def build_flow(
     if not (config.store or config.kafka):
         raise ConfigError("nowhere to write: give --store PATH and/or --kafka BOOTSTRAP")
     flow = Dataflow("pairflow")
-    source = op.map("as_chunks", op.input("source", flow, _source(config, on_progress)),
+    source = op.map("as_chunks", op.input("source", flow,
+                                          _source(config, on_progress, on_input_error)),
                     _as_chunk)
     # TickChunk | Heartbeat | FeedGap | DeadLetter | Health | Count
     is_count = op.branch("split_counts", source, lambda item: isinstance(item, Count))
     is_dead = op.branch("split_dead", is_count.falses, lambda i: isinstance(i, DeadLetter))
     is_health = op.branch("split_health", is_dead.falses, lambda i: isinstance(i, Health))
-    feed = op.key_on("by_symbol", is_health.falses, lambda item: item.symbol)
+    is_candle = op.branch("split_candles", is_health.falses, lambda i: isinstance(i, Bar))
+    feed = op.key_on("by_symbol", is_candle.falses, lambda item: item.symbol)
     # (symbol, TickChunk | Heartbeat | FeedGap)
     bar_out = op.key_rm("bars_out", op.stateful_batch(
         "bars", feed, lambda state: _BarLogic(state, config)))
     # Bar | DeadLetter(late) | Count
     bar_counts = op.branch("split_bar_counts", bar_out, lambda item: isinstance(item, Count))
     bars_or_late = op.branch("split_late", bar_counts.falses, lambda i: isinstance(i, Bar))
-    bars = bars_or_late.trues
+    bars = op.merge("all_bars", bars_or_late.trues, is_candle.trues)
     # Bar
     legs = op.flat_map("fan_out", bars, _fan_out(config))
     # ("Y/X|tf", (pair, leg, Bar))
@@ -179,7 +198,7 @@ def build_flow(
             config.kafka, config.kafka_prefix, partitions=config.kafka_partitions,
             delivery_timeout_s=config.kafka_timeout_s))
         if config.ticks_to_kafka:
-            chunks = op.filter("chunks", is_health.falses, lambda i: isinstance(i, TickChunk))
+            chunks = op.filter("chunks", is_candle.falses, lambda i: isinstance(i, TickChunk))
             ticks = op.flat_map("ticks", chunks, lambda chunk: chunk.ticks())
             op.output("kafka_ticks", ticks, KafkaRecordSink(
                 config.kafka, config.kafka_prefix, partitions=config.kafka_partitions,

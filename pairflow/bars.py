@@ -20,7 +20,6 @@ before them, trades were lost there and no flat price is invented.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,10 +35,9 @@ DEDUP_CAPACITY = 1 << 16
 #: market or a corrupt trade time (years ahead), not a day of flat prices: it is a gap.
 MAX_QUIET_US = 86_400_000_000
 _NO_TS = np.iinfo(np.int64).min
-
-# Slots of a partial (still open) window, kept as a plain list so state pickles cheaply.
-_OPEN_TS, _OPEN_ID, _OPEN, _CLOSE_TS, _CLOSE_ID, _CLOSE = range(6)
-_HIGH, _LOW, _VOLUME, _QUOTE, _TRADES, _TAKER_BUY, _FIRST_ID, _LAST_ID = range(6, 14)
+#: Held pieces of a timeframe's open windows merged into one beyond this many (a live feed
+#: sends many small chunks; each close looks at every piece).
+_MAX_PIECES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,18 +54,83 @@ class BarStepOut:
     duplicates: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Ticks:
+    """Ticks of open windows as columns, sorted by (trade time, trade id)."""
+
+    ts: np.ndarray
+    ids: np.ndarray
+    price: np.ndarray
+    qty: np.ndarray
+    quote: np.ndarray
+    taker_buy: np.ndarray
+    first_ids: np.ndarray
+    last_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def cut(self, ts: int) -> tuple[_Ticks, _Ticks]:
+        """(ticks before trade time ``ts``, the others)."""
+        at = int(np.searchsorted(self.ts, ts))
+        return (_Ticks(*(column[:at] for column in self.columns())),
+                _Ticks(*(column[at:] for column in self.columns())))
+
+    def columns(self) -> tuple[np.ndarray, ...]:
+        return (self.ts, self.ids, self.price, self.qty, self.quote, self.taker_buy,
+                self.first_ids, self.last_ids)
+
+    @staticmethod
+    def merged(pieces: list[_Ticks]) -> _Ticks:
+        """One sorted run of several sorted pieces."""
+        if len(pieces) == 1:
+            return pieces[0]
+        merged = _Ticks(*(np.concatenate(c) for c in zip(*(p.columns() for p in pieces),
+                                                         strict=True)))
+        ordered = all((a.ts[-1], a.ids[-1]) < (b.ts[0], b.ids[0])
+                      for a, b in zip(pieces, pieces[1:], strict=False) if len(a) and len(b))
+        if ordered:
+            return merged
+        order = np.lexsort((merged.ids, merged.ts))
+        return _Ticks(*(column[order] for column in merged.columns()))
+
+
 @dataclass
 class _TimeframeState:
     name: str
     length_us: int
-    open_windows: dict[int, list] = field(default_factory=dict)
+    held: list[_Ticks] = field(default_factory=list)  # ticks of windows not closed yet
     last_window: int | None = None
     last_close: float = 0.0
     last_trade_id: int = -1
 
 
+@dataclass(frozen=True, slots=True)
+class _Windows:
+    """Closed windows of one timeframe as columns, in window order (quiet ones have 0 trades)."""
+
+    wid: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    quote: np.ndarray
+    trades: np.ndarray
+    taker_buy: np.ndarray
+    first_id: np.ndarray
+    last_id: np.ndarray
+
+    def take(self, index: np.ndarray) -> _Windows:
+        return _Windows(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
+
+
 class BarBuilder:
     """Bars of one symbol for several timeframes; state is plain data so it pickles.
+
+    Work is columnar: a chunk is sorted once, and the windows it closes — traded and quiet —
+    are computed for all of them at once; Python work per chunk is per timeframe, not per
+    window, so a run of quiet windows costs little more than one.
 
     Args:
         symbol: the symbol whose ticks this builder folds.
@@ -100,7 +163,7 @@ class BarBuilder:
         self._max_ts = _NO_TS
         self._heartbeat_ts = _NO_TS
         self._recent_ids = np.empty(0, np.int64)
-        self._ghost_ids: list[int] = []
+        self._ghost_ids = np.empty(0, np.int64)  # sorted
         self._gaps: list[tuple[int, int]] = []
 
     @property
@@ -161,7 +224,8 @@ class BarBuilder:
         if len(ids) and (not len(self._recent_ids) or ids[0] > self._recent_ids[-1]) and (
                 len(ids) == 1 or bool((ids[1:] > ids[:-1]).all())):
             # The usual case, ids rising past all remembered ones: nothing to look up.
-            self._recent_ids = np.concatenate((self._recent_ids, ids))[-DEDUP_CAPACITY:]
+            self._recent_ids = np.concatenate((self._recent_ids, ids[-DEDUP_CAPACITY:]))[
+                -DEDUP_CAPACITY:]
             return chunk, 0
         _, first_index = np.unique(ids, return_index=True)
         keep = np.zeros(len(ids), bool)
@@ -177,54 +241,20 @@ class BarBuilder:
         return chunk.take(keep), len(ids) - kept
 
     def _remember_ghosts(self, ghost_ids: np.ndarray) -> None:
-        for gid in ghost_ids.tolist():
-            bisect.insort(self._ghost_ids, gid)
-        if len(self._ghost_ids) > DEDUP_CAPACITY:
-            del self._ghost_ids[: len(self._ghost_ids) - DEDUP_CAPACITY]
+        self._ghost_ids = np.union1d(self._ghost_ids, ghost_ids)[-DEDUP_CAPACITY:]
 
     def _fold(self, chunk: TickChunk) -> None:
+        """Hold the chunk's ticks, sorted, in every timeframe's open windows."""
         order = np.lexsort((chunk.trade_id, chunk.ts))
-        ts = chunk.ts[order]
-        ids = chunk.trade_id[order]
         price = chunk.price[order]
         qty = chunk.qty[order]
-        quote = price * qty
-        taker_buy = np.where(chunk.buyer_is_maker[order], 0.0, qty)
-        first_ids = chunk.first_trade_id[order]
-        last_ids = chunk.last_trade_id[order]
-        trades = last_ids - first_ids + 1
+        ticks = _Ticks(chunk.ts[order], chunk.trade_id[order], price, qty, price * qty,
+                       np.where(chunk.buyer_is_maker[order], 0.0, qty),
+                       chunk.first_trade_id[order], chunk.last_trade_id[order])
         for frame in self._frames:
-            window = ts // frame.length_us
-            starts = np.flatnonzero(np.concatenate(([True], window[1:] != window[:-1])))
-            ends = np.concatenate((starts[1:], [len(ts)])) - 1
-            # Sums keep the window's values (views) and are added exactly when the bar closes:
-            # float addition is not associative, and a bar must not depend on chunking.
-            bounds = list(zip(starts.tolist(), (ends + 1).tolist(), strict=True))
-            columns = zip(
-                window[starts].tolist(),
-                ts[starts].tolist(),
-                ids[starts].tolist(),
-                price[starts].tolist(),
-                ts[ends].tolist(),
-                ids[ends].tolist(),
-                price[ends].tolist(),
-                np.maximum.reduceat(price, starts).tolist(),
-                np.minimum.reduceat(price, starts).tolist(),
-                [[qty[a:b]] for a, b in bounds],
-                [[quote[a:b]] for a, b in bounds],
-                np.add.reduceat(trades, starts).tolist(),
-                [[taker_buy[a:b]] for a, b in bounds],
-                np.minimum.reduceat(first_ids, starts).tolist(),
-                np.maximum.reduceat(last_ids, starts).tolist(),
-                strict=True,
-            )
-            open_windows = frame.open_windows
-            for wid, *part in columns:
-                current = open_windows.get(wid)
-                if current is None:
-                    open_windows[wid] = part
-                else:
-                    _merge(current, part)
+            frame.held.append(ticks)
+            if len(frame.held) > _MAX_PIECES:
+                frame.held = [_Ticks.merged(frame.held)]
 
     def _close_through(self, watermark: int | None, quiet: bool) -> list[Bar]:
         """Close windows ending at or before ``watermark`` (all when None).
@@ -236,106 +266,145 @@ class BarBuilder:
         bars: list[Bar] = []
         for frame in self._frames:
             length = frame.length_us
-            if watermark is None:
-                closing = sorted(frame.open_windows)
-            else:
-                limit = watermark // length  # windows < limit have end <= watermark
-                closing = sorted(w for w in frame.open_windows if w < limit)
-            parts = [frame.open_windows.pop(wid) for wid in closing]
-            sums = _window_sums(parts)
-            for wid, part, (volume, quote, taker_buy) in zip(closing, parts, sums, strict=True):
-                if frame.last_window is not None and wid > frame.last_window + 1:
-                    if self._ids_contiguous(frame.last_trade_id, part[_FIRST_ID]):
-                        self._quiet_bars(frame, wid, bars)
-                if not self._in_gap(wid * length, (wid + 1) * length):
-                    # A window that lost trades to a gap has no true bar: none is made.
-                    bars.append(self._bar(frame, wid, part, volume, quote, taker_buy))
-                frame.last_window = wid
-                frame.last_close = part[_CLOSE]
-                frame.last_trade_id = part[_LAST_ID]
-            if quiet and watermark is not None and frame.last_window is not None:
-                self._quiet_bars(frame, watermark // length, bars)
+            limit = None if watermark is None else watermark // length
+            closing = self._take_closing(frame, limit)
+            windows = _traded_windows(closing, length)
+            until = limit if quiet and watermark is not None else None
+            windows = self._with_quiet(frame, windows, until)
+            if len(windows.wid):
+                bars.extend(self._bars(frame, windows))
         self._forget_before(min((f.last_window or 0) * f.length_us for f in self._frames))
         return bars
 
-    def _ids_contiguous(self, last_id: int, next_first_id: int) -> bool:
-        missing = next_first_id - last_id - 1
-        if missing <= 0:
-            return True
-        lo = bisect.bisect_right(self._ghost_ids, last_id)
-        hi = bisect.bisect_left(self._ghost_ids, next_first_id)
-        return hi - lo == missing
+    def _take_closing(self, frame: _TimeframeState, limit: int | None) -> _Ticks | None:
+        """The held ticks of windows before ``limit`` (all when None), removed from ``held``."""
+        if not frame.held:
+            return None
+        if limit is None:
+            closing, frame.held = frame.held, []
+            return _Ticks.merged(closing)
+        end = limit * frame.length_us
+        if all(len(piece) == 0 or piece.ts[0] >= end for piece in frame.held):
+            return None
+        closing, kept = [], []
+        for piece in frame.held:
+            before, after = piece.cut(end)
+            if len(before):
+                closing.append(before)
+            if len(after):
+                kept.append(after)
+        frame.held = kept
+        return _Ticks.merged(closing)
 
-    def _quiet_bars(self, frame: _TimeframeState, until_window: int, out: list[Bar]) -> None:
-        """Quiet bars for windows after ``frame.last_window`` and before ``until_window``."""
+    def _with_quiet(self, frame: _TimeframeState, traded: _Windows,
+                    until: int | None) -> _Windows:
+        """The traded windows with the quiet ones before and between them, and after them.
+
+        Quiet windows between traded ones need contiguous trade ids; after the last traded
+        one they go up to window ``until`` (exclusive) when given. Advances the frame's last
+        window, close and trade id.
+        """
+        previous = np.concatenate(([frame.last_window if frame.last_window is not None
+                                    else -1], traded.wid))
+        last_ids = np.concatenate(([frame.last_trade_id], traded.last_id))
+        closes = np.concatenate(([frame.last_close], traded.close))
+        runs = traded.wid - previous[:-1] - 1  # quiet windows before each traded one
+        eligible = (runs > 0) & (runs * frame.length_us <= MAX_QUIET_US)
+        if frame.last_window is None and len(runs):
+            eligible[0] = False
+        if eligible.any():
+            eligible &= self._ids_contiguous(last_ids[:-1], traded.first_id)
+        counts = np.where(eligible, runs, 0)
+        after = 0
+        if until is not None and previous[-1] >= 0:
+            tail = until - previous[-1] - 1
+            after = tail if 0 < tail and tail * frame.length_us <= MAX_QUIET_US else 0
+        if len(traded.wid):
+            frame.last_window = int(traded.wid[-1])
+            frame.last_close = float(traded.close[-1])
+            frame.last_trade_id = int(traded.last_id[-1])
+        if until is not None and frame.last_window is not None and until - 1 > frame.last_window:
+            frame.last_window = until - 1
+        if not counts.any() and not after:
+            return traded
+        quiet_wid = np.concatenate((
+            np.repeat(traded.wid - counts, counts) + _ranks(counts),
+            previous[-1] + 1 + np.arange(after)))
+        quiet_close = np.concatenate((np.repeat(closes[:-1], counts),
+                                      np.full(after, closes[-1])))
+        return _merge_quiet(traded, quiet_wid, quiet_close)
+
+    def _ids_contiguous(self, last_ids: np.ndarray, next_first_ids: np.ndarray) -> np.ndarray:
+        """Whether no exchange trade id is missing between each pair (ghosts count as seen)."""
+        missing = next_first_ids - last_ids - 1
+        seen = (np.searchsorted(self._ghost_ids, next_first_ids, side="left")
+                - np.searchsorted(self._ghost_ids, last_ids, side="right"))
+        return (missing <= 0) | (seen == missing)
+
+    def _bars(self, frame: _TimeframeState, windows: _Windows) -> list[Bar]:
         length = frame.length_us
-        if (until_window - frame.last_window - 1) * length > MAX_QUIET_US:
-            frame.last_window = until_window - 1  # too long to be quiet trading: a gap
-            return
-        close = frame.last_close
-        for wid in range(frame.last_window + 1, until_window):
-            start, end = wid * length, (wid + 1) * length
-            frame.last_window = wid
-            if self._in_gap(start, end):
-                continue
-            out.append(
-                Bar(self.symbol, frame.name, start, end, close, close, close, close,
-                    0.0, 0.0, None, 0, 0.0, None, None)
-            )
-
-    def _in_gap(self, start: int, end: int) -> bool:
-        """Whether the window ``[start, end)`` overlaps a declared feed gap."""
-        return any(g_start < end and start < g_end for g_start, g_end in self._gaps)
-
-    def _bar(self, frame: _TimeframeState, wid: int, part: list, volume: float, quote: float,
-             taker_buy: float) -> Bar:
-        return Bar(
-            symbol=self.symbol,
-            timeframe=frame.name,
-            start=wid * frame.length_us,
-            end=(wid + 1) * frame.length_us,
-            open=part[_OPEN],
-            high=part[_HIGH],
-            low=part[_LOW],
-            close=part[_CLOSE],
-            volume=volume,
-            quote_volume=quote,
-            vwap=quote / volume if volume > 0 else None,
-            trades=part[_TRADES],
-            taker_buy_volume=taker_buy,
-            first_trade_id=part[_FIRST_ID],
-            last_trade_id=part[_LAST_ID],
-        )
+        starts = windows.wid * length
+        keep = np.ones(len(starts), bool)
+        for gap_start, gap_end in self._gaps:
+            # A window that lost trades to a gap has no true bar, nor has a quiet one in it.
+            keep &= ~((gap_start < starts + length) & (starts < gap_end))
+        if not keep.all():
+            windows, starts = windows.take(keep), starts[keep]
+        symbol, name = self.symbol, frame.name
+        return [
+            Bar(symbol, name, start, start + length, open_, high, low, close, volume, quote,
+                quote / volume if volume > 0 else None, trades, taker, first, last) if trades else
+            Bar(symbol, name, start, start + length, close, close, close, close, 0.0, 0.0,
+                None, 0, 0.0, None, None)
+            for start, open_, high, low, close, volume, quote, trades, taker, first, last in zip(
+                starts.tolist(), windows.open.tolist(), windows.high.tolist(),
+                windows.low.tolist(), windows.close.tolist(), windows.volume.tolist(),
+                windows.quote.tolist(), windows.trades.tolist(), windows.taker_buy.tolist(),
+                windows.first_id.tolist(), windows.last_id.tolist(), strict=True)
+        ]
 
     def _forget_before(self, ts: int) -> None:
         self._gaps = [g for g in self._gaps if g[1] > ts]
 
 
-def _window_sums(parts: list[list]) -> list[tuple[float, float, float]]:
-    """Exact (correctly rounded) volume, quote volume and taker-buy volume of each window."""
-    if not parts:
-        return []
-    columns = []
-    for slot in (_VOLUME, _QUOTE, _TAKER_BUY):
-        pieces = [piece for part in parts for piece in part[slot]]
-        columns.append(np.concatenate(pieces))
-    lengths = [sum(len(piece) for piece in part[_VOLUME]) for part in parts]
-    bounds = np.concatenate(([0], np.cumsum(lengths)))
-    return list(zip(*(segment_sums(column, bounds).tolist() for column in columns), strict=True))
+def _traded_windows(ticks: _Ticks | None, length: int) -> _Windows:
+    """Per-window open, high, low, close, exact sums and id range of sorted ticks."""
+    if ticks is None or not len(ticks):
+        ints, floats = np.empty(0, np.int64), np.empty(0, np.float64)
+        return _Windows(ints, floats, floats, floats, floats, floats, floats, ints, floats,
+                        ints, ints)
+    window = ticks.ts // length
+    starts = np.flatnonzero(np.concatenate(([True], window[1:] != window[:-1])))
+    bounds = np.append(starts, len(window))
+    # Sums are exact (correctly rounded): float addition is not associative, and a bar must
+    # not depend on how its ticks were cut into chunks.
+    return _Windows(
+        wid=window[starts],
+        open=ticks.price[starts],
+        high=np.maximum.reduceat(ticks.price, starts),
+        low=np.minimum.reduceat(ticks.price, starts),
+        close=ticks.price[bounds[1:] - 1],
+        volume=segment_sums(ticks.qty, bounds),
+        quote=segment_sums(ticks.quote, bounds),
+        trades=np.add.reduceat(ticks.last_ids - ticks.first_ids + 1, starts),
+        taker_buy=segment_sums(ticks.taker_buy, bounds),
+        first_id=np.minimum.reduceat(ticks.first_ids, starts),
+        last_id=np.maximum.reduceat(ticks.last_ids, starts),
+    )
 
 
-def _merge(into: list, part: list) -> None:
-    """Merge partial window ``part`` into ``into`` (order-independent)."""
-    if (part[_OPEN_TS], part[_OPEN_ID]) < (into[_OPEN_TS], into[_OPEN_ID]):
-        into[_OPEN_TS], into[_OPEN_ID], into[_OPEN] = part[_OPEN_TS], part[_OPEN_ID], part[_OPEN]
-    if (part[_CLOSE_TS], part[_CLOSE_ID]) > (into[_CLOSE_TS], into[_CLOSE_ID]):
-        into[_CLOSE_TS], into[_CLOSE_ID], into[_CLOSE] = (
-            part[_CLOSE_TS], part[_CLOSE_ID], part[_CLOSE])
-    into[_HIGH] = max(into[_HIGH], part[_HIGH])
-    into[_LOW] = min(into[_LOW], part[_LOW])
-    into[_VOLUME].extend(part[_VOLUME])
-    into[_QUOTE].extend(part[_QUOTE])
-    into[_TRADES] += part[_TRADES]
-    into[_TAKER_BUY].extend(part[_TAKER_BUY])
-    into[_FIRST_ID] = min(into[_FIRST_ID], part[_FIRST_ID])
-    into[_LAST_ID] = max(into[_LAST_ID], part[_LAST_ID])
+def _ranks(counts: np.ndarray) -> np.ndarray:
+    """0, 1, …, c−1 for each count c, concatenated."""
+    total = int(counts.sum())
+    return np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def _merge_quiet(traded: _Windows, quiet_wid: np.ndarray, quiet_close: np.ndarray) -> _Windows:
+    """Traded and quiet windows together, in window order (quiet: flat at the close, 0 trades)."""
+    n = len(quiet_wid)
+    zeros, ids = np.zeros(n), np.zeros(n, np.int64)
+    joined = _Windows(*(np.concatenate((getattr(traded, name), extra)) for name, extra in (
+        ("wid", quiet_wid), ("open", quiet_close), ("high", quiet_close), ("low", quiet_close),
+        ("close", quiet_close), ("volume", zeros), ("quote", zeros), ("trades", ids),
+        ("taker_buy", zeros), ("first_id", ids), ("last_id", ids))))
+    return joined.take(np.argsort(joined.wid, kind="stable"))

@@ -133,10 +133,10 @@ class Bar:
     low: float
     close: float
     volume: float
-    quote_volume: float
+    quote_volume: float | None  # None: a candle of a layout without it (generic OHLCV)
     vwap: float | None
-    trades: int
-    taker_buy_volume: float
+    trades: int | None  # None: a candle of a layout without it (generic OHLCV)
+    taker_buy_volume: float | None  # None: a candle of a layout without it (generic OHLCV)
     first_trade_id: int | None
     last_trade_id: int | None
 
@@ -228,13 +228,19 @@ class Alert:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """Input that could not be used: where (``stage``), why (``reason``) and the raw text."""
+    """Input that could not be used: where (``stage``), why (``reason``) and the raw text.
+
+    ``origin`` says where the input came from — ``path:line`` of a file, ``topic/partition@
+    offset`` of a Kafka message — so identical bad lines at different places stay distinct
+    while the same line read twice stays one; ``""`` where no position exists.
+    """
 
     kind: ClassVar[str] = "deadletter"
     stage: str
     reason: str
     raw: str
     ts: int
+    origin: str = ""
 
     @property
     def key(self) -> str:

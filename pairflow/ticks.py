@@ -46,6 +46,13 @@ class TickChunk:
         return self.symbol
 
     @classmethod
+    def empty(cls, symbol: str = "", source: TickSource = "replay") -> TickChunk:
+        """A chunk without ticks."""
+        ints, floats = np.empty(0, np.int64), np.empty(0, np.float64)
+        return cls(symbol, source, ints, ints, ints, ints, ints, floats, floats,
+                   np.empty(0, np.bool_))
+
+    @classmethod
     def from_ticks(cls, symbol: str, source: TickSource, ticks: list[Tick]) -> TickChunk:
         """Pack ticks of one symbol (in arrival order) into a chunk."""
         return cls(

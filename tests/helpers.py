@@ -264,8 +264,9 @@ def store_bars(db: Path, symbol: str, timeframe: str) -> list[dict[str, Any]]:
 def dead_letters(db: Path) -> list[dict[str, Any]]:
     """Dead letters from a store."""
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
-        cursor = connection.execute("SELECT stage, reason, raw, ts FROM deadletter")
-        return [dict(zip(("stage", "reason", "raw", "ts"), row, strict=True)) for row in cursor]
+        cursor = connection.execute("SELECT stage, reason, raw, ts, origin FROM deadletter")
+        return [dict(zip(("stage", "reason", "raw", "ts", "origin"), row, strict=True))
+                for row in cursor]
 
 
 def run_replay(files: Iterable[Path | str], store: Path, *, workers: int = 1,

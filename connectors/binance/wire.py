@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -150,14 +151,21 @@ class FrameParser:
         self._stream_kinds: dict[bytes, str] = {}
         self.stage = stage
 
-    def parse(self, frames: list[tuple[int, bytes]]) -> ParsedFrames:
-        """Parse one batch; frames keep their order within each symbol."""
+    def parse(self, frames: list[tuple[int, bytes]],
+              origin_at: Callable[[int], str] | None = None) -> ParsedFrames:
+        """Parse one batch; frames keep their order within each symbol.
+
+        Args:
+            frames: ``(receive time µs, frame)`` pairs.
+            origin_at: where frame ``i`` came from (``path:line``), for its dead letter.
+        """
         out = ParsedFrames(frames=len(frames))
-        enveloped: list[tuple[int, bytes]] = []
-        raw: list[tuple[int, bytes]] = []
+        where = origin_at or _nowhere
+        enveloped: list[tuple[int, bytes, str | int]] = []
+        raw: list[tuple[int, bytes, str | int]] = []
         kinds = self._stream_kinds
         prefix = len(_STREAM_PREFIX)
-        for recv, frame in frames:
+        for index, (recv, frame) in enumerate(frames):
             if frame.startswith(_STREAM_PREFIX):
                 # Fast path: the stream name is in the first bytes; its kind is cached.
                 stream = frame[prefix : frame.find(b'"', prefix)]
@@ -165,38 +173,39 @@ class FrameParser:
                 if kind is None:
                     kind = kinds[stream] = stream_kind(stream.decode("ascii", "replace"))
                 if kind in _TRADE_KINDS:
-                    enveloped.append((recv, frame))
+                    enveloped.append((recv, frame, index))
                 else:
                     out.skipped[kind] += 1
                 continue
             kind, in_envelope = _classify(frame)
             if kind in _TRADE_KINDS:
-                (enveloped if in_envelope else raw).append((recv, frame))
+                (enveloped if in_envelope else raw).append((recv, frame, index))
             elif kind:
                 out.skipped[kind] += 1
             else:
-                out.dead.append(self._dead("invalid_json: not a JSON object", frame, recv))
+                out.dead.append(self._dead("invalid_json: not a JSON object", frame,
+                                           where(index), recv))
         parts: list[TickChunk] = []
         if enveloped:
-            self._decode(enveloped, _envelopes, _envelope, True, parts, out)
+            self._decode(enveloped, _envelopes, _envelope, True, where, parts, out)
         if raw:
-            self._decode(raw, _payloads, _payload, False, parts, out)
+            self._decode(raw, _payloads, _payload, False, where, parts, out)
         for chunk in parts:
             previous = out.chunks.get(chunk.symbol)
             out.chunks[chunk.symbol] = chunk if previous is None else _concat(previous, chunk)
         return out
 
-    def _decode(self, batch, many, one, enveloped, parts: list[TickChunk], out) -> None:
+    def _decode(self, batch, many, one, enveloped, where, parts: list[TickChunk], out) -> None:
         try:
-            decoded = many.decode(b"[" + b",".join(f for _, f in batch) + b"]")
+            decoded = many.decode(b"[" + b",".join(f for _, f, _ in batch) + b"]")
         except DECODE_ERRORS:
             decoded = []
-            for recv, frame in batch:
+            for recv, frame, index in batch:
                 try:
                     decoded.append(one.decode(frame))
                 except DECODE_ERRORS as error:
                     decoded.append(None)
-                    out.dead.append(self._dead(decode_reason(error), frame, recv))
+                    out.dead.append(self._dead(decode_reason(error), frame, where(index), recv))
         if None in decoded:
             batch = [b for b, d in zip(batch, decoded, strict=True) if d is not None]
             decoded = [d for d in decoded if d is not None]
@@ -204,10 +213,12 @@ class FrameParser:
             return
         payloads = [d.data for d in decoded] if enveloped else decoded
         streams = [d.stream for d in decoded] if enveloped else None
-        recv = np.fromiter((r for r, _ in batch), np.int64, len(batch))
-        self._columns(recv, lambda i: batch[i][1], payloads, streams, parts, out)
+        recv = np.fromiter((r for r, _, _ in batch), np.int64, len(batch))
+        self._columns(recv, lambda i: (batch[i][1], where(batch[i][2])), payloads, streams,
+                      parts, out)
 
-    def parse_columns(self, recv_ts: np.ndarray, frames: list[bytes]) -> ParsedFrames:
+    def parse_columns(self, recv_ts: np.ndarray, frames: list[bytes],
+                      origin_at: Callable[[int], str] | None = None) -> ParsedFrames:
         """Parse frames whose receive times (µs) come as an array; same result as :meth:`parse`.
 
         When every frame is a combined-stream trade envelope — what ``pairflow record`` writes —
@@ -226,20 +237,21 @@ class FrameParser:
             if decoded is not None:
                 out = ParsedFrames(frames=count)
                 parts: list[TickChunk] = []
-                self._columns(recv_ts, frames.__getitem__,
+                where = origin_at or _nowhere
+                self._columns(recv_ts, lambda i: (frames[i], where(i)),
                               [d.data for d in decoded], [d.stream for d in decoded], parts, out)
                 for chunk in parts:
                     previous = out.chunks.get(chunk.symbol)
                     out.chunks[chunk.symbol] = (chunk if previous is None
                                                 else _concat(previous, chunk))
                 return out
-        return self.parse(list(zip(recv_ts.tolist(), frames, strict=True)))
+        return self.parse(list(zip(recv_ts.tolist(), frames, strict=True)), origin_at)
 
     def _columns(self, recv: np.ndarray, frame_at, payloads: list[TradePayload],
                  streams: list[str] | None, parts: list[TickChunk], out: ParsedFrames) -> None:
         """Check decoded payloads column-wise and cut them into per-symbol chunks.
 
-        ``frame_at(i)`` gives the raw frame of payload ``i`` for a dead letter.
+        ``frame_at(i)`` gives the raw frame of payload ``i`` and its origin, for a dead letter.
         """
         n = len(payloads)
         symbols = [p.s for p in payloads]
@@ -276,7 +288,7 @@ class FrameParser:
                 ok &= np.array(carried) == np.array(symbols)
         for index in np.flatnonzero(~ok).tolist():
             problem = self._problem(payloads[index], streams and streams[index])
-            out.dead.append(self._dead(problem, frame_at(index), int(recv[index])))
+            out.dead.append(self._dead(problem, *frame_at(index), int(recv[index])))
         ts = exchange_time_us(times)
         maker = np.array([p.m for p in payloads], np.bool_)
         for symbol in sorted({s for s, good in usable.items() if good}):
@@ -295,7 +307,7 @@ class FrameParser:
         for index, payload in enumerate(payloads):
             problem = self._problem(payload, streams and streams[index])
             if problem:
-                out.dead.append(self._dead(problem, frame_at(index), int(recv[index])))
+                out.dead.append(self._dead(problem, *frame_at(index), int(recv[index])))
             else:
                 keep.append(index)
         for kind in ("trade", "aggTrade"):
@@ -333,8 +345,13 @@ class FrameParser:
             return f"bad_value: trade time {p.T}"
         return None
 
-    def _dead(self, reason: str, frame: bytes, recv_ts: int) -> DeadLetter:
-        return DeadLetter(self.stage, reason, frame.decode("utf-8", "replace"), recv_ts)
+    def _dead(self, reason: str, frame: bytes, origin: str, recv_ts: int) -> DeadLetter:
+        return DeadLetter(self.stage, reason, frame.decode("utf-8", "replace"), recv_ts, origin)
+
+
+def _nowhere(index: int) -> str:
+    """The origin of a frame that has no position (a live frame): none."""
+    return ""
 
 
 def _concat(a: TickChunk, b: TickChunk) -> TickChunk:

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from connectors.binance.wire import FrameParser
-from connectors.replay.files import decompressed_size
+from connectors.replay.blocks import Block, CandleBlock, RecordingBlock
+from connectors.replay.files import decompressed_size, read_ahead
 from connectors.replay.formats import InputFile
-from connectors.replay.readers import Block, RecordingBlock, file_blocks
-from pairflow.records import DeadLetter
+from connectors.replay.readers import file_blocks
+from pairflow.errors import InputFileError
+from pairflow.records import Bar, DeadLetter
 from pairflow.ticks import TickChunk
 
 
 @dataclass
 class ReplayBatch:
-    """What one :meth:`MergedReplay.read` gives: tick chunks, dead letters, skipped counts.
+    """What one :meth:`MergedReplay.read` gives: ticks, candles, dead letters, skip counts.
 
     ``frames`` counts the lines parsed (dead ones included).
     """
@@ -27,6 +29,7 @@ class ReplayBatch:
     dead: list[DeadLetter]
     skipped: Counter
     frames: int = 0
+    bars: list[Bar] = field(default_factory=list)
 
 
 @dataclass
@@ -38,23 +41,83 @@ class _PendingFrames:
 
     frames: list[bytes] = field(default_factory=list)
     keys: list[np.ndarray] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    lines: list[np.ndarray] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+
+    def origin_at(self) -> Callable[[int], str]:
+        """``path:line`` of pending frame ``i`` (only looked up for a dead letter)."""
+        ends = np.cumsum(self.sizes)
+        lines = np.concatenate(self.lines)
+
+        def origin(index: int) -> str:
+            return f"{self.files[int(np.searchsorted(ends, index, side='right'))]}:{lines[index]}"
+
+        return origin
+
+
+class _LatestCandles:
+    """The end of the last candle given per symbol and timeframe.
+
+    Files may overlap (a daily and a monthly dump of the same days): a candle ending at or
+    before the last one given is a duplicate, dropped and counted (``skipped:duplicate_candle``)
+    so the pair step sees each end once, in order.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], int] = {}
+
+    def fresh(self, bars: list[Bar], out: ReplayBatch) -> list[Bar]:
+        kept = []
+        for bar in bars:
+            key = (bar.symbol, bar.timeframe)
+            if bar.end > self._last.get(key, -1):
+                self._last[key] = bar.end
+                kept.append(bar)
+            else:
+                out.skipped["duplicate_candle"] += 1
+        return kept
 
 
 class _Cursor:
-    """One file's position: the current block and the index of its next line."""
+    """One file's position: the current block and the index of its next line.
 
-    def __init__(self, blocks: Iterator[Block]):
-        self._blocks = blocks
+    A file is opened only when the merge reaches its first key, so a month of daily files
+    holds one file's blocks in memory at a time, not thirty.
+    """
+
+    def __init__(self, spec: InputFile, open_blocks: Callable[[InputFile], Iterator[Block]],
+                 failures: list[InputFileError]):
+        self.first_key = spec.first_key
+        self._failures = failures
+        self._spec = spec
+        self._open_blocks = open_blocks
+        self._blocks: Iterator[Block] | None = None
         self.block: Block | None = None
         self.pos = 0
+        self.done = False
+
+    @property
+    def waiting(self) -> bool:
+        """Not opened yet."""
+        return self._blocks is None and not self.done
+
+    def open(self) -> None:
+        self._blocks = read_ahead(self._open_blocks(self._spec))
         self.advance()
 
     def advance(self) -> None:
         self.block, self.pos = None, 0
-        for block in self._blocks:
-            if len(block.keys) or block.dead:
-                self.block = block
-                return
+        try:
+            for block in self._blocks:
+                if len(block.keys) or block.dead:
+                    self.block = block
+                    return
+        except InputFileError as error:
+            # The file ends here (cut short, corrupt): what it held so far goes on, the other
+            # files too, and the replay reports the error when it ends.
+            self._failures.append(error)
+        self.done = True
 
     @property
     def head(self) -> int:
@@ -78,24 +141,60 @@ class MergedReplay:
     def __init__(self, files: list[InputFile], symbols: frozenset[str], stage: str = "replay"):
         ordered = sorted(files, key=lambda f: (f.first_key, str(f.path)))
         self.paths = [f.path for f in ordered]
-        #: Decompressed bytes in all files, and read so far: the progress of a replay.
+        #: Decompressed bytes in all files: with :attr:`bytes_read`, the progress of a replay.
         self.total_bytes = sum(decompressed_size(p) for p in self.paths)
-        self.bytes_read = [0]
+        # One counter per file: each file is read on its own thread.
+        self._bytes_read: list[list[int]] = []
         self._parser = FrameParser(symbols, "replay", stage=stage)
-        self._cursors = [_Cursor(file_blocks(f, symbols, stage, self.bytes_read))
-                         for f in ordered]
+
+        def open_blocks(spec: InputFile) -> Iterator[Block]:
+            self._bytes_read.append([0])
+            return file_blocks(spec, symbols, stage, self._bytes_read[-1])
+
+        #: Files that could not be read to their end (cut short, corrupt), in order met.
+        self.failures: list[InputFileError] = []
+        self._cursors = [_Cursor(f, open_blocks, self.failures) for f in ordered]
+        self._candles = _LatestCandles()
         self.lines_done = 0
+
+    @property
+    def bytes_read(self) -> int:
+        """Decompressed bytes read so far (of :attr:`total_bytes`)."""
+        return sum(counter[0] for counter in self._bytes_read)
 
     @property
     def exhausted(self) -> bool:
         """True when every file has been read to its end."""
-        return all(c.block is None for c in self._cursors)
+        return all(c.done for c in self._cursors)
 
     @property
     def next_key(self) -> int | None:
         """Receive time (µs) of the next line, or None at the end."""
         heads = [c.head for c in self._cursors if c.block is not None]
-        return min(heads) if heads else None
+        if heads:
+            return min(heads)
+        return min((c.first_key for c in self._cursors if c.waiting), default=None)
+
+    def _open_due(self) -> None:
+        """Open every file whose first key the merge may have reached.
+
+        A file's keys never fall below its first key, so it cannot hold a line due before
+        then; while no file is open, the next one in order is.
+        """
+        while True:
+            live = [c for c in self._cursors if c.block is not None]
+            waiting = [c for c in self._cursors if c.waiting]
+            if not waiting:
+                return
+            if not live:
+                waiting[0].open()
+                continue
+            bound = min(int(c.block.keys[-1]) if len(c.block.keys) else -1 for c in live)
+            due = [c for c in waiting if c.first_key <= bound]
+            if not due:
+                return
+            for cursor in due:
+                cursor.open()
 
     def read(self, max_lines: int, until_key: int | None = None) -> ReplayBatch:
         """Parse up to ``max_lines`` lines with receive time ``<= until_key``.
@@ -108,6 +207,7 @@ class MergedReplay:
         pending = _PendingFrames()
         consumed = 0
         while consumed < max_lines:
+            self._open_due()
             live = [c for c in self._cursors if c.block is not None]
             if not live:
                 break
@@ -125,11 +225,15 @@ class MergedReplay:
     def _take(self, live: list[_Cursor], pieces: list[_Piece], budget: int,
               pending: _PendingFrames, out: ReplayBatch) -> int:
         """Take up to ``budget`` lines of the pieces in merge order; returns how many."""
-        keys = np.concatenate([c.block.keys[a:b] for _, c, a, b in pieces])
-        owner = np.concatenate([np.full(b - a, i) for i, _, a, b in pieces])
-        # Exactly ``max_lines`` in all: a resumed replay skips exactly the lines its
-        # snapshot counted. A prefix of the merged order is a prefix of every piece.
-        owner = owner[np.argsort(keys, kind="stable")[:budget]]
+        if len(pieces) == 1:  # one file due (the usual case): already in order
+            index, _, start, stop = pieces[0]
+            owner = np.full(min(stop - start, budget), index)
+        else:
+            keys = np.concatenate([c.block.keys[a:b] for _, c, a, b in pieces])
+            owner = np.concatenate([np.full(b - a, i) for i, _, a, b in pieces])
+            # Exactly ``max_lines`` in all: a resumed replay skips exactly the lines its
+            # snapshot counted. A prefix of the merged order is a prefix of every piece.
+            owner = owner[np.argsort(keys, kind="stable")[:budget]]
         taken = np.bincount(owner, minlength=len(live))
         pieces = [(i, c, a, a + int(taken[i])) for i, c, a, _ in pieces if taken[i]]
         self._emit_runs(live, owner, {i: a for i, _, a, _ in pieces}, pending, out)
@@ -156,21 +260,29 @@ class MergedReplay:
             if isinstance(block, RecordingBlock):
                 pending.frames.extend(block.frames[first:last])
                 pending.keys.append(block.keys[first:last])
+                pending.files.append(block.path)
+                pending.lines.append(block.lines[first:last])
+                pending.sizes.append(last - first)
+                continue
+            self._flush(pending, out)
+            out.frames += last - first
+            if isinstance(block, CandleBlock):
+                out.bars.extend(self._candles.fresh(block.bars(first, last), out))
             else:
-                self._flush(pending, out)
-                out.frames += last - first
                 out.chunks.append(block.chunk.take(slice(first, last)))
 
     def _flush(self, pending: _PendingFrames, out: ReplayBatch) -> None:
         if not pending.frames:
             return
-        parsed = self._parser.parse_columns(np.concatenate(pending.keys), pending.frames)
+        parsed = self._parser.parse_columns(np.concatenate(pending.keys), pending.frames,
+                                            pending.origin_at())
         out.frames += parsed.frames
         out.skipped.update(parsed.skipped)
         out.dead.extend(parsed.dead)
         out.chunks.extend(parsed.chunks.values())
-        pending.frames.clear()
-        pending.keys.clear()
+        for column in (pending.frames, pending.keys, pending.files, pending.lines,
+                       pending.sizes):
+            column.clear()
 
 
 def _due_pieces(live: list[_Cursor], until_key: int | None, out: ReplayBatch) -> list[_Piece]:

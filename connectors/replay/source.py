@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,10 +16,10 @@ from connectors.replay.merge import MergedReplay
 from connectors.replay.readers import BLOCK_LINES
 from pairflow.errors import InputFileError
 from pairflow.metrics import Count, counts
-from pairflow.records import SYMBOL_PATTERN, DeadLetter
+from pairflow.records import SYMBOL_PATTERN, Bar, DeadLetter
 from pairflow.ticks import Heartbeat, TickChunk
 
-ReplayItem = TickChunk | DeadLetter | Heartbeat | Count
+ReplayItem = TickChunk | Bar | DeadLetter | Heartbeat | Count
 
 
 class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
@@ -27,8 +28,8 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
     Unit of parallelism: one partition (named ``replay``) reads every file, because merging
     overlapping files in receive order needs them all in one place; downstream steps are keyed
     by symbol and pair and spread over workers. Emits per-symbol :class:`TickChunk` s in
-    receive order, :class:`DeadLetter` s for bad lines, :class:`Count` s for the summary and,
-    at the end, a final :class:`Heartbeat` per symbol.
+    receive order, candles as :class:`Bar` s in end order, :class:`DeadLetter` s for bad lines,
+    :class:`Count` s for the summary and, at the end, a final :class:`Heartbeat` per symbol.
 
     Delivery: at-least-once on resume from a snapshot (resume state = lines consumed; the bar
     step drops re-read duplicates by trade id).
@@ -39,6 +40,9 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
         speed: ``None`` for as fast as possible, else the multiple of real time to pace at
             (1.0 = real time), using receive times.
         on_progress: called with (decompressed bytes read, total) after each batch.
+        on_input_error: called with each file that could not be read to its end (cut short,
+            corrupt) once the replay has emitted everything else; without it the first such
+            error is raised then.
     """
 
     def __init__(
@@ -47,6 +51,7 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
         symbols: list[str] | tuple[str, ...],
         speed: float | None = None,
         on_progress: Callable[[float, float], None] | None = None,
+        on_input_error: Callable[[InputFileError], None] | None = None,
     ):
         if not paths:
             raise InputFileError("no input file given")
@@ -59,6 +64,7 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
         self.symbols = tuple(symbols)
         self.speed = speed
         self.on_progress = on_progress
+        self.on_input_error = on_input_error
 
     def list_parts(self) -> list[str]:
         """The single replay partition."""
@@ -74,6 +80,7 @@ class _ReplayPartition(StatefulSourcePartition[ReplayItem, int]):
         self._source = source
         self._replay = MergedReplay(source.files, frozenset(source.symbols))
         self._finished = False
+        self._reported = 0
         self._wall_origin: float | None = None
         self._key_origin: int | None = None
         self._awake: float | None = None
@@ -82,6 +89,12 @@ class _ReplayPartition(StatefulSourcePartition[ReplayItem, int]):
 
     def next_batch(self) -> list[ReplayItem]:
         if self._finished:
+            failures = self._replay.failures
+            if failures and self._source.on_input_error is None:
+                raise failures[0]
+            for failure in failures:
+                if self._source.on_input_error is not None:
+                    self._source.on_input_error(failure)
             raise StopIteration
         if self._replay.exhausted:
             self._finished = True
@@ -92,10 +105,16 @@ class _ReplayPartition(StatefulSourcePartition[ReplayItem, int]):
             return []
         out = self._replay.read(BLOCK_LINES, until if until is not True else None)
         items: list[ReplayItem] = [c for c in out.chunks if len(c)]
+        items.extend(out.bars)
+        items.extend(counts(Counter(f"bars:{bar.timeframe}" for bar in out.bars)))
         items.extend(out.dead)
         items.append(Count("frames", out.frames))
         items.extend(counts(out.skipped, "skipped:"))
         items.append(Count("ticks_read", sum(len(c) for c in out.chunks)))
+        for failure in self._replay.failures[self._reported:]:
+            items.append(DeadLetter("replay", f"input_error: {failure}", "", 0))
+            items.append(Count("input_errors", 1))
+        self._reported = len(self._replay.failures)
         self._report_progress()
         return items
 
@@ -118,7 +137,7 @@ class _ReplayPartition(StatefulSourcePartition[ReplayItem, int]):
 
     def _report_progress(self) -> None:
         if self._source.on_progress is not None:
-            self._source.on_progress(self._replay.bytes_read[0], self._replay.total_bytes)
+            self._source.on_progress(self._replay.bytes_read, self._replay.total_bytes)
 
     def next_awake(self):  # noqa: D102 - bytewax API
         if self._awake is None:
