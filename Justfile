@@ -38,11 +38,10 @@ demo speed="10" port="5006": setup
     set -euo pipefail
     mkdir -p "$(dirname {{demo_store}})"
     rm -f {{demo_store}} {{demo_store}}-wal {{demo_store}}-shm
-    # The 11-minute tape looped 6x end to end (connectors/replay/loop.py: times and trade ids
-    # shifted, prices repeat, each seam jumps back to the first prices): 66 minutes, so the 1m
-    # and 5m bars fill their windows (20 and 10 bars) too.
-    tape=.cache/demo/looped-6x.gz
-    [ -f "$tape" ] || {{python}} -m connectors.replay.loop --loops 6 --out "$tape" pairflow/data/*.gz
+    # The 11-minute tape looped 6x end to end (bench/tapes.py, the benchmarks' loop: times and
+    # trade ids shifted, prices repeat, each seam jumps back to the first prices): 66 minutes,
+    # so the 1m and 5m bars fill their windows (20 and 10 bars) too.
+    tape=$({{python}} bench/tapes.py spot_recording 200000 | cut -d' ' -f1)
     {{python}} -m app.cli replay "$tape" --symbols BTCUSDT,ETHUSDT \
         --pairs BTCUSDT/ETHUSDT --timeframes 1s,1m,5m --window 1s=120,1m=20,5m=10 \
         --speed {{speed}} --store {{demo_store}} &
