@@ -15,17 +15,21 @@ import typer
 from app import convert, dashboard, export, live, scan
 from app.console import run_reporting_errors
 from app.options import (
+    Beta,
     ConfigFile,
     Cooldown,
     EntryZ,
     ExitZ,
     Kafka,
     KafkaPrefix,
+    KalmanDelta,
+    KalmanObsVar,
     Lag,
     Lateness,
     Pairs,
     Price,
     RecoveryDir,
+    RlsLambda,
     SnapshotInterval,
     Store,
     Symbols,
@@ -81,6 +85,10 @@ def replay(
     entry_z: EntryZ = None,
     exit_z: ExitZ = None,
     cooldown: Cooldown = None,
+    beta: Beta = None,
+    kalman_delta: KalmanDelta = None,
+    kalman_obs_var: KalmanObsVar = None,
+    rls_lambda: RlsLambda = None,
     kafka_prefix: KafkaPrefix = None,
     ticks_to_kafka: Annotated[bool, typer.Option(help="Also publish the normalised ticks to "
                                                  "the `ticks` topic (needs --kafka).")] = False,
@@ -97,7 +105,9 @@ def replay(
          "ticks_to_kafka": ticks_to_kafka or None,
          "recovery_dir": str(recovery_dir) if recovery_dir else None,
          "snapshot_s": snapshot_interval,
-         **analytics_options(window, price, lag, entry_z, exit_z, cooldown)},
+         **analytics_options(window, price, lag, entry_z, exit_z, cooldown, beta=beta,
+                            kalman_delta=kalman_delta, kalman_obs_var=kalman_obs_var,
+                            rls_lambda=rls_lambda)},
         toml_path=config_file,
     )
     input_errors: list[InputFileError] = []

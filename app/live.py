@@ -15,17 +15,21 @@ from typing import Annotated
 import typer
 
 from app.options import (
+    Beta,
     ConfigFile,
     Cooldown,
     EntryZ,
     ExitZ,
     Kafka,
     KafkaPrefix,
+    KalmanDelta,
+    KalmanObsVar,
     Lag,
     Lateness,
     Pairs,
     Price,
     RecoveryDir,
+    RlsLambda,
     SnapshotInterval,
     Store,
     Symbols,
@@ -73,6 +77,10 @@ def live(
     entry_z: EntryZ = None,
     exit_z: ExitZ = None,
     cooldown: Cooldown = None,
+    beta: Beta = None,
+    kalman_delta: KalmanDelta = None,
+    kalman_obs_var: KalmanObsVar = None,
+    rls_lambda: RlsLambda = None,
     recovery_dir: RecoveryDir = None,
     snapshot_interval: SnapshotInterval = None,
     workers: Workers = 1,
@@ -94,7 +102,9 @@ def live(
          "ticks_to_kafka": ticks_to_kafka or None, "lateness_s": lateness,
          "recovery_dir": str(recovery_dir) if recovery_dir else None,
          "snapshot_s": snapshot_interval,
-         **analytics_options(window, price, lag, entry_z, exit_z, cooldown)},
+         **analytics_options(window, price, lag, entry_z, exit_z, cooldown, beta=beta,
+                            kalman_delta=kalman_delta, kalman_obs_var=kalman_obs_var,
+                            rls_lambda=rls_lambda)},
         toml_path=config_file)
     try:
         totals, elapsed = run_flow(config, workers, show_progress=False)

@@ -64,8 +64,9 @@ RecoveryDir = Annotated[Path | None, typer.Option(help="Bytewax recovery directo
                                                 "state there and resume from it after a crash.")]
 SnapshotInterval = Annotated[float | None, typer.Option(help=with_default(
     "Seconds between snapshots.", "snapshot_s"))]
-Window = Annotated[int | None, typer.Option(help=with_default("Bars in the rolling window.",
-                                                              "window"))]
+Window = Annotated[str | None, typer.Option(help=with_default(
+    "Bars in the rolling window: one number, or per timeframe as 1s=300,1m=120,5m=48.",
+    "window"))]
 Price = Annotated[str | None, typer.Option(help=with_default("Price transform: log or raw.",
                                                              "price"))]
 Lag = Annotated[str | None, typer.Option(help=with_default(
@@ -74,6 +75,16 @@ EntryZ = Annotated[float | None, typer.Option("--entry-z", help=with_default(
     "Alert entry |z|.", "entry_z"))]
 ExitZ = Annotated[float | None, typer.Option("--exit-z", help=with_default(
     "Alert exit |z|.", "exit_z"))]
+Beta = Annotated[str | None, typer.Option(help=with_default(
+    "Hedge ratio the z-score and alerts follow: ols, kalman or rls.", "beta"))]
+KalmanDelta = Annotated[float | None, typer.Option(help=with_default(
+    "Kalman state noise delta: alpha and beta take random-walk steps of variance "
+    "delta / (1 - delta) per bar.",
+    "kalman_delta"))]
+KalmanObsVar = Annotated[float | None, typer.Option(help=described(
+    "Kalman observation variance.", "the first window's OLS residual variance"))]
+RlsLambda = Annotated[float | None, typer.Option(help=with_default(
+    "RLS forgetting factor in (0, 1].", "rls_lambda"))]
 Cooldown = Annotated[int | None, typer.Option(help=with_default(
     "Bars after an exit with no new entry.", "cooldown_bars"))]
 Lateness = Annotated[float | None, typer.Option(help=with_default(
@@ -81,9 +92,13 @@ Lateness = Annotated[float | None, typer.Option(help=with_default(
 Workers = Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker threads.")]
 
 
-def analytics_options(window: int | None, price: str | None, lag: str | None,
+def analytics_options(window: str | None, price: str | None, lag: str | None,
                       entry_z: float | None, exit_z: float | None,
-                      cooldown: int | None) -> dict[str, Any]:
+                      cooldown: int | None, *, beta: str | None = None,
+                      kalman_delta: float | None = None, kalman_obs_var: float | None = None,
+                      rls_lambda: float | None = None) -> dict[str, Any]:
     """The statistics and alert flags as configuration keys (``None``: not given)."""
     return {"window": window, "price": price, "lag": lag, "entry_z": entry_z,
-            "exit_z": exit_z, "cooldown_bars": cooldown}
+            "exit_z": exit_z, "cooldown_bars": cooldown, "beta": beta,
+            "kalman_delta": kalman_delta, "kalman_obs_var": kalman_obs_var,
+            "rls_lambda": rls_lambda}

@@ -13,6 +13,11 @@ For each window it prints microseconds per bar of
 
 and the ratio statsmodels / pairflow. Nothing is asserted: timings are measured.
 
+Then, per window, CPU µs per bar (less sensitive than wall time to a shared machine's load)
+under each hedge-ratio choice (``beta = ols | kalman | rls``, each run computing all three β),
+the two recursive estimators' own per-bar part (one compiled call, measured alone) and the
+peak RSS of the process (``--hedge`` prints only this table).
+
 ``python bench/analytics.py --accuracy`` instead prints, per field, the largest error against
 the exact oracle of the tests (``tests/analytics/analytics_oracle.py``) over every window of
 the real recording (BTCUSDT on ETHUSDT, 1 s, log, window 120) and over generated series,
@@ -30,6 +35,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import platform  # noqa: E402
+import resource  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -52,22 +58,61 @@ def series(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return btc, eth
 
 
-def time_estimator(window: int, updates: int, reps: int = 3) -> float:
+def time_estimator(window: int, updates: int, reps: int = 3, beta: str = "ols",
+                   clock=time.perf_counter) -> float:
     """Median over ``reps`` blocks of microseconds per update + result, window full."""
     y, x = series(window + reps * updates)
-    est = PairEstimator(EstimatorSettings(window=window, price="log", lag="aic"))
+    est = PairEstimator(EstimatorSettings(window=window, price="log", lag="aic", beta=beta))
     for k in range(window):
         est.update(y[k], x[k])
     est.result()
     blocks = []
     for r in range(reps):
         first = window + r * updates
-        t0 = time.perf_counter()
+        t0 = clock()
         for k in range(first, first + updates):
             est.update(y[k], x[k])
             est.result()
-        blocks.append((time.perf_counter() - t0) / updates * 1e6)
+        blocks.append((clock() - t0) / updates * 1e6)
     return statistics.median(blocks)
+
+
+def time_hedge_part(updates: int, reps: int = 3) -> float:
+    """Median µs per bar of the Kalman + RLS update and reading both β (window-independent)."""
+    from pairflow.analytics.rolling import HedgeRatios
+
+    y, x = (np.log(v) for v in series(reps * updates + 1))
+    hedge = HedgeRatios(EstimatorSettings())
+    hedge.update(y[0], x[0])
+    hedge.start_kalman(y[0], x[0], 1.1, 1e-4, 1e-8, 120)
+    blocks = []
+    for r in range(reps):
+        first = 1 + r * updates
+        t0 = time.process_time()
+        for k in range(first, first + updates):
+            hedge.update(y[k], x[k])
+            hedge.estimates()
+        blocks.append((time.process_time() - t0) / updates * 1e6)
+    return statistics.median(blocks)
+
+
+def hedge_table(windows: list[int], quick: bool) -> None:
+    """CPU µs per bar under each hedge-ratio choice, side by side in this process."""
+    part = time_hedge_part(2000 if quick else 20000)
+    print(f"\nhedge ratio choice, CPU µs per bar (update + result; Kalman + RLS part alone "
+          f"{part:.2f} µs)")
+    print(f"{'window':>7} {'ols':>8} {'kalman':>8} {'rls':>8} {'kalman/ols':>11} {'rls/ols':>8}")
+    for window in windows:
+        updates = max(window, 600 if quick else 3000)
+        # interleaved rounds, median of each: the three choices see the same machine load
+        rounds = [{beta: time_estimator(window, updates, reps=1, beta=beta,
+                                        clock=time.process_time)
+                   for beta in ("ols", "kalman", "rls")} for _ in range(5)]
+        us = {beta: statistics.median(r[beta] for r in rounds) for beta in rounds[0]}
+        print(f"{window:>7} {us['ols']:>8.1f} {us['kalman']:>8.1f} {us['rls']:>8.1f} "
+              f"{us['kalman'] / us['ols']:>10.2f}x {us['rls'] / us['ols']:>7.2f}x")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS {peak_mb:.0f} MB")
 
 
 def recompute(yw: np.ndarray, xw: np.ndarray) -> tuple:
@@ -184,6 +229,7 @@ def main() -> None:
     ap.add_argument("--windows", type=int, nargs="+", default=[100, 1000, 10000])
     ap.add_argument("--quick", action="store_true", help="fewer updates and recomputations")
     ap.add_argument("--accuracy", action="store_true", help="errors against the exact oracle")
+    ap.add_argument("--hedge", action="store_true", help="only the hedge-ratio choice table")
     args = ap.parse_args()
     if args.accuracy:
         accuracy()
@@ -192,6 +238,9 @@ def main() -> None:
         f"python {platform.python_version()}, numpy {np.__version__}, "
         f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.2f}"
     )
+    if args.hedge:
+        hedge_table(args.windows, args.quick)
+        return
     print(f"{'window':>7} {'maxlag':>6} {'pairflow us':>12} {'statsmodels us':>15} {'ratio':>8}")
     for window in args.windows:
         fast = time_estimator(window, max(window, 600 if args.quick else 3000))
@@ -201,6 +250,7 @@ def main() -> None:
             f"{window:>7} {EstimatorSettings(window=window).adf_maxlag:>6} {fast:>12.1f} "
             f"{base:>15.0f} {base / fast:>7.0f}x"
         )
+    hedge_table(args.windows, args.quick)
 
 
 if __name__ == "__main__":

@@ -81,6 +81,16 @@ def _schema() -> str:
     return ";\n".join(statements) + ";"
 
 
+def _add_new_columns(connection: sqlite3.Connection) -> None:
+    """Give a store written under an older record schema the columns added since (null)."""
+    for table in TABLES.values():
+        have = {row[1] for row in connection.execute(f"PRAGMA table_info({table.name})")}
+        for column in field_names(table.record):
+            if column not in have:
+                connection.execute(f'ALTER TABLE {table.name} ADD COLUMN "{column}" '
+                                   f"{_column_type(table.record, column)}")
+
+
 def _connect(path: Path, readonly: bool, timeout_s: float = _BUSY_TIMEOUT_S) -> sqlite3.Connection:
     uri = f"file:{path}?mode=ro" if readonly else f"file:{path}?mode=rwc"
     connection = sqlite3.connect(uri, uri=True, timeout=timeout_s, check_same_thread=False)
@@ -106,6 +116,7 @@ def open_store(path: str | Path, timeout_s: float = _BUSY_TIMEOUT_S) -> sqlite3.
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = NORMAL")
         connection.executescript(_schema())
+        _add_new_columns(connection)
         connection.commit()
     except sqlite3.Error as error:
         raise StoreError(f"cannot write the store {path}: {error}") from error

@@ -79,7 +79,7 @@ class _BarLogic(StatefulBatchLogic):
 
 
 def _pair_step(config: PairflowConfig) -> Callable:
-    settings = config.pair_settings
+    settings = {timeframe: config.pair_settings(timeframe) for timeframe in config.timeframes}
 
     def step(state: PairState | None, value: tuple[str, int, Bar]) -> tuple[PairState, list]:
         pair, leg, bar = value
@@ -88,7 +88,8 @@ def _pair_step(config: PairflowConfig) -> Callable:
             # start-up a run without pairs does not pay.
             from pairflow.pairs import PairState
 
-            state = PairState(pair, bar.timeframe, settings.estimator, settings.alert_state())
+            own = settings[bar.timeframe]
+            state = PairState(pair, bar.timeframe, own.estimator, own.alert_state())
         return state, state.update(leg, bar)
 
     return step

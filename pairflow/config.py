@@ -4,7 +4,9 @@ Precedence: CLI flag > environment variable > TOML file > default. Every value i
 the configuration is built; a :class:`~pairflow.errors.ConfigError` says what to fix.
 
 TOML keys and environment names are the field names (``window = 120`` /
-``PAIRFLOW_WINDOW=120``); lists are TOML arrays or comma-separated strings.
+``PAIRFLOW_WINDOW=120``); lists are TOML arrays or comma-separated strings. The window may be
+given per timeframe: ``window = {1s = 300, 1m = 120, 5m = 48}`` in TOML,
+``1s=300,1m=120,5m=48`` as text.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from pairflow.analytics.settings import parse_lag
+from pairflow.analytics.settings import HedgeMethod, parse_lag
 from pairflow.errors import ConfigError
-from pairflow.pair_settings import PairSettings
+from pairflow.pair_settings import PairSettings, WindowSpec, parse_window
 from pairflow.records import SYMBOL_PATTERN
 from pairflow.timeframes import parse_timeframes
 from pairflow.universe.settings import ScanSettings
@@ -63,9 +65,14 @@ class PairflowConfig:
         symbols: exchange symbols to ingest (upper case).
         pairs: pairs ``Y/X`` (Y regressed on X); both legs must be among ``symbols``.
         timeframes: bar timeframes, shortest first.
-        window: bars in the rolling estimation window (>= 10).
+        window: bars in the rolling estimation window (>= 10): one number for every
+            timeframe, or ``(timeframe, bars)`` pairs naming each timeframe once.
         price: price transform of the closes, ``log`` or ``raw``.
         lag: ADF/EG lag policy, ``aic``, ``bic`` or a fixed number.
+        beta: hedge ratio the spread, z-score and alerts follow: ``ols``, ``kalman``, ``rls``.
+        kalman_delta: Kalman random-walk variance ``delta / (1 - delta)`` of α and β per bar.
+        kalman_obs_var: Kalman observation variance (None: the first window's OLS one).
+        rls_lambda: RLS forgetting factor in (0, 1].
         entry_z: |z| at or above which an alert enters.
         exit_z: |z| below which an entered alert exits (< ``entry_z``).
         cooldown_bars: bars after an exit during which no new entry fires.
@@ -105,9 +112,13 @@ class PairflowConfig:
     pairs: tuple[str, ...] = ()
     timeframes: tuple[str, ...] = ("1s", "1m", "5m")
     # The pair settings' defaults are PairSettings', stated there once.
-    window: int = PairSettings.window
+    window: WindowSpec = PairSettings.window
     price: Literal["log", "raw"] = PairSettings.price
     lag: Literal["aic", "bic"] | int = PairSettings.lag
+    beta: HedgeMethod = PairSettings.beta
+    kalman_delta: float = PairSettings.kalman_delta
+    kalman_obs_var: float | None = PairSettings.kalman_obs_var
+    rls_lambda: float = PairSettings.rls_lambda
     entry_z: float = PairSettings.entry_z
     exit_z: float = PairSettings.exit_z
     cooldown_bars: int = PairSettings.cooldown_bars
@@ -143,7 +154,7 @@ class PairflowConfig:
         self._check_symbols()
         self._check_pairs()
         parse_timeframes(list(self.timeframes))
-        _ = self.pair_settings
+        self._check_windows()
         _ = self.scan_settings
         if self.scan_retention_days is not None and not self.scan_retention_days > 0:
             raise ConfigError(f"scan_retention_days must be > 0 (or unset: keep all), got "
@@ -174,6 +185,26 @@ class PairflowConfig:
         if len(set(self.pairs)) != len(self.pairs):
             raise ConfigError(f"pairs {list(self.pairs)} repeat a pair")
 
+    def _check_windows(self) -> None:
+        if not isinstance(self.window, int):
+            named = [name for name, _ in self.window]
+            extra = [name for name in named if name not in self.timeframes]
+            if extra:
+                raise ConfigError(f"window names timeframe(s) {extra} which are not among "
+                                  f"timeframes {list(self.timeframes)}")
+            missing = [name for name in self.timeframes if name not in named]
+            if missing:
+                raise ConfigError(f"window gives no bars for timeframe(s) {missing}: name every "
+                                  f"timeframe, e.g. window = 1s=300,1m=120,5m=48, or give one "
+                                  f"number")
+        for timeframe in self.timeframes:
+            try:
+                self.pair_settings(timeframe)
+            except ConfigError as error:
+                if isinstance(self.window, int):
+                    raise
+                raise ConfigError(f"timeframe {timeframe}: {error}") from error
+
     def _check_run(self) -> None:
         if not 0 <= self.lateness_s <= 3600:
             raise ConfigError(f"lateness must be between 0 and 3600 s, got {self.lateness_s}")
@@ -192,12 +223,17 @@ class PairflowConfig:
         if self.kafka_partitions < 1:
             raise ConfigError(f"kafka_partitions must be >= 1, got {self.kafka_partitions}")
 
-    @property
-    def pair_settings(self) -> PairSettings:
-        """The watched pairs' statistics and alert settings (checked when built)."""
-        return PairSettings(window=self.window, price=self.price, lag=self.lag,
+    def window_for(self, timeframe: str) -> int:
+        """Bars in the window of ``timeframe`` (one of ``timeframes``)."""
+        return self.window if isinstance(self.window, int) else dict(self.window)[timeframe]
+
+    def pair_settings(self, timeframe: str) -> PairSettings:
+        """The statistics and alert settings of the pairs on ``timeframe`` (checked when built)."""
+        return PairSettings(window=self.window_for(timeframe), price=self.price, lag=self.lag,
                             entry_z=self.entry_z, exit_z=self.exit_z,
-                            cooldown_bars=self.cooldown_bars)
+                            cooldown_bars=self.cooldown_bars, beta=self.beta,
+                            kalman_delta=self.kalman_delta, kalman_obs_var=self.kalman_obs_var,
+                            rls_lambda=self.rls_lambda)
 
     @property
     def scan_settings(self) -> ScanSettings:
@@ -326,7 +362,7 @@ def _timeframes(value: Any) -> tuple[str, ...]:
 _CONFIG_PARSERS: dict[str, Callable[[Any], Any]] = {
     "symbols": _upper_names, "pairs": _upper_names, "universe": _upper_names,
     "timeframes": _timeframes,
-    "lag": parse_lag, "speed": parse_speed,
+    "lag": parse_lag, "speed": parse_speed, "window": parse_window,
 }
 
 

@@ -94,5 +94,5 @@ class PairState:
     def _record(self, end: int, result: PairResult) -> PairStats:
         return PairStats.of(result, pair=self.pair, timeframe=self.timeframe, ts=end,
                             window=self.settings.window, price=self.settings.price,
-                            lag=str(self.settings.lag))
+                            lag=str(self.settings.lag), hedge=self.settings.hedge_label)
 

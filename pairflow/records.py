@@ -1,8 +1,9 @@
-"""Record types of schema version 1 and their JSON form.
+"""Record types and their JSON form.
 
 Times are integer microseconds since the Unix epoch, UTC. Prices and sizes are floats
 (Binance sends decimal strings; they are parsed once, at the edge). Every record serialises
-to one JSON object carrying ``"v": 1``; field names are the contract shared with Kafka
+to one JSON object carrying its kind's schema version ``"v"`` (:func:`schema_version`: 1, the
+pair record 2); field names are the contract shared with Kafka
 consumers, the SQLite store and the CSV export (see ``docs/architecture.md``).
 """
 
@@ -22,6 +23,9 @@ import numpy as np
 from pairflow.analytics.result import PairResult
 
 SCHEMA_VERSION = 1
+#: Record kinds whose contract changed since version 1: ``pair`` 2 added the hedge ratios
+#: ``beta_ols``, ``beta_kalman``, ``beta_rls``, ``beta_se`` and the estimator's ``hedge``.
+SCHEMA_VERSIONS: dict[str, int] = {"pair": 2}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TickSource = Literal["live", "replay", "backfill"]
 AlertKind = Literal["enter_upper", "enter_lower", "exit"]
@@ -176,19 +180,19 @@ class _PairRecord:
     @classmethod
     def of(
         cls, result: PairResult, *, pair: str, timeframe: str, ts: int, window: int, price: str,
-        lag: str,
+        lag: str, hedge: str,
     ) -> PairStats:
         """The record of an estimator's result for pair ``pair`` at bar end ``ts``."""
         values = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
         return cls(pair=pair, timeframe=timeframe, ts=ts, window=window, price=price, lag=lag,
-                   **values)
+                   hedge=hedge, **values)
 
 
 #: The record's own fields, each group placed before the :class:`PairResult` field named.
 _PAIR_CONTEXT = {
     "y": (("pair", "str"), ("timeframe", "str"), ("ts", "int")),
     "n": (("window", "int"),),
-    "reason": (("price", "str"), ("lag", "str")),
+    "reason": (("price", "str"), ("lag", "str"), ("hedge", "str")),
 }
 
 PairStats = dataclasses.make_dataclass(
@@ -208,8 +212,10 @@ PairStats = dataclasses.make_dataclass(
 
     Fields: ``pair``, ``timeframe``, ``ts``, then the estimator's
     :class:`~pairflow.analytics.PairResult` (``y``, ``x``, ``n``, the statistics ``beta`` to
-    ``half_life``, ``reason``) with the settings ``window`` before ``n`` and ``price``,
-    ``lag`` before ``reason`` (``schemas/pair.schema.json``). The statistics are declared
+    ``half_life``, the hedge ratios ``beta_ols`` … ``beta_se``, ``reason``) with the settings
+    ``window`` before ``n`` and ``price``, ``lag``, ``hedge`` (the hedge-ratio estimator and
+    its settings, ``EstimatorSettings.hedge_label``) before ``reason``
+    (``schemas/pair.schema.json``). The statistics are declared
     once, by ``PairResult``.
 
     Undefined statistics are ``None`` and ``reason`` says why; when a leg has no bar at
@@ -360,9 +366,18 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
 _encoder = msgspec.json.Encoder()
 
 
+def schema_version(kind: str) -> int:
+    """The schema version ``"v"`` records of ``kind`` carry.
+
+    >>> schema_version("tick"), schema_version("pair")
+    (1, 2)
+    """
+    return SCHEMA_VERSIONS.get(kind, SCHEMA_VERSION)
+
+
 def to_json(record: Record) -> bytes:
-    """Serialise a record to its wire form: one JSON object with ``"v": 1`` first."""
-    return _encoder.encode({"v": SCHEMA_VERSION, **to_dict(record)})
+    """Serialise a record to its wire form: one JSON object with its ``"v"`` first."""
+    return _encoder.encode({"v": schema_version(record.kind), **to_dict(record)})
 
 
 def from_json(cls: type, payload: bytes | str) -> Any:

@@ -142,3 +142,119 @@ def test_dataclass_checks_apply_without_loader():
     config = PairflowConfig(symbols=("BTCUSDT", "ETHUSDT"), pairs=("BTCUSDT/ETHUSDT",),
                             files=("a",))
     assert config.legs("BTCUSDT/ETHUSDT") == ("BTCUSDT", "ETHUSDT")
+
+
+# ---------------------------------------------------------------- window per timeframe
+
+
+@pytest.mark.parametrize("given,expected", [
+    (120, 120),
+    ("120", 120),
+    ("1s=300,1m=120,5m=48", (("1s", 300), ("1m", 120), ("5m", 48))),
+    (" 5m = 48 , 1s=300,1m=120 ", (("1s", 300), ("1m", 120), ("5m", 48))),
+])
+def test_window_one_number_or_one_per_timeframe(given, expected):
+    config = load_config({**BASE, "window": given}, env={})
+    assert config.window == expected
+    assert [config.window_for(t) for t in config.timeframes] == (
+        [expected] * 3 if isinstance(expected, int) else [300, 120, 48])
+    assert [config.pair_settings(t).estimator.window for t in config.timeframes] == [
+        config.window_for(t) for t in config.timeframes]
+
+
+def test_window_per_timeframe_from_toml_and_env(tmp_path):
+    toml = write_toml(tmp_path, "window = {1s = 300, 1m = 120, 5m = 48}\n")
+    assert load_config(BASE, env={}, toml_path=toml).window == (
+        ("1s", 300), ("1m", 120), ("5m", 48))
+    env = {"PAIRFLOW_WINDOW": "1s=200,1m=30,5m=12"}
+    assert load_config(BASE, env=env, toml_path=toml).window_for("5m") == 12
+    assert load_config({**BASE, "window": "60"}, env=env, toml_path=toml).window == 60
+
+
+WINDOW_ERRORS = [
+    ({"window": "1s=300,1m=120"}, "window gives no bars for timeframe(s) ['5m']"),
+    ({"window": "1s=300,1m=120,5m=48,1h=10"}, "window names timeframe(s) ['1h'] which are not"),
+    ({"window": "1s=300,1m=120,5m=8"}, "timeframe 5m: window must be at least 10 bars, got 8"),
+    ({"window": "1s=300,1m=ten,5m=48"}, "window = '1s=300,1m=ten,5m=48' is not a valid value"),
+    ({"window": "1s=300,1s=120"}, "timeframe 1s is given twice"),
+    ({"window": "1s=300,7x=1,5m=48"}, "unknown timeframe '7x'"),
+    ({"window": "=300"}, "use a number of bars or TIMEFRAME=BARS pairs"),
+    ({"beta": "ewma"}, "beta must be one of ols, kalman, rls"),
+    ({"rls_lambda": 1.5}, "rls_lambda must be in (0, 1]"),
+    ({"kalman_delta": "often"}, "kalman_delta = 'often' is not a valid value"),
+]
+
+
+@pytest.mark.parametrize("change,message", WINDOW_ERRORS, ids=[m for _, m in WINDOW_ERRORS])
+def test_window_and_hedge_errors_say_what_to_fix(change, message):
+    with pytest.raises(ConfigError) as info:
+        load_config({**BASE, **change}, env={})
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_window_table_errors_in_toml(tmp_path):
+    toml = write_toml(tmp_path, 'window = {1s = 300, 1m = "many", 5m = 48}\n')
+    with pytest.raises(ConfigError, match="window = .* is not a valid value"):
+        load_config(BASE, env={}, toml_path=toml)
+
+
+# ---------------------------------------------------------------- hedge-ratio settings
+
+
+def test_hedge_settings_through_every_layer(tmp_path):
+    config = load_config(BASE, env={})
+    assert (config.beta, config.kalman_obs_var) == ("ols", None)
+    toml = write_toml(tmp_path, 'beta = "kalman"\nkalman_delta = 1e-9\nkalman_obs_var = 2e-8\n'
+                                "rls_lambda = 0.995\n")
+    config = load_config(BASE, env={}, toml_path=toml)
+    estimator = config.pair_settings("1s").estimator
+    assert (estimator.beta, estimator.kalman_delta, estimator.kalman_obs_var,
+            estimator.rls_lambda) == ("kalman", 1e-9, 2e-8, 0.995)
+    env = {"PAIRFLOW_BETA": "rls", "PAIRFLOW_RLS_LAMBDA": "0.9"}
+    config = load_config(BASE, env=env, toml_path=toml)
+    assert (config.beta, config.rls_lambda, config.kalman_delta) == ("rls", 0.9, 1e-9)
+    config = load_config({**BASE, "beta": "ols", "kalman_obs_var": 1e-6}, env=env,
+                         toml_path=toml)
+    assert (config.beta, config.kalman_obs_var) == ("ols", 1e-6)
+
+
+def test_each_timeframe_pair_step_uses_its_own_window():
+    from flows.pairs import _pair_step
+    from pairflow.records import Bar, PairStats
+
+    config = load_config({**BASE, "pairs": "BTCUSDT/ETHUSDT", "timeframes": "1s,1m",
+                          "window": "1s=12,1m=10", "beta": "rls"}, env={})
+    step = _pair_step(config)
+    records: dict[str, list[PairStats]] = {"1s": [], "1m": []}
+    for timeframe, length in (("1s", 1_000_000), ("1m", 60_000_000)):
+        state = None
+        for k in range(14):
+            for leg, (symbol, close) in enumerate((("BTCUSDT", 60_000.0 + (k * 37) % 11),
+                                                   ("ETHUSDT", 2_500.0 + (k * 17) % 7))):
+                bar = Bar(symbol=symbol, timeframe=timeframe, start=k * length,
+                          end=(k + 1) * length, open=close, high=close, low=close, close=close,
+                          volume=1.0, quote_volume=close, vwap=close, trades=1,
+                          taker_buy_volume=0.5, first_trade_id=k, last_trade_id=k)
+                state, out = step(state, ("BTCUSDT/ETHUSDT", leg, bar))
+                records[timeframe] += [r for r in out if isinstance(r, PairStats)]
+    for timeframe, window in (("1s", 12), ("1m", 10)):
+        stats = records[timeframe]
+        assert len(stats) == 14 and {r.window for r in stats} == {window}
+        first = next(i for i, r in enumerate(stats) if r.beta is not None)
+        assert first == window - 1 and stats[first].n == window
+        assert all(r.beta == r.beta_rls for r in stats[first:])
+        assert {r.hedge for r in stats} == {"rls lambda=0.99"}
+
+
+@pytest.mark.parametrize("extra,fragment", [
+    (["--window", "1s=300,1m=5"], "timeframe 1m: window must be at least 10 bars, got 5"),
+    (["--window", "1s=300"], "window gives no bars for timeframe(s) ['1m']"),
+    (["--beta", "median"], "beta must be one of ols, kalman, rls, got 'median'"),
+])
+def test_cli_window_and_hedge_errors_exit_2_in_one_line(tmp_path, extra, fragment):
+    from tests.test_cli import assert_user_error, pairflow
+
+    done = pairflow("replay", tmp_path / "a.gz", "--symbols", "BTCUSDT,ETHUSDT",
+                    "--timeframes", "1s,1m", "--store", tmp_path / "s.db", *extra)
+    assert_user_error(done, fragment)

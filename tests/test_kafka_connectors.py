@@ -32,7 +32,7 @@ from connectors.kafka import (
     topic_for,
 )
 from pairflow.errors import SinkError
-from pairflow.records import RECORD_TYPES, DeadLetter, Tick, from_dict
+from pairflow.records import RECORD_TYPES, DeadLetter, Tick, from_dict, schema_version
 from pairflow.ticks import Heartbeat
 from tests.kafka_helpers import TickPublisher, consume_records
 from tests.test_schemas import sample_records, validator
@@ -87,7 +87,7 @@ def test_sink_in_a_flow_delivers_every_record(kafka_broker: Any, unique_prefix: 
         assert len(got) == len(expected), kind
         check = validator(kind)
         for key, value in got:
-            assert value["v"] == 1
+            assert value["v"] == schema_version(kind)
             check.validate(value)
             assert key == record_key(from_dict(cls, value))
         # Same records, same per-key order (keys are per-partition ordered).

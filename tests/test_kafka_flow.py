@@ -23,6 +23,7 @@ from connectors.kafka import REACH_TIMEOUT_S
 from connectors.store import StoreReader
 from flows.pairs import build_flow
 from pairflow.config import load_config
+from pairflow.records import schema_version
 from tests.helpers import store_records, wait_for_bars
 from tests.kafka_helpers import consume_records, wait_for_kafka_client
 
@@ -55,7 +56,7 @@ def test_replay_into_kafka_equals_the_store_and_matches_the_schemas(
         consumed = consume_records(kafka_broker.bootstrap, f"{unique_prefix}{table}")
         for key, value in consumed:
             jsonschema.validate(value, schema)
-            assert value["v"] == 1
+            assert value["v"] == schema_version(kind)
             if kind == "bar":
                 assert key == f"{value['symbol']}|{value['timeframe']}"
             elif kind == "pair":

@@ -20,6 +20,7 @@ from pairflow.records import (
     ScanRecord,
     Tick,
     field_names,
+    schema_version,
     to_json,
 )
 
@@ -45,7 +46,8 @@ def sample_records() -> list[Any]:
     stats = dict(pair="BTCUSDT/ETHUSDT", timeframe="1s", y=10.95, x=7.80, window=120, price="log")
     undefined = dict.fromkeys(
         ["beta", "alpha", "spread", "spread_mean", "spread_std", "zscore", "corr", "adf_stat",
-         "adf_pvalue", "adf_lags", "eg_stat", "eg_pvalue", "half_life"]
+         "adf_pvalue", "adf_lags", "eg_stat", "eg_pvalue", "half_life", "beta_ols",
+         "beta_kalman", "beta_rls", "beta_se"]
     )  # fmt: skip
     alert = dict(pair="BTCUSDT/ETHUSDT", timeframe="1s")
     return [
@@ -64,8 +66,10 @@ def sample_records() -> list[Any]:
         PairStats(ts=t0 + 120_000_000, n=120, beta=1.02, alpha=2.99, spread=3.0,
                   spread_mean=2.99, spread_std=0.0012, zscore=2.1, corr=0.83, adf_stat=-3.2,
                   adf_pvalue=0.018, adf_lags=1, eg_stat=-3.4, eg_pvalue=0.05, half_life=42.0,
-                  lag="carry", reason=None, **stats),
-        PairStats(ts=t0 + 5_000_000, n=5, lag="carry", reason="n < window", **undefined, **stats),
+                  beta_ols=1.02, beta_kalman=1.01, beta_rls=1.03, beta_se=0.004, lag="carry",
+                  hedge="kalman delta=1e-10 obs_var=auto", reason=None, **stats),
+        PairStats(ts=t0 + 5_000_000, n=5, lag="carry", hedge="ols", reason="n < window",
+                  **undefined, **stats),
         Alert(alert_id="BTCUSDT/ETHUSDT|1s|1723075320000000|enter_upper", ts=t0 + 120_000_000,
               alert_kind="enter_upper", zscore=4.2, threshold=2.0, spread=0.004, beta=1.02,
               **alert),
@@ -108,7 +112,9 @@ def test_schema_fields_equal_record_fields(kind: str) -> None:
     assert list(schema["properties"]) == expected
     assert schema["required"] == expected
     assert schema["additionalProperties"] is False
-    assert schema["properties"]["v"] == {"const": 1, "description": "schema version"}
+    assert schema["properties"]["v"] == {"const": schema_version(kind),
+                                         "description": "schema version"}
+    assert schema["$id"] == f"urn:pairflow:schema:{kind}:{schema_version(kind)}"
 
 
 def test_samples_cover_every_kind() -> None:
@@ -118,7 +124,7 @@ def test_samples_cover_every_kind() -> None:
 @pytest.mark.parametrize("record", sample_records(), ids=lambda r: r.kind)
 def test_serialised_records_validate(record: Any) -> None:
     value = msgspec.json.decode(to_json(record))
-    assert value["v"] == 1
+    assert value["v"] == schema_version(record.kind)
     validator(record.kind).validate(value)
 
 
@@ -140,7 +146,33 @@ def test_schemas_reject_what_the_contract_forbids() -> None:
     pair = msgspec.json.decode(to_json(sample_records()[4]))
     assert _errors("pair", {**pair, "pair": "BTCUSDT-ETHUSDT"})
     assert not _errors("pair", {**pair, "zscore": None, "reason": "zero variance"})
+    assert _errors("pair", {**pair, "v": 1})
+    assert _errors("pair", {k: v for k, v in pair.items() if k != "beta_kalman"})
+    assert _errors("pair", {**pair, "beta_se": -0.1})
+    assert _errors("pair", {**pair, "hedge": None})
     alert = msgspec.json.decode(to_json(sample_records()[6]))
     assert alert["kind"] == "enter_upper"
     assert _errors("alert", {**alert, "kind": "enter"})
     assert _errors("alert", {**alert, "zscore": None})
+
+
+def test_a_store_written_before_pair_schema_2_gains_its_columns(tmp_path):
+    """Opening an older store for writing adds the hedge-ratio columns (null in old rows)."""
+    import sqlite3
+
+    from connectors.store import StoreReader, StoreWriter
+
+    path = tmp_path / "old.db"
+    StoreWriter(path).close()
+    added = ("beta_ols", "beta_kalman", "beta_rls", "beta_se")
+    with sqlite3.connect(path) as connection:
+        for column in added:
+            connection.execute(f'ALTER TABLE pairs DROP COLUMN "{column}"')
+        connection.execute("INSERT INTO pairs (pair, timeframe, ts, window, n, price, lag) "
+                           "VALUES ('BTCUSDT/ETHUSDT', '1s', 1, 120, 5, 'log', 'aic')")
+    writer = StoreWriter(path)
+    writer.write([sample_records()[4]])
+    writer.close()
+    rows = {row["ts"]: row for row in StoreReader(path).query("pairs")}
+    assert [rows[1][c] for c in added] == [None] * 4
+    assert [rows[sample_records()[4].ts][c] for c in added] == [1.02, 1.01, 1.03, 0.004]

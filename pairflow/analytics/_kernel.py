@@ -20,13 +20,55 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["gram_row_update", "pair_tests"]
+__all__ = ["HEDGE_STATE_SIZE", "gram_row_update", "hedge_update", "pair_tests"]
 
 _MIN_PIVOT = 1e-7
 # No fastmath: with reassociation LLVM's summation order depends on how a function was
 # compiled (inlined into a caller fresh, or loaded from the cache), so two processes of one
 # cluster gave different last bits. Strict IEEE order makes every worker, restart and replay
 # produce the same records to the bit, for ~4 % (window 100) to ~15 % (10 000) per update.
+
+
+#: Length of the hedge-ratio state vector of :func:`hedge_update`.
+HEDGE_STATE_SIZE = 13
+
+
+@njit(cache=True)
+def hedge_update(state, y, x, lam, q):  # noqa: D103
+    # One bar of the two recursive hedge-ratio estimators (see rolling.HedgeRatios).
+    # RLS: state[0:5] = [W, mean x, mean y, Cxx, Cxy], exponentially weighted (weight lam per
+    # bar) sums in West's (1979) updating form: the exact weighted least-squares solution.
+    w = lam * state[0] + 1.0
+    dx = x - state[1]
+    dy = y - state[2]
+    mx = state[1] + dx / w
+    my = state[2] + dy / w
+    state[3] = lam * state[3] + dx * (x - mx)
+    state[4] = lam * state[4] + dx * (y - my)
+    state[0] = w
+    state[1] = mx
+    state[2] = my
+    # Kalman, once started: state[5:13] = [started, a, b, xc, P00, P01, P11, r] with
+    # y = a + b (x - xc) + e, Var e = r; (alpha, beta) = (a - b xc, b) take random-walk steps
+    # of covariance q I, i.e. Q = q [[1 + xc^2, xc], [xc, 1]] in (a, b).
+    if state[5] == 0.0:
+        return
+    xc = state[8]
+    p00 = state[9] + q * (1.0 + xc * xc)
+    p01 = state[10] + q * xc
+    p11 = state[11] + q
+    h = x - xc
+    ph0 = p00 + h * p01
+    ph1 = p01 + h * p11
+    s = ph0 + h * ph1 + state[12]
+    k0 = ph0 / s
+    k1 = ph1 / s
+    e = y - state[6] - state[7] * h
+    state[6] += k0 * e
+    state[7] += k1 * e
+    state[9] = p00 - k0 * ph0
+    state[10] = p01 - k0 * ph1
+    state[11] = p11 - k1 * ph1
 
 
 @njit(cache=True)

@@ -19,7 +19,9 @@ The estimator is composed of the running parts of :mod:`pairflow.analytics.rolli
   The spread's regressions use ``e_{k-1} = u_{k-1} - beta v_{k-1} + c0`` and
   ``ds_{k-j} = dy_{k-j} - beta dx_{k-j}``, a fixed linear map ``T`` of ``z``, so the compiled
   kernel :func:`~pairflow.analytics._kernel.pair_tests` gets their Gram matrix as the
-  congruence ``T' M T``.
+  congruence ``T' M T``;
+* :class:`~pairflow.analytics.rolling.HedgeRatios`, the Kalman and RLS hedge ratios beside the
+  window's OLS one (``settings.beta`` chooses which the spread and z-score follow).
 
 The anchors are reset to the latest bar, and every part recomputed from the ring, once per
 ``window`` bars: amortised O(1), and rounding drift of the running sums never outlives one
@@ -41,6 +43,7 @@ from pairflow.analytics.rolling import (
     AnchoredCoMoments,
     BarRing,
     CoMoments,
+    HedgeRatios,
     RollingGram,
     ZeroRun,
 )
@@ -129,6 +132,7 @@ class PairEstimator:
         self._flat_y = ZeroRun()
         self._flat_x = ZeroRun()
         self._gram = RollingGram(self._maxlag)
+        self._hedge = HedgeRatios(settings)
         self._count = 0
         self._last_y = 0.0
         self._last_x = 0.0
@@ -204,6 +208,18 @@ class PairEstimator:
         self._since_rebuild += 1
         if self._since_rebuild >= self._window:
             self._rebuild()
+        self._hedge.update(y, x)
+        if not self._hedge.kalman_started and self._count >= self._window:
+            self._start_kalman()
+
+    def _start_kalman(self) -> None:
+        """Start the Kalman filter from this window's OLS fit, if x varied over it."""
+        mu, mv, cyy, cxy, cxx = self._levels.centred(self._window)
+        if self._flat_x.length >= self._window - 1 or not cxx > 0.0:
+            return
+        beta = cxy / cxx
+        self._hedge.start_kalman(self._levels.ref_a + mu, self._levels.ref_b + mv, beta, cxx,
+                                 cyy - beta * cxy, self._window)
 
     def _evict(self, old: int) -> None:
         """Revert bar ``old``, leaving the window, from every part (before the ring drops it)."""
@@ -252,31 +268,47 @@ class PairEstimator:
         if flat_x or not cxx > 0.0:
             return PairResult(y=y, x=x, n=n, corr=_finite(corr),
                               reason="; ".join([ZERO_VAR_X, *reasons]))
+        kalman, rls = self._hedge.estimates()
+        recursive = {"beta_kalman": kalman and kalman[1], "beta_rls": rls and rls[1]}
         if flat_y:
             # y constant: beta = 0 exactly, the spread is y itself and does not vary
             return PairResult(y=y, x=x, n=n, beta=0.0, alpha=y, spread=y, spread_mean=y,
-                              spread_std=0.0, corr=_finite(corr),
+                              spread_std=0.0, corr=_finite(corr), beta_ols=0.0, beta_se=0.0,
+                              **{k: _finite(v) for k, v in recursive.items()},
                               reason="; ".join([ZERO_VAR_Y, *reasons]))
-        beta = cxy / cxx
-        c0 = -(mu - beta * mv)  # e_t = u_t - beta v_t + c0, the OLS residual
-        alpha = (self._levels.ref_a - beta * self._levels.ref_b) - c0
-        sse = cyy - beta * cxy
+        beta_ols = cxy / cxx
+        c0 = -(mu - beta_ols * mv)  # e_t = u_t - beta v_t + c0, the OLS residual
+        alpha_ols = (self._levels.ref_a - beta_ols * self._levels.ref_b) - c0
+        sse = cyy - beta_ols * cxy
         spread_std = math.sqrt(sse / (n - 1)) if sse > 0.0 else 0.0
         stats: dict[str, float | None] = {
-            "beta": beta,
-            "alpha": alpha,
-            "spread": y - beta * x,
-            "spread_mean": alpha,
+            "beta": beta_ols,
+            "alpha": alpha_ols,
+            "spread": y - beta_ols * x,
+            "spread_mean": alpha_ols,
             "spread_std": spread_std,
             "corr": corr,
+            "beta_ols": beta_ols,
+            "beta_se": math.sqrt(sse / (n - 2) / cxx) if sse > 0.0 else 0.0,
+            **recursive,
         }
+        beta = beta_ols
+        if self._settings.beta != "ols":
+            chosen = kalman if self._settings.beta == "kalman" else rls
+            beta = math.nan if chosen is None else chosen[1]
+            # the window mean and spread of y - beta x for another beta, from the same sums:
+            # the squares about the mean exceed the OLS ones by (beta - beta_ols)^2 Sxx
+            sse_beta = max(sse, 0.0) + (beta - beta_ols) ** 2 * cxx
+            stats.update(beta=beta, alpha=chosen and chosen[0], spread=y - beta * x,
+                         spread_mean=(self._levels.ref_a + mu) - beta * (self._levels.ref_b + mv),
+                         spread_std=math.sqrt(sse_beta / (n - 1)))
         if not (cyy > 0.0 and sse > _COLLINEAR_R2_GAP * cyy):
             reasons.insert(0, COLLINEAR)
         else:
             u_last = y - self._levels.ref_a
             v_last = x - self._levels.ref_b
-            stats["zscore"] = ((u_last - mu) - beta * (v_last - mv)) / spread_std
-            stats.update(self._tests(beta, c0, mu, mv, reasons))
+            stats["zscore"] = ((u_last - mu) - beta * (v_last - mv)) / stats["spread_std"]
+            stats.update(self._tests(beta_ols, c0, mu, mv, reasons))
         values = {name: _finite(value) for name, value in stats.items() if name != "adf_lags"}
         adf_lags = stats.get("adf_lags") if values.get("adf_stat") is not None else None
         if not reasons and (adf_lags is None or None in values.values()):

@@ -24,12 +24,14 @@ class PairResult:
             ``None`` only before the first bar (``n == 0``).
         x: transformed close of the independent leg at this bar (same).
         n: bars in the window so far (at most ``window``).
-        beta: OLS slope of y on 1 + x over the window.
-        alpha: OLS intercept (the window mean of ``y - beta x``).
+        beta: the hedge ratio of the chosen estimator (``EstimatorSettings.beta``): by
+            default the OLS slope of y on 1 + x over the window (``beta_ols``).
+        alpha: the chosen estimator's intercept (OLS: the window mean of ``y - beta x``).
         spread: ``y - beta x`` at this bar.
-        spread_mean: ``alpha``.
+        spread_mean: the window mean of ``y - beta x`` (``alpha`` under OLS).
         spread_std: sample standard deviation (ddof = 1) of the window's ``y - beta x``.
-        zscore: ``(spread - spread_mean) / spread_std``.
+        zscore: ``(spread - spread_mean) / spread_std``, which is also the z-score of the
+            residual ``y - alpha - beta x`` over the window whatever ``alpha`` is.
         corr: Pearson correlation of the window's ``window - 1`` bar-to-bar differences of
             the transformed closes (log returns under ``price="log"``).
         adf_stat: ADF t-ratio of the window's spread, ``adfuller(regression="c")``.
@@ -38,6 +40,14 @@ class PairResult:
         eg_stat: Engle-Granger statistic, ``adfuller(residual, regression="n")``.
         eg_pvalue: MacKinnon p-value for two series with a constant (``coint``'s).
         half_life: ``-ln 2 / lambda`` bars, lambda the slope of Δspread on 1 + spread₋₁.
+            The ADF, Engle-Granger and half-life statistics are those of the window's OLS
+            residual, whichever hedge ratio ``beta`` is.
+        beta_ols: OLS slope of y on 1 + x over the window.
+        beta_kalman: Kalman-filtered β (random-walk α, β; started from the first full
+            window's OLS fit).
+        beta_rls: recursive least-squares β with exponential forgetting (every bar since
+            the first, bar ``s`` weighted ``lambda ** (t - s)``).
+        beta_se: OLS standard error of ``beta_ols``, ``sqrt(sse / (n - 2) / Sxx)``.
         reason: why some statistics are ``None``, or ``None``.
 
     Examples:
@@ -61,4 +71,8 @@ class PairResult:
     eg_stat: float | None = None
     eg_pvalue: float | None = None
     half_life: float | None = None
+    beta_ols: float | None = None
+    beta_kalman: float | None = None
+    beta_rls: float | None = None
+    beta_se: float | None = None
     reason: str | None = None

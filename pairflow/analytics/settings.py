@@ -8,10 +8,22 @@ from typing import Literal
 
 from pairflow.analytics.errors import SettingsError
 
-__all__ = ["MIN_WINDOW", "EstimatorSettings", "parse_lag", "schwert_maxlag"]
+__all__ = [
+    "HEDGE_METHODS",
+    "HedgeMethod",
+    "MIN_WINDOW",
+    "EstimatorSettings",
+    "parse_hedge_label",
+    "parse_lag",
+    "schwert_maxlag",
+]
 
 #: Smallest window: below it the ADF regressions have (almost) no degrees of freedom.
 MIN_WINDOW = 10
+
+HedgeMethod = Literal["ols", "kalman", "rls"]
+#: The hedge-ratio estimators a pair can follow (``EstimatorSettings.beta``).
+HEDGE_METHODS: tuple[str, ...] = ("ols", "kalman", "rls")
 
 
 def parse_lag(value: str | int) -> Literal["aic", "bic"] | int:
@@ -55,6 +67,37 @@ def schwert_maxlag(nobs: int, ntrend: int) -> int:
     return min(nobs // 2 - ntrend - 1, maxlag)
 
 
+def _is_real(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_LABEL_KEYS = {"delta": "kalman_delta", "obs_var": "kalman_obs_var", "lambda": "rls_lambda"}
+
+
+def parse_hedge_label(label: str) -> dict[str, str | float | None]:
+    """The hedge-ratio settings of a ``hedge`` label (see ``EstimatorSettings.hedge_label``).
+
+    Returns:
+        ``beta`` and the settings the label names, as ``EstimatorSettings`` keywords.
+
+    Raises:
+        SettingsError: a label that is not one ``hedge_label`` writes.
+
+    >>> parse_hedge_label("kalman delta=1e-09 obs_var=auto")
+    {'beta': 'kalman', 'kalman_delta': 1e-09, 'kalman_obs_var': None}
+    """
+    method, *pairs = label.split()
+    settings: dict[str, str | float | None] = {"beta": method}
+    try:
+        for pair in pairs:
+            key, value = pair.split("=")
+            settings[_LABEL_KEYS[key]] = None if value == "auto" else float(value)
+    except (KeyError, ValueError) as error:
+        raise SettingsError(f"hedge label {label!r} is not ols, kalman delta=D obs_var=V or "
+                            f"rls lambda=L") from error
+    return settings
+
+
 @dataclass(frozen=True, slots=True)
 class EstimatorSettings:
     """What a :class:`~pairflow.analytics.PairEstimator` computes.
@@ -81,8 +124,31 @@ class EstimatorSettings:
     window: int = 300
     price: Literal["log", "raw"] = "log"
     lag: Literal["aic", "bic"] | int = "aic"
+    beta: HedgeMethod = "ols"
+    kalman_delta: float = 1e-10
+    kalman_obs_var: float | None = None
+    rls_lambda: float = 0.99
 
     def __post_init__(self) -> None:
+        self._check_window_and_lag()
+        self._check_hedge()
+
+    def _check_hedge(self) -> None:
+        if self.beta not in HEDGE_METHODS:
+            raise SettingsError(f"beta must be one of {', '.join(HEDGE_METHODS)}, got "
+                                f"{self.beta!r}")
+        if not _is_real(self.kalman_delta) or not 0.0 < self.kalman_delta < 1.0:
+            raise SettingsError(f"kalman_delta must be between 0 and 1 (exclusive), got "
+                                f"{self.kalman_delta!r}")
+        if self.kalman_obs_var is not None and not (
+            _is_real(self.kalman_obs_var) and 0.0 < self.kalman_obs_var < math.inf
+        ):
+            raise SettingsError(f"kalman_obs_var must be a positive number (or unset), got "
+                                f"{self.kalman_obs_var!r}")
+        if not _is_real(self.rls_lambda) or not 0.0 < self.rls_lambda <= 1.0:
+            raise SettingsError(f"rls_lambda must be in (0, 1], got {self.rls_lambda!r}")
+
+    def _check_window_and_lag(self) -> None:
         if isinstance(self.window, bool) or not isinstance(self.window, int):
             raise SettingsError(f"window must be an int number of bars, got {self.window!r}")
         if self.window < MIN_WINDOW:
@@ -103,6 +169,28 @@ class EstimatorSettings:
                     f"lag must be at most window // 2 - 2 = {bound} for window {self.window}, "
                     f"got {self.lag}"
                 )
+
+    @property
+    def hedge_label(self) -> str:
+        """The hedge-ratio settings as one text, as pair records carry them (``hedge``).
+
+        ``"ols"``, ``"kalman delta=D obs_var=V"`` (``V`` ``"auto"`` when unset) or
+        ``"rls lambda=L"``, numbers to the last bit; :func:`parse_hedge_label` reads it back.
+
+        >>> EstimatorSettings(beta="kalman", kalman_delta=1e-9).hedge_label
+        'kalman delta=1e-09 obs_var=auto'
+        """
+        if self.beta == "kalman":
+            obs_var = "auto" if self.kalman_obs_var is None else repr(float(self.kalman_obs_var))
+            return f"kalman delta={float(self.kalman_delta)!r} obs_var={obs_var}"
+        if self.beta == "rls":
+            return f"rls lambda={float(self.rls_lambda)!r}"
+        return "ols"
+
+    @property
+    def kalman_state_var(self) -> float:
+        """Per-bar random-walk variance of each of α and β: ``delta / (1 - delta)``."""
+        return self.kalman_delta / (1.0 - self.kalman_delta)
 
     @property
     def adf_maxlag(self) -> int:

@@ -114,5 +114,5 @@ def test_result_is_frozen_and_slotted():
     assert [f for f in PairResult.__dataclass_fields__] == [
         "y", "x", "n", "beta", "alpha", "spread", "spread_mean", "spread_std", "zscore",
         "corr", "adf_stat", "adf_pvalue", "adf_lags", "eg_stat", "eg_pvalue", "half_life",
-        "reason",
+        "beta_ols", "beta_kalman", "beta_rls", "beta_se", "reason",
     ]  # fmt: skip
