@@ -32,8 +32,8 @@ from pairflow.bars import BarBuilder
 from pairflow.config import PairflowConfig, load_config
 from pairflow.errors import ConfigError, InputFileError
 from pairflow.metrics import Count, counts
-from pairflow.records import Bar, DeadLetter, Health, Tick, to_json
-from pairflow.ticks import FeedGap, Heartbeat, TickChunk
+from pairflow.records import Bar, DeadLetter, Health, to_json
+from pairflow.ticks import FeedGap, Heartbeat
 
 if TYPE_CHECKING:
     from pairflow.pairs import PairState
@@ -126,17 +126,10 @@ def _source(config: PairflowConfig, on_progress: Callable | None,
         from connectors.binance.source import BinanceTradeSource
 
         return BinanceTradeSource.from_config(config)
-    from connectors.kafka import kafka_tick_source
+    from connectors.kafka import KafkaTickSource
 
-    return kafka_tick_source(config.kafka, config.kafka_prefix, tail=config.kafka_follow,
-                             partitions=config.kafka_partitions)
-
-
-def _as_chunk(item: Any) -> Any:
-    """Ticks read one by one (from Kafka) become one-tick chunks for the bar step."""
-    if isinstance(item, Tick):
-        return TickChunk.from_ticks(item.symbol, item.source, [item])
-    return item
+    return KafkaTickSource(config.kafka, config.kafka_prefix, tail=config.kafka_follow,
+                           partitions=config.kafka_partitions)
 
 
 def build_flow(
@@ -161,9 +154,7 @@ def build_flow(
     if not (config.store or config.kafka):
         raise ConfigError("nowhere to write: give --store PATH and/or --kafka BOOTSTRAP")
     flow = Dataflow("pairflow")
-    source = op.map("as_chunks", op.input("source", flow,
-                                          _source(config, on_progress, on_input_error)),
-                    _as_chunk)
+    source = op.input("source", flow, _source(config, on_progress, on_input_error))
     # TickChunk | Heartbeat | FeedGap | DeadLetter | Health | Count
     is_count = op.branch("split_counts", source, lambda item: isinstance(item, Count))
     is_dead = op.branch("split_dead", is_count.falses, lambda i: isinstance(i, DeadLetter))
@@ -192,15 +183,15 @@ def build_flow(
     if config.store:
         op.output("store", records, StoreSink(config.store, config.store_timeout_s))
     if config.kafka:
-        from connectors.kafka import KafkaRecordSink
+        from connectors.kafka import KafkaRecordSink, KafkaTickSink
 
         op.output("kafka", records, KafkaRecordSink(
             config.kafka, config.kafka_prefix, partitions=config.kafka_partitions,
             delivery_timeout_s=config.kafka_timeout_s))
         if config.ticks_to_kafka:
-            chunks = op.filter("chunks", is_candle.falses, lambda i: isinstance(i, TickChunk))
-            ticks = op.flat_map("ticks", chunks, lambda chunk: chunk.ticks())
-            op.output("kafka_ticks", ticks, KafkaRecordSink(
+            # Ticks with their heartbeats and feed gaps: a Kafka-fed worker closes and refuses
+            # windows exactly as this flow does.
+            op.output("kafka_ticks", is_candle.falses, KafkaTickSink(
                 config.kafka, config.kafka_prefix, partitions=config.kafka_partitions,
                 delivery_timeout_s=config.kafka_timeout_s))
     return flow

@@ -143,3 +143,20 @@ def _admin_config(bootstrap: str, extra_config: dict[str, Any] | None) -> dict[s
     shared = ("security.", "sasl.", "ssl.", "socket.", "client.", "broker.", "metadata.")
     config = {k: v for k, v in (extra_config or {}).items() if k.startswith(shared) or k == "debug"}
     return {"bootstrap.servers": bootstrap, **config}
+
+
+def list_partitions(
+    bootstrap: str, topic: str, extra_config: dict[str, Any] | None = None
+) -> list[int]:
+    """The partition indexes of ``topic``, ascending.
+
+    Raises:
+        SinkError: the brokers cannot be reached or do not know the topic.
+    """
+    admin = AdminClient({**_admin_config(bootstrap, extra_config), "logger": librdkafka_log})
+    meta = _reach(admin, bootstrap, [topic], REACH_TIMEOUT_S).topics.get(topic)
+    if meta is None or meta.error is not None:
+        why = "unknown topic" if meta is None else meta.error.str()
+        msg = f"cannot list the partitions of Kafka topic {topic!r} on {bootstrap}: {why}"
+        raise SinkError(msg)
+    return sorted(meta.partitions)
