@@ -64,21 +64,16 @@ class _TickPartition(StatefulSourcePartition[TickItem, int]):
             raise StopIteration
         messages = self._consumer.consume(self._batch_size, 0)
         self._idle = not messages
+        if not messages:
+            return []
+        errors = list(map(Message.error, messages))
+        headers = list(map(Message.headers, messages))
         out: list[TickItem] = []
-        pending: list[Message] = []  # tick messages not yet decoded, in order
-        for message in messages:
-            err = message.error()
-            if err is not None:
-                self._flush(pending, out)
-                self._on_error(message, err, out)
-                continue
-            self._offset = message.offset() + 1
-            if message.headers():
-                self._flush(pending, out)
-                out.append(self._mark(message))
-            else:
-                pending.append(message)
-        self._flush(pending, out)
+        if not any(errors) and not any(headers):
+            self._offset = messages[-1].offset() + 1
+            self._flush(messages, out)  # the common case: ticks only
+        else:
+            self._mixed(messages, errors, headers, out)
         if self._ended:
             # End of the topic (no tail): close the open bars of the symbols this partition
             # carried, as a replay does at the end of its files. Ticks are keyed by symbol, so
@@ -86,15 +81,33 @@ class _TickPartition(StatefulSourcePartition[TickItem, int]):
             out.extend(Heartbeat(symbol, 0, final=True) for symbol in sorted(self._symbols))
         return out
 
+    def _mixed(self, messages: list[Message], errors: list[KafkaError | None],
+               headers: list[Any], out: list[TickItem]) -> None:
+        """A batch with marks or errors among the ticks: decoded run by run, in order."""
+        pending: list[Message] = []  # tick messages not yet decoded, in order
+        for message, err, header in zip(messages, errors, headers, strict=True):
+            if err is None:
+                # An error event's offset is not a message's: only messages move the offset.
+                self._offset = message.offset() + 1
+                if not header:
+                    pending.append(message)
+                    continue
+            self._flush(pending, out)
+            pending = []
+            if err is not None:
+                self._on_error(message, err, out)
+            else:
+                out.append(self._mark(message))
+        self._flush(pending, out)
+
     def _flush(self, pending: list[Message], out: list[TickItem]) -> None:
         """Decode the pending tick messages in one go."""
         if not pending:
             return
-        chunks, bad = decode_ticks([message.value() for message in pending])
+        chunks, bad = decode_ticks(list(map(Message.value, pending)))
         out.extend(chunks)
         self._symbols.update(chunk.symbol for chunk in chunks)
         out.extend(_dead(pending[b.index], b.reason) for b in bad)
-        pending.clear()
 
     def _mark(self, message: Message) -> Heartbeat | FeedGap | DeadLetter:
         try:

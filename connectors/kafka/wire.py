@@ -23,7 +23,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 import numpy as np
 
-from pairflow.records import SCHEMA_VERSION, SYMBOL_TEXT, TickSource
+from pairflow.records import SCHEMA_VERSION, SYMBOL_PATTERN, SYMBOL_TEXT, TickSource
 from pairflow.ticks import FeedGap, Heartbeat, TickChunk
 
 #: Header naming a mark's kind; ticks carry no header.
@@ -33,10 +33,13 @@ _Symbol = Annotated[str, msgspec.Meta(pattern=f"^{SYMBOL_TEXT}$")]
 
 
 class _TickRow(msgspec.Struct, gc=False):
-    """A tick message as decoded: the schema's fields, checked by type."""
+    """A tick message as decoded: the schema's fields, checked by type.
+
+    The symbol's pattern is checked once per distinct symbol of a batch, not per row.
+    """
 
     v: Literal[1]
-    symbol: _Symbol
+    symbol: str
     trade_id: int
     price: float
     qty: float
@@ -156,17 +159,28 @@ def decode_ticks(values: list[bytes]) -> tuple[list[TickChunk], list[BadMessage]
     if not values:
         return [], []
     try:
-        return _chunks(_rows.decode(b"[" + b",".join(values) + b"]")), []
+        rows = _rows.decode(b"[" + b",".join(values) + b"]")
+        if all(map(_is_symbol, {row.symbol for row in rows})):
+            return _chunks(rows), []
     except msgspec.DecodeError:
         pass  # some value is bad: find which
-    rows: list[_TickRow] = []
+    rows = []
     bad: list[BadMessage] = []
     for index, value in enumerate(values):
         try:
-            rows.append(_row.decode(value or b""))
+            row = _row.decode(value or b"")
         except msgspec.DecodeError as exc:
             bad.append(BadMessage(index, f"bad_tick: {exc}" if value else "bad_tick: empty value"))
+            continue
+        if _is_symbol(row.symbol):
+            rows.append(row)
+        else:
+            bad.append(BadMessage(index, f"bad_tick: {row.symbol!r} is not an exchange symbol"))
     return _chunks(rows), bad
+
+
+def _is_symbol(symbol: str) -> bool:
+    return SYMBOL_PATTERN.match(symbol) is not None
 
 
 def _chunks(rows: list[_TickRow]) -> list[TickChunk]:
