@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from app import convert, dashboard, export, live, scan
+from app import convert, dashboard, export, ingest, live, scan, worker
 from app.console import run_reporting_errors
 from app.options import (
     Beta,
@@ -122,6 +122,8 @@ def replay(
 live.register(app)
 export.register(app)
 convert.register(app)
+ingest.register(app)
+worker.register(app)
 dashboard.register(app)
 scan.register(app)
 

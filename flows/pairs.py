@@ -112,8 +112,9 @@ def _dead_count(letter: DeadLetter) -> Count:
     return Count(f"dead:{letter.reason.partition(':')[0]}", 1)
 
 
-def _source(config: PairflowConfig, on_progress: Callable | None,
-            on_input_error: Callable | None) -> Any:
+def source_of(config: PairflowConfig, on_progress: Callable | None = None,
+              on_input_error: Callable | None = None) -> Any:
+    """The input of ``config.source``: files, the Binance feed or the ``ticks`` topic."""
     if config.source == "replay":
         source = ReplaySource(list(config.files), config.symbols, config.speed, on_progress,
                               on_input_error)
@@ -129,7 +130,8 @@ def _source(config: PairflowConfig, on_progress: Callable | None,
     from connectors.kafka import KafkaTickSource
 
     return KafkaTickSource(config.kafka, config.kafka_prefix, tail=config.kafka_follow,
-                           partitions=config.kafka_partitions)
+                           partitions=config.kafka_partitions,
+                           extra_config=config.kafka_client_config)
 
 
 def build_flow(
@@ -151,10 +153,14 @@ def build_flow(
     Raises:
         ConfigError: when no sink is configured.
     """
+    if config.ingest_only:
+        from flows.ingest import build_ingest_flow
+
+        return build_ingest_flow(config, tally)
     if not (config.store or config.kafka):
         raise ConfigError("nowhere to write: give --store PATH and/or --kafka BOOTSTRAP")
     flow = Dataflow("pairflow")
-    source = op.input("source", flow, _source(config, on_progress, on_input_error))
+    source = op.input("source", flow, source_of(config, on_progress, on_input_error))
     # TickChunk | Heartbeat | FeedGap | DeadLetter | Health | Count
     is_count = op.branch("split_counts", source, lambda item: isinstance(item, Count))
     is_dead = op.branch("split_dead", is_count.falses, lambda i: isinstance(i, DeadLetter))
@@ -187,12 +193,13 @@ def build_flow(
 
         op.output("kafka", records, KafkaRecordSink(
             config.kafka, config.kafka_prefix, partitions=config.kafka_partitions,
-            delivery_timeout_s=config.kafka_timeout_s))
+            extra_config=config.kafka_client_config, delivery_timeout_s=config.kafka_timeout_s))
         if config.ticks_to_kafka:
             # Ticks with their heartbeats and feed gaps: a Kafka-fed worker closes and refuses
             # windows exactly as this flow does.
             op.output("kafka_ticks", is_candle.falses, KafkaTickSink(
                 config.kafka, config.kafka_prefix, partitions=config.kafka_partitions,
+                extra_config=config.kafka_client_config,
                 delivery_timeout_s=config.kafka_timeout_s))
     return flow
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 from collections.abc import Callable, Mapping
@@ -89,6 +90,12 @@ class PairflowConfig:
             fails with an error.
         kafka_follow: with the ``kafka`` source, keep reading new ticks (False: stop at the
             topic's current end, for reprocessing).
+        kafka_client: librdkafka settings (``security.protocol``, ``sasl.*``, ``ssl.*`` …) for
+            every Kafka client of the run, as sorted ``(name, value)`` pairs; from the TOML
+            table ``[kafka_client]`` and ``PAIRFLOW_KAFKA_CLIENT_<NAME>`` variables (``_`` for
+            ``.``). Never shown: values may be secrets.
+        ingest_only: only normalise and publish ticks, heartbeats, gaps and health to Kafka
+            (``pairflow ingest``); workers reading the ``ticks`` topic make the bars.
         market: ``spot`` or ``usdm`` (USDⓈ-M futures), for the live source.
         ws_url: base WebSocket URL of the live source (None: Binance's).
         rest_url: base REST URL for backfills (None: Binance's).
@@ -133,6 +140,8 @@ class PairflowConfig:
     ticks_to_kafka: bool = False
     kafka_follow: bool = True
     kafka_timeout_s: float = 120.0
+    kafka_client: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
+    ingest_only: bool = False
     market: Market = "spot"
     ws_url: str | None = None
     rest_url: str | None = None
@@ -222,6 +231,14 @@ class PairflowConfig:
                               f"{self.snapshot_s}")
         if self.kafka_partitions < 1:
             raise ConfigError(f"kafka_partitions must be >= 1, got {self.kafka_partitions}")
+        if self.ingest_only and (self.source == "kafka" or not self.kafka):
+            raise ConfigError("ingest-only runs read an exchange feed or files and need "
+                              "--kafka BOOTSTRAP")
+
+    @property
+    def kafka_client_config(self) -> dict[str, str]:
+        """The ``[kafka_client]`` settings as a librdkafka configuration dictionary."""
+        return dict(self.kafka_client)
 
     def window_for(self, timeframe: str) -> int:
         """Bars in the window of ``timeframe`` (one of ``timeframes``)."""
@@ -358,11 +375,48 @@ def _timeframes(value: Any) -> tuple[str, ...]:
     return parse_timeframes(list(items)) if items else ()
 
 
+#: Prefix of the variables that set one librdkafka setting each.
+KAFKA_CLIENT_ENV = "PAIRFLOW_KAFKA_CLIENT_"
+#: librdkafka settings pairflow sets itself: its guarantees and addresses rest on them.
+_KAFKA_OWNED = ("bootstrap.servers", "enable.idempotence", "acks", "group.id",
+                "enable.auto.commit", "delivery.report.only.error", "enable.partition.eof")
+_KAFKA_NAME = re.compile(r"^[a-z][a-z0-9]*(\.[a-z0-9]+)*$")
+
+
+def _kafka_client(value: Any) -> tuple[tuple[str, str], ...]:
+    """Check ``[kafka_client]`` settings; errors name the setting, never its value."""
+    if not isinstance(value, Mapping):
+        raise ConfigError("kafka_client must be a TOML table [kafka_client] or "
+                          f"{KAFKA_CLIENT_ENV}<NAME> variables")
+    settings = {}
+    for name, setting in value.items():
+        if not isinstance(name, str) or not _KAFKA_NAME.match(name):
+            raise ConfigError(f"kafka_client setting {name!r} is not a librdkafka name like "
+                              "security.protocol")
+        if name in _KAFKA_OWNED:
+            raise ConfigError(f"kafka_client setting {name!r} is set by pairflow (use --kafka "
+                              "for the brokers)")
+        if isinstance(setting, bool):
+            setting = "true" if setting else "false"
+        if not isinstance(setting, str | int | float):
+            raise ConfigError(f"kafka_client setting {name!r} must be a string, number or "
+                              "boolean")
+        settings[name] = str(setting)
+    return tuple(sorted(settings.items()))
+
+
+def _kafka_client_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``PAIRFLOW_KAFKA_CLIENT_SASL_PASSWORD=…`` → ``{"sasl.password": …}``."""
+    return {name[len(KAFKA_CLIENT_ENV):].lower().replace("_", "."): value
+            for name, value in env.items() if name.startswith(KAFKA_CLIENT_ENV) and value}
+
+
 #: Conversions of the fields whose text form is more than their type.
 _CONFIG_PARSERS: dict[str, Callable[[Any], Any]] = {
     "symbols": _upper_names, "pairs": _upper_names, "universe": _upper_names,
     "timeframes": _timeframes,
     "lag": parse_lag, "speed": parse_speed, "window": parse_window,
+    "kafka_client": _kafka_client,
 }
 
 
@@ -382,15 +436,38 @@ def load_config(
         ConfigError: on an unknown key, an unreadable file or an invalid value.
     """
     env = os.environ if env is None else env
-    table: dict[str, Any] = {}
     toml_path = toml_path or env.get("PAIRFLOW_CONFIG")
-    if toml_path:
-        try:
-            with open(toml_path, "rb") as handle:
-                table = tomllib.load(handle)
-        except OSError as error:
-            raise ConfigError(f"cannot read config file {toml_path}: {error.strerror}") from error
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"config file {toml_path} is not valid TOML: {error}") from error
+    table = _read_toml(toml_path) if toml_path else {}
+    from_env = _kafka_client_env(env)
+    from_toml = table.get("kafka_client", {})
+    if from_env and isinstance(from_toml, Mapping):  # variables override the table's settings
+        table = {**table, "kafka_client": {**from_toml, **from_env}}
     return load_settings(PairflowConfig, env_prefix="PAIRFLOW_", env=env, table=table,
                          given=cli, parsers=_CONFIG_PARSERS, where=str(toml_path))
+
+
+def kafka_client_settings(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The ``[kafka_client]`` librdkafka settings alone, for clients outside a flow (dashboard).
+
+    Read as :func:`load_config` reads them: ``PAIRFLOW_KAFKA_CLIENT_*`` variables over the
+    table of the TOML file named by ``PAIRFLOW_CONFIG``.
+
+    Raises:
+        ConfigError: on an unreadable file or an invalid setting.
+    """
+    env = os.environ if env is None else env
+    toml_path = env.get("PAIRFLOW_CONFIG")
+    from_toml = _read_toml(toml_path).get("kafka_client", {}) if toml_path else {}
+    if not isinstance(from_toml, Mapping):
+        return dict(_kafka_client(from_toml))  # raises the one error message
+    return dict(_kafka_client({**from_toml, **_kafka_client_env(env)}))
+
+
+def _read_toml(path: str | Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from error

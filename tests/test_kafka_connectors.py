@@ -35,6 +35,7 @@ from connectors.kafka import (
     topic_for,
 )
 from pairflow.errors import SinkError
+from pairflow.metrics import Count
 from pairflow.records import RECORD_TYPES, DeadLetter, Tick, from_dict, schema_version
 from pairflow.ticks import FeedGap, Heartbeat, TickChunk
 from tests.kafka_helpers import TickPublisher, consume_records
@@ -255,7 +256,10 @@ def _read_ticks_topic(bootstrap: str, prefix: str, batch_size: int = 10_000) -> 
     source = KafkaTickSource(bootstrap, prefix, tail=False, batch_size=batch_size)
     op.output("out", op.input("in", flow, source), TestingSink(out))
     run_main(flow)
-    return out
+    items = [item for item in out if not isinstance(item, Count)]
+    counted = sum(item.value for item in out if isinstance(item, Count))
+    assert counted == sum(len(item) for item in items if isinstance(item, TickChunk))
+    return items
 
 
 def test_chunks_and_marks_round_trip_in_order(kafka_broker: Any, unique_prefix: str) -> None:

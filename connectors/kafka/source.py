@@ -22,6 +22,7 @@ from connectors.kafka.admin import ensure_topics, list_partitions
 from connectors.kafka.logs import librdkafka_log, log_consumer_error
 from connectors.kafka.topics import DEFAULT_PREFIX, topic_for
 from connectors.kafka.wire import decode_mark, decode_ticks
+from pairflow.metrics import Count
 from pairflow.records import DeadLetter
 from pairflow.ticks import FeedGap, Heartbeat, TickChunk
 
@@ -32,7 +33,7 @@ TICK_DEAD_STAGE: Final = "kafka_ticks"
 #: How long an idle partition sleeps before polling again: bounds the added latency.
 IDLE_POLL: Final = timedelta(milliseconds=5)
 
-TickItem = TickChunk | Heartbeat | FeedGap | DeadLetter
+TickItem = TickChunk | Heartbeat | FeedGap | DeadLetter | Count
 
 
 def _now_us() -> int:
@@ -106,6 +107,7 @@ class _TickPartition(StatefulSourcePartition[TickItem, int]):
             return
         chunks, bad = decode_ticks(list(map(Message.value, pending)))
         out.extend(chunks)
+        out.append(Count("ticks_read", sum(map(len, chunks))))
         self._symbols.update(chunk.symbol for chunk in chunks)
         out.extend(_dead(pending[b.index], b.reason) for b in bad)
 
@@ -137,6 +139,8 @@ class _TickPartition(StatefulSourcePartition[TickItem, int]):
 
 class KafkaTickSource(FixedPartitionedSource[TickItem, int]):
     """Read the ``ticks`` topic as columnar chunks of ticks, heartbeats and feed gaps.
+
+    Each batch also carries a ``Count("ticks_read", n)`` for the run's totals.
 
     The unit of parallelism is the Kafka partition (ticks and marks are keyed by symbol, so one
     symbol's messages stay in order in one partition). Partitions are assigned, not subscribed:
