@@ -389,8 +389,8 @@ def _kafka_client(value: Any) -> tuple[tuple[str, str], ...]:
         raise ConfigError("kafka_client must be a TOML table [kafka_client] or "
                           f"{KAFKA_CLIENT_ENV}<NAME> variables")
     settings = {}
-    for name, setting in value.items():
-        if not isinstance(name, str) or not _KAFKA_NAME.match(name):
+    for name, setting in _flat(value).items():
+        if not _KAFKA_NAME.match(name):
             raise ConfigError(f"kafka_client setting {name!r} is not a librdkafka name like "
                               "security.protocol")
         if name in _KAFKA_OWNED:
@@ -403,6 +403,17 @@ def _kafka_client(value: Any) -> tuple[tuple[str, str], ...]:
                               "boolean")
         settings[name] = str(setting)
     return tuple(sorted(settings.items()))
+
+
+def _flat(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """TOML dotted keys (``security.protocol = …`` is a nested table) as dotted names."""
+    flat: dict[str, Any] = {}
+    for name, value in table.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
 
 
 def _kafka_client_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -441,7 +452,7 @@ def load_config(
     from_env = _kafka_client_env(env)
     from_toml = table.get("kafka_client", {})
     if from_env and isinstance(from_toml, Mapping):  # variables override the table's settings
-        table = {**table, "kafka_client": {**from_toml, **from_env}}
+        table = {**table, "kafka_client": {**_flat(from_toml), **from_env}}
     return load_settings(PairflowConfig, env_prefix="PAIRFLOW_", env=env, table=table,
                          given=cli, parsers=_CONFIG_PARSERS, where=str(toml_path))
 
@@ -460,7 +471,7 @@ def kafka_client_settings(env: Mapping[str, str] | None = None) -> dict[str, str
     from_toml = _read_toml(toml_path).get("kafka_client", {}) if toml_path else {}
     if not isinstance(from_toml, Mapping):
         return dict(_kafka_client(from_toml))  # raises the one error message
-    return dict(_kafka_client({**from_toml, **_kafka_client_env(env)}))
+    return dict(_kafka_client({**_flat(from_toml), **_kafka_client_env(env)}))
 
 
 def _read_toml(path: str | Path) -> dict[str, Any]:

@@ -45,6 +45,9 @@ POM_PATH = REPO_ROOT / "kafka" / "pom.xml"
 #: Where the broker's jars are cached; ``PAIRFLOW_KAFKA_LIBS`` points elsewhere (e.g. a shared
 #: cache on CI).
 DEFAULT_LIBS_DIR = Path(os.environ.get("PAIRFLOW_KAFKA_LIBS", REPO_ROOT / ".cache/kafka/libs"))
+#: The one SASL user of a broker started with ``sasl_ssl=True``, and its password.
+SASL_USER = "pairflow"
+SASL_PASSWORD = "test-only-secret-5f1c"
 #: The jar whose presence says a previous resolution finished (jars are copied into a temporary
 #: folder and renamed into place, so a half-finished download never looks complete).
 _MARKER_JAR = f"kafka_2.13-{KAFKA_VERSION}.jar"
@@ -150,6 +153,9 @@ class KafkaBroker:
         heap: JVM maximum heap (``-Xmx``).
         startup_timeout_s: How long :meth:`start` waits for the broker to answer.
         libs_dir: Folder of the broker jars (resolved with Maven if missing).
+        sasl_ssl: Also listen for SASL_SSL clients (mechanism PLAIN, user
+            :data:`SASL_USER`, password :data:`SASL_PASSWORD`) on :attr:`sasl_bootstrap`,
+            with a self-signed certificate made by ``openssl`` (:attr:`ca_path`).
     """
 
     def __init__(
@@ -161,6 +167,7 @@ class KafkaBroker:
         heap: str = "512m",
         startup_timeout_s: float = 90.0,
         libs_dir: str | Path | None = None,
+        sasl_ssl: bool = False,
     ) -> None:
         if num_partitions < 1:
             msg = f"num_partitions must be at least 1, got {num_partitions}"
@@ -175,6 +182,8 @@ class KafkaBroker:
         self.startup_timeout_s = startup_timeout_s
         self._libs_dir = Path(libs_dir) if libs_dir is not None else None
         self._proc: subprocess.Popen[bytes] | None = None
+        self.sasl_ssl = sasl_ssl
+        self.sasl_port: int | None = None
 
     # -- public API -------------------------------------------------------------------------
 
@@ -185,6 +194,20 @@ class KafkaBroker:
             msg = "the broker has no port yet: call start() first"
             raise KafkaBrokerError(msg)
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        """``host:port`` of the SASL_SSL listener (``sasl_ssl=True``)."""
+        if self.sasl_port is None:
+            msg = "the broker has no SASL_SSL listener: start it with sasl_ssl=True"
+            raise KafkaBrokerError(msg)
+        return f"127.0.0.1:{self.sasl_port}"
+
+    @property
+    def ca_path(self) -> Path:
+        """The SASL_SSL listener's self-signed certificate, for ``ssl.ca.location``."""
+        assert self.data_dir is not None
+        return self.data_dir / "tls" / "broker-cert.pem"
 
     @property
     def running(self) -> bool:
@@ -221,6 +244,8 @@ class KafkaBroker:
                 self.port = _free_port()
             if self.controller_port is None or attempt > 0:
                 self.controller_port = _free_port()
+            if self.sasl_ssl and (self.sasl_port is None or attempt > 0):
+                self.sasl_port = _free_port()
             props = self._write_properties()
             self._format_storage(java, libs, props)
             try:
@@ -312,9 +337,57 @@ class KafkaBroker:
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
         }
+        if self.sasl_ssl:
+            props.update(self._sasl_ssl_properties())
         path = self.data_dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         return path
+
+    def _sasl_ssl_properties(self) -> dict[str, str]:
+        """A SASL_SSL listener next to PLAINTEXT: PLAIN over TLS, one user."""
+        keystore = self._make_certificate()
+        jaas = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'user_{SASL_USER}="{SASL_PASSWORD}";'
+        )
+        return {
+            "listeners": (
+                f"PLAINTEXT://127.0.0.1:{self.port},SASL_SSL://127.0.0.1:{self.sasl_port},"
+                f"CONTROLLER://127.0.0.1:{self.controller_port}"
+            ),
+            "advertised.listeners": (
+                f"PLAINTEXT://127.0.0.1:{self.port},SASL_SSL://127.0.0.1:{self.sasl_port}"
+            ),
+            "listener.security.protocol.map": (
+                "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT"
+            ),
+            "listener.name.sasl_ssl.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.sasl_ssl.plain.sasl.jaas.config": jaas,
+            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+            "listener.name.sasl_ssl.ssl.keystore.location": str(keystore),
+        }
+
+    def _make_certificate(self) -> Path:
+        """A self-signed certificate for 127.0.0.1 and its key, made once with openssl."""
+        tls = self.ca_path.parent
+        keystore = tls / "broker-keystore.pem"
+        if keystore.is_file():
+            return keystore
+        tls.mkdir(parents=True, exist_ok=True)
+        openssl = _require_tool("openssl", "the SASL_SSL listener needs a certificate")
+        key = tls / "broker-key.pem"
+        cmd = [
+            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout", str(key), "-out", str(self.ca_path),
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            msg = f"openssl could not make the broker certificate: {proc.stderr.strip()[-300:]}"
+            raise KafkaBrokerError(msg)
+        # A PEM keystore is the private key (PKCS#8) followed by the certificate chain.
+        keystore.write_text(key.read_text() + self.ca_path.read_text())
+        return keystore
 
     def _format_storage(self, java: str, libs: Path, props: Path) -> None:
         assert self.data_dir is not None
