@@ -128,16 +128,21 @@ def test_one_worker_two_workers_and_two_processes_give_the_same_records(tmp_path
 
 def test_every_compose_service_command_is_one_the_cli_accepts():
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    assert {"kafka", "flow", "dashboard"} <= set(services)
+    assert {"kafka", "ingest", "worker-0", "worker-1", "dashboard"} <= set(services)
     cli = typer.main.get_command(app)
-    for name in ("flow", "dashboard"):
+    workers = [name for name in services if name.startswith("worker-")]
+    for name in ("ingest", *workers, "dashboard"):
         service = services[name]
         command = service["command"]
         env = {k: str(v) for k, v in service.get("environment", {}).items()}
         if command[0] == "python":
-            # `python -m bytewax.run flows.pairs:flow` builds the flow from PAIRFLOW_* settings.
-            assert command[1:] == ["-m", "bytewax.run", "flows.pairs:flow"]
-            load_config(env=env)
+            # `python -m bytewax.run flows.pairs:flow` builds the flow from PAIRFLOW_* settings;
+            # the workers are the processes of one cluster, each at its index in one list.
+            assert command[1:4] == ["-m", "bytewax.run", "flows.pairs:flow"]
+            index, addresses = int(command[command.index("-i") + 1]), command[-1]
+            assert command[-2] == "-a" and addresses.split(";")[index].startswith(name)
+            assert len(addresses.split(";")) == len(workers)
+            assert load_config(env=env).source == "kafka"
         else:
             assert command[0] == "pairflow"
             with cli.make_context("pairflow", list(command[1:])) as context:
