@@ -30,6 +30,7 @@ from pairflow.ticks import FeedGap, Heartbeat, TickChunk
 MARK_HEADER: Final = "pairflow-kind"
 
 _Symbol = Annotated[str, msgspec.Meta(pattern=f"^{SYMBOL_TEXT}$")]
+_Micros = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class _TickRow(msgspec.Struct, gc=False):
@@ -54,15 +55,15 @@ class _TickRow(msgspec.Struct, gc=False):
 class _HeartbeatMark(msgspec.Struct, tag_field="kind", tag="heartbeat", forbid_unknown_fields=True):
     v: Literal[1]
     symbol: _Symbol
-    ts: int
+    ts: _Micros
     final: bool = False
 
 
 class _GapMark(msgspec.Struct, tag_field="kind", tag="gap", forbid_unknown_fields=True):
     v: Literal[1]
     symbol: _Symbol
-    start: int
-    end: int
+    start: _Micros
+    end: _Micros
     reason: str
 
 
@@ -160,8 +161,9 @@ def decode_ticks(values: list[bytes]) -> tuple[list[TickChunk], list[BadMessage]
         return [], []
     try:
         rows = _rows.decode(b"[" + b",".join(values) + b"]")
-        if all(map(_is_symbol, {row.symbol for row in rows})):
-            return _chunks(rows), []
+        symbols = list(map(attrgetter("symbol"), rows))
+        if all(map(_is_symbol, set(symbols))):
+            return _chunks(rows, symbols), []
     except msgspec.DecodeError:
         pass  # some value is bad: find which
     rows = []
@@ -176,19 +178,18 @@ def decode_ticks(values: list[bytes]) -> tuple[list[TickChunk], list[BadMessage]
             rows.append(row)
         else:
             bad.append(BadMessage(index, f"bad_tick: {row.symbol!r} is not an exchange symbol"))
-    return _chunks(rows), bad
+    return _chunks(rows, list(map(attrgetter("symbol"), rows))), bad
 
 
 def _is_symbol(symbol: str) -> bool:
     return SYMBOL_PATTERN.match(symbol) is not None
 
 
-def _chunks(rows: list[_TickRow]) -> list[TickChunk]:
+def _chunks(rows: list[_TickRow], symbols: list[str]) -> list[TickChunk]:
     """Rows in arrival order as chunks: one per symbol, split further where the source changes."""
     n = len(rows)
     if n == 0:
         return []
-    symbols = list(map(attrgetter("symbol"), rows))
     sources = list(map(attrgetter("source"), rows))
     columns = {name: np.fromiter(map(attrgetter(name), rows), np.int64, n) for name in _INT_COLUMNS}
     columns["price"] = np.fromiter(map(attrgetter("price"), rows), np.float64, n)
