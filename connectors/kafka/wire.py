@@ -93,15 +93,21 @@ def encode_chunk(chunk: TickChunk) -> list[bytes]:
     if n == 0:
         return []
     head = f'{{"v":{SCHEMA_VERSION},"symbol":"{chunk.symbol}","trade_id":'.encode()
+    trade_ids = _column(chunk.trade_id)
+
+    def covered(ids: np.ndarray) -> list[bytes]:
+        # A plain trade covers itself: its first and last ids are its id, formatted once.
+        return trade_ids if np.array_equal(ids, chunk.trade_id) else _column(ids)
+
     fields = [
-        (head, _column(chunk.trade_id)),
+        (head, trade_ids),
         (b',"price":', _column(chunk.price)),
         (b',"qty":', _column(chunk.qty)),
         (b',"ts":', _column(chunk.ts)),
         (b',"recv_ts":', _column(chunk.recv_ts)),
         (b',"buyer_is_maker":', np.where(chunk.buyer_is_maker, b"true", b"false").tolist()),
-        (f',"source":"{chunk.source}","first_trade_id":'.encode(), _column(chunk.first_trade_id)),
-        (b',"last_trade_id":', _column(chunk.last_trade_id)),
+        (f',"source":"{chunk.source}","first_trade_id":'.encode(), covered(chunk.first_trade_id)),
+        (b',"last_trade_id":', covered(chunk.last_trade_id)),
     ]
     stride = 2 * len(fields) + 1
     pieces: list[bytes] = [b""] * (n * stride)
