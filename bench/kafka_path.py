@@ -18,6 +18,10 @@ real commands in subprocesses and times them from start to exit:
 The ``ticks`` topic has 2 partitions: the keys BTCUSDT and ETHUSDT hash to different ones, so
 each worker process owns one symbol (with 3 partitions both hash to partition 0).
 
+Before them, the pieces side by side in this process on 200 k synthetic ticks: column-wise
+encoding and batched produce against the former per-tick ``to_json`` and ``produce``, and the
+batch decode against the former per-message decode into one-tick chunks.
+
 Usage: ``python bench/kafka_path.py [--ticks 1000000] [--bootstrap HOST:PORT]``.
 """
 
@@ -182,6 +186,76 @@ def latency(bootstrap: str, prefix: str, work: Path, rate: int, seconds: float) 
           f" p99 {np.percentile(lat_ms, 99):.0f} ms, max {lat_ms.max():.0f} ms")
 
 
+def components(bootstrap: str, prefix: str, n: int = 200_000) -> None:
+    """The tick path's pieces side by side in this process: columns against per-tick records."""
+    import msgspec
+    import numpy as np
+
+    from connectors.kafka import DeliveryStats, ensure_topics, topic_for
+    from connectors.kafka.producer import DeliveringProducer, producer_config
+    from connectors.kafka.wire import decode_ticks, encode_chunk
+    from pairflow.records import Tick, to_json
+    from pairflow.ticks import TickChunk
+
+    rng = np.random.default_rng(1)
+    ts = 1_723_161_255_342_000 + np.cumsum(rng.integers(0, 3_000, n))
+    ids = 3_735_683_259 + np.arange(n)
+    chunk = TickChunk("BTCUSDT", "replay", ts, ts + 900, ids, ids, ids,
+                      np.round(61_000 + rng.standard_normal(n), 2), np.round(rng.random(n), 5),
+                      rng.random(n) < 0.5)
+    topic = topic_for("tick", prefix)
+    ensure_topics(bootstrap, [topic], PARTITIONS)
+
+    def timed(step) -> float:
+        started = time.perf_counter()
+        step()
+        return n / (time.perf_counter() - started) / 1e3
+
+    values = encode_chunk(chunk)
+    encode_new = timed(lambda: encode_chunk(chunk))
+    encode_old = timed(lambda: [to_json(t) for t in chunk.ticks()])
+
+    def produce_new() -> None:
+        producer = DeliveringProducer(producer_config(bootstrap), DeliveryStats(), "bench")
+        for start in range(0, n, 10_000):
+            producer.produce_values(topic, "BTCUSDT", encode_chunk(chunk.take(
+                slice(start, start + 10_000))))
+        producer.close()
+
+    def produce_old() -> None:
+        # The former path: per-tick records, one produce call and one delivery report each.
+        from confluent_kafka import Producer
+
+        config = {**producer_config(bootstrap), "delivery.report.only.error": False}
+        producer = Producer(config)
+        delivered = []
+        for tick in chunk.ticks():
+            while True:
+                try:
+                    producer.produce(topic, to_json(tick), tick.symbol,
+                                     on_delivery=lambda err, msg: delivered.append(err))
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            producer.poll(0)
+        producer.flush(60)
+        assert len(delivered) == n and not any(delivered)
+
+    decoder = msgspec.json.Decoder()
+
+    def decode_old() -> None:
+        for value in values:  # the former path: one dict, one Tick, one one-tick chunk each
+            data = decoder.decode(value)
+            data.pop("v")
+            tick = msgspec.convert(data, Tick)
+            TickChunk.from_ticks(tick.symbol, tick.source, [tick])
+
+    print(f"components ({n} ticks, ticks/s): encode {encode_new:,.0f} k vs per-tick to_json "
+          f"{encode_old:,.0f} k ({encode_new / encode_old:.1f}x) | encode+produce "
+          f"{timed(produce_new):,.0f} k vs per-tick {timed(produce_old):,.0f} k | decode "
+          f"{timed(lambda: decode_ticks(values)):,.0f} k vs per-tick {timed(decode_old):,.0f} k")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ticks", type=int, default=1_000_000)
@@ -202,6 +276,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             prefix = f"bench{uuid.uuid4().hex[:8]}."
+            components(bootstrap, f"parts{uuid.uuid4().hex[:8]}.")
             produce(tape, ticks, bootstrap, prefix, work)
             workers(tape, ticks, bootstrap, prefix, work)
             latency(bootstrap, f"lat{uuid.uuid4().hex[:8]}.", work, args.rate, args.seconds)
