@@ -22,21 +22,15 @@ from connectors.kafka import KafkaRecordSink, KafkaTickSink
 from connectors.metrics import CountSink, CountTally
 from flows.pairs import source_of
 from pairflow.config import PairflowConfig
-from pairflow.errors import ConfigError
 from pairflow.metrics import Count
 from pairflow.records import DeadLetter, Health
 
 
 def build_ingest_flow(config: PairflowConfig, tally: CountTally | None = None) -> Dataflow:
-    """The ingest-only dataflow for ``config`` (its source, its Kafka; bars are not made).
+    """The ingest-only dataflow for ``config``: the live source to Kafka; no bars are made.
 
-    Raises:
-        ConfigError: without a Kafka broker, or with the ``kafka`` source.
+    ``config`` is checked to be a live run with a broker (``ingest_only``).
     """
-    if not config.kafka:
-        raise ConfigError("ingest publishes to Kafka: give --kafka BOOTSTRAP")
-    if config.source == "kafka":
-        raise ConfigError("ingest reads an exchange feed or files, not the ticks topic")
     flow = Dataflow("pairflow_ingest")
     items = op.input("source", flow, source_of(config))
     is_count = op.branch("split_counts", items, lambda item: isinstance(item, Count))

@@ -231,9 +231,9 @@ class PairflowConfig:
                               f"{self.snapshot_s}")
         if self.kafka_partitions < 1:
             raise ConfigError(f"kafka_partitions must be >= 1, got {self.kafka_partitions}")
-        if self.ingest_only and (self.source == "kafka" or not self.kafka):
-            raise ConfigError("ingest-only runs read an exchange feed or files and need "
-                              "--kafka BOOTSTRAP")
+        if self.ingest_only and (self.source != "live" or not self.kafka):
+            raise ConfigError("ingest-only runs read the live feed and need --kafka BOOTSTRAP "
+                              "(replays publish ticks with --ticks-to-kafka)")
 
     @property
     def kafka_client_config(self) -> dict[str, str]:
