@@ -55,7 +55,13 @@ def _env(**settings: str) -> dict[str, str]:
     return {**base, **{f"PAIRFLOW_{k.upper()}": v for k, v in settings.items()}}
 
 
-def _timed(commands: list[list[str]], envs: list[dict[str, str]]) -> float:
+def _timed(commands: list[list[str]], envs: list[dict[str, str]]) -> tuple[float, float]:
+    """Run the commands at once to their end: (wall seconds, CPU seconds of all of them).
+
+    CPU seconds (user + system of the processes) are the figure that holds on a shared
+    machine, where the wall time also counts waiting for a core.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
@@ -64,7 +70,15 @@ def _timed(commands: list[list[str]], envs: list[dict[str, str]]) -> float:
         _, err = proc.communicate()
         if proc.returncode != 0:
             raise SystemExit(f"{proc.args} failed ({proc.returncode}): {err[-2000:]}")
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _rate(ticks: int, timing: tuple[float, float]) -> str:
+    wall, cpu = timing
+    return (f"{ticks / wall / 1e3:6.0f} k ticks/s ({wall:5.1f} s wall), "
+            f"{ticks / cpu / 1e3:6.0f} k ticks/CPU-s ({cpu:5.1f} s CPU)")
 
 
 def _bars(store: Path) -> list[tuple]:
@@ -92,9 +106,9 @@ def produce(tape: Path, ticks: int, bootstrap: str, prefix: str, work: Path) -> 
     base = _timed([_replay(tape, work / "base.db")], [env])
     kafka = _timed([_replay(tape, work / "kafka.db", "--kafka", bootstrap, "--kafka-prefix",
                             prefix, "--ticks-to-kafka")], [env])
-    print(f"produce: replay --ticks-to-kafka {ticks / kafka / 1e3:7.0f} k ticks/s ({kafka:.1f} s)"
-          f" | replay alone {ticks / base / 1e3:7.0f} k ticks/s ({base:.1f} s)"
-          f" | ratio {base / kafka:.2f}")
+    print(f"produce: replay --ticks-to-kafka {_rate(ticks, kafka)}\n"
+          f"         replay alone            {_rate(ticks, base)}\n"
+          f"         CPU per tick for Kafka: {(kafka[1] - base[1]) / ticks * 1e6:.2f} us")
 
 
 def workers(tape: Path, ticks: int, bootstrap: str, prefix: str, work: Path) -> None:
@@ -110,10 +124,10 @@ def workers(tape: Path, ticks: int, bootstrap: str, prefix: str, work: Path) -> 
                          SYMBOLS, "--timeframes", "1s,1m,5m", "--store", str(work / "ref.db")]],
                        [_env()])
     same = _bars(work / "one.db") == _bars(work / "ref.db") == _bars(work / "two.db")
-    print(f"one worker:  {ticks / one / 1e3:7.0f} k ticks/s ({one:.1f} s) | in-process replay "
-          f"{ticks / reference / 1e3:7.0f} k ticks/s ({reference:.1f} s)")
-    print(f"two workers: {ticks / two / 1e3:7.0f} k ticks/s ({two:.1f} s) | {one / two:.2f}x one"
-          f" | bars identical to the replay's: {same}")
+    print(f"one worker:        {_rate(ticks, one)}\n"
+          f"in-process replay: {_rate(ticks, reference)}\n"
+          f"two workers:       {_rate(ticks, two)} | wall {one[0] / two[0]:.2f}x one\n"
+          f"bars identical to the in-process replay's: {same}")
 
 
 def latency(bootstrap: str, prefix: str, work: Path, rate: int, seconds: float) -> None:
