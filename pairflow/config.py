@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import tomllib
 import types
 from collections.abc import Callable, Mapping
@@ -23,6 +22,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 from pairflow.analytics.settings import HedgeMethod, parse_lag
 from pairflow.errors import ConfigError
+from pairflow.kafka_client import flat_table, kafka_client_from_env, parse_kafka_client
 from pairflow.pair_settings import PairSettings, WindowSpec, parse_window
 from pairflow.records import SYMBOL_PATTERN
 from pairflow.timeframes import parse_timeframes
@@ -375,59 +375,12 @@ def _timeframes(value: Any) -> tuple[str, ...]:
     return parse_timeframes(list(items)) if items else ()
 
 
-#: Prefix of the variables that set one librdkafka setting each.
-KAFKA_CLIENT_ENV = "PAIRFLOW_KAFKA_CLIENT_"
-#: librdkafka settings pairflow sets itself: its guarantees and addresses rest on them.
-_KAFKA_OWNED = ("bootstrap.servers", "enable.idempotence", "acks", "group.id",
-                "enable.auto.commit", "delivery.report.only.error", "enable.partition.eof")
-_KAFKA_NAME = re.compile(r"^[a-z][a-z0-9]*(\.[a-z0-9]+)*$")
-
-
-def _kafka_client(value: Any) -> tuple[tuple[str, str], ...]:
-    """Check ``[kafka_client]`` settings; errors name the setting, never its value."""
-    if not isinstance(value, Mapping):
-        raise ConfigError("kafka_client must be a TOML table [kafka_client] or "
-                          f"{KAFKA_CLIENT_ENV}<NAME> variables")
-    settings = {}
-    for name, setting in _flat(value).items():
-        if not _KAFKA_NAME.match(name):
-            raise ConfigError(f"kafka_client setting {name!r} is not a librdkafka name like "
-                              "security.protocol")
-        if name in _KAFKA_OWNED:
-            raise ConfigError(f"kafka_client setting {name!r} is set by pairflow (use --kafka "
-                              "for the brokers)")
-        if isinstance(setting, bool):
-            setting = "true" if setting else "false"
-        if not isinstance(setting, str | int | float):
-            raise ConfigError(f"kafka_client setting {name!r} must be a string, number or "
-                              "boolean")
-        settings[name] = str(setting)
-    return tuple(sorted(settings.items()))
-
-
-def _flat(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """TOML dotted keys (``security.protocol = …`` is a nested table) as dotted names."""
-    flat: dict[str, Any] = {}
-    for name, value in table.items():
-        if isinstance(value, Mapping):
-            flat.update(_flat(value, f"{prefix}{name}."))
-        else:
-            flat[f"{prefix}{name}"] = value
-    return flat
-
-
-def _kafka_client_env(env: Mapping[str, str]) -> dict[str, str]:
-    """``PAIRFLOW_KAFKA_CLIENT_SASL_PASSWORD=…`` → ``{"sasl.password": …}``."""
-    return {name[len(KAFKA_CLIENT_ENV):].lower().replace("_", "."): value
-            for name, value in env.items() if name.startswith(KAFKA_CLIENT_ENV) and value}
-
-
 #: Conversions of the fields whose text form is more than their type.
 _CONFIG_PARSERS: dict[str, Callable[[Any], Any]] = {
     "symbols": _upper_names, "pairs": _upper_names, "universe": _upper_names,
     "timeframes": _timeframes,
     "lag": parse_lag, "speed": parse_speed, "window": parse_window,
-    "kafka_client": _kafka_client,
+    "kafka_client": parse_kafka_client,
 }
 
 
@@ -448,33 +401,21 @@ def load_config(
     """
     env = os.environ if env is None else env
     toml_path = toml_path or env.get("PAIRFLOW_CONFIG")
-    table = _read_toml(toml_path) if toml_path else {}
-    from_env = _kafka_client_env(env)
+    table = read_toml(toml_path) if toml_path else {}
+    from_env = kafka_client_from_env(env)
     from_toml = table.get("kafka_client", {})
     if from_env and isinstance(from_toml, Mapping):  # variables override the table's settings
-        table = {**table, "kafka_client": {**_flat(from_toml), **from_env}}
+        table = {**table, "kafka_client": {**flat_table(from_toml), **from_env}}
     return load_settings(PairflowConfig, env_prefix="PAIRFLOW_", env=env, table=table,
                          given=cli, parsers=_CONFIG_PARSERS, where=str(toml_path))
 
 
-def kafka_client_settings(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The ``[kafka_client]`` librdkafka settings alone, for clients outside a flow (dashboard).
-
-    Read as :func:`load_config` reads them: ``PAIRFLOW_KAFKA_CLIENT_*`` variables over the
-    table of the TOML file named by ``PAIRFLOW_CONFIG``.
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The table of a TOML file.
 
     Raises:
-        ConfigError: on an unreadable file or an invalid setting.
+        ConfigError: the file cannot be read or is not TOML.
     """
-    env = os.environ if env is None else env
-    toml_path = env.get("PAIRFLOW_CONFIG")
-    from_toml = _read_toml(toml_path).get("kafka_client", {}) if toml_path else {}
-    if not isinstance(from_toml, Mapping):
-        return dict(_kafka_client(from_toml))  # raises the one error message
-    return dict(_kafka_client({**_flat(from_toml), **_kafka_client_env(env)}))
-
-
-def _read_toml(path: str | Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as handle:
             return tomllib.load(handle)

@@ -45,9 +45,6 @@ POM_PATH = REPO_ROOT / "kafka" / "pom.xml"
 #: Where the broker's jars are cached; ``PAIRFLOW_KAFKA_LIBS`` points elsewhere (e.g. a shared
 #: cache on CI).
 DEFAULT_LIBS_DIR = Path(os.environ.get("PAIRFLOW_KAFKA_LIBS", REPO_ROOT / ".cache/kafka/libs"))
-#: The one SASL user of a broker started with ``sasl_ssl=True``, and its password.
-SASL_USER = "pairflow"
-SASL_PASSWORD = "test-only-secret-5f1c"
 #: The jar whose presence says a previous resolution finished (jars are copied into a temporary
 #: folder and renamed into place, so a half-finished download never looks complete).
 _MARKER_JAR = f"kafka_2.13-{KAFKA_VERSION}.jar"
@@ -153,9 +150,9 @@ class KafkaBroker:
         heap: JVM maximum heap (``-Xmx``).
         startup_timeout_s: How long :meth:`start` waits for the broker to answer.
         libs_dir: Folder of the broker jars (resolved with Maven if missing).
-        sasl_ssl: Also listen for SASL_SSL clients (mechanism PLAIN, user
-            :data:`SASL_USER`, password :data:`SASL_PASSWORD`) on :attr:`sasl_bootstrap`,
-            with a self-signed certificate made by ``openssl`` (:attr:`ca_path`).
+        sasl_ssl: Also listen for SASL_SSL clients (mechanism PLAIN, the user and password of
+            :mod:`tests.kafka_tls`) on :attr:`sasl_bootstrap`, with a self-signed certificate
+            made by ``openssl`` (:attr:`ca_path`).
     """
 
     def __init__(
@@ -338,56 +335,13 @@ class KafkaBroker:
             "group.initial.rebalance.delay.ms": "0",
         }
         if self.sasl_ssl:
-            props.update(self._sasl_ssl_properties())
+            from tests.kafka_tls import sasl_ssl_properties
+
+            props.update(sasl_ssl_properties(self.ca_path.parent, self.port,
+                                             self.sasl_port, self.controller_port))
         path = self.data_dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         return path
-
-    def _sasl_ssl_properties(self) -> dict[str, str]:
-        """A SASL_SSL listener next to PLAINTEXT: PLAIN over TLS, one user."""
-        keystore = self._make_certificate()
-        jaas = (
-            "org.apache.kafka.common.security.plain.PlainLoginModule required "
-            f'user_{SASL_USER}="{SASL_PASSWORD}";'
-        )
-        return {
-            "listeners": (
-                f"PLAINTEXT://127.0.0.1:{self.port},SASL_SSL://127.0.0.1:{self.sasl_port},"
-                f"CONTROLLER://127.0.0.1:{self.controller_port}"
-            ),
-            "advertised.listeners": (
-                f"PLAINTEXT://127.0.0.1:{self.port},SASL_SSL://127.0.0.1:{self.sasl_port}"
-            ),
-            "listener.security.protocol.map": (
-                "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT"
-            ),
-            "listener.name.sasl_ssl.sasl.enabled.mechanisms": "PLAIN",
-            "listener.name.sasl_ssl.plain.sasl.jaas.config": jaas,
-            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
-            "listener.name.sasl_ssl.ssl.keystore.location": str(keystore),
-        }
-
-    def _make_certificate(self) -> Path:
-        """A self-signed certificate for 127.0.0.1 and its key, made once with openssl."""
-        tls = self.ca_path.parent
-        keystore = tls / "broker-keystore.pem"
-        if keystore.is_file():
-            return keystore
-        tls.mkdir(parents=True, exist_ok=True)
-        openssl = _require_tool("openssl", "the SASL_SSL listener needs a certificate")
-        key = tls / "broker-key.pem"
-        cmd = [
-            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-keyout", str(key), "-out", str(self.ca_path),
-        ]  # fmt: skip
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            msg = f"openssl could not make the broker certificate: {proc.stderr.strip()[-300:]}"
-            raise KafkaBrokerError(msg)
-        # A PEM keystore is the private key (PKCS#8) followed by the certificate chain.
-        keystore.write_text(key.read_text() + self.ca_path.read_text())
-        return keystore
 
     def _format_storage(self, java: str, libs: Path, props: Path) -> None:
         assert self.data_dir is not None

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from pairflow.config import kafka_client_settings, load_config
+from pairflow.config import load_config
+from pairflow.kafka_client import kafka_client_settings
 from tests.helpers import store_records
-from tests.kafka_broker import SASL_PASSWORD, SASL_USER
+from tests.kafka_tls import SASL_PASSWORD, SASL_USER
 
 pytestmark = pytest.mark.kafka
 

@@ -53,7 +53,7 @@ class KafkaFeed(Feed):
     def _consumer(self):
         from confluent_kafka import Consumer, TopicPartition
 
-        from pairflow.config import kafka_client_settings
+        from pairflow.kafka_client import kafka_client_settings
 
         consumer = Consumer({
             "bootstrap.servers": self.settings.kafka,
