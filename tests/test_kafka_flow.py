@@ -19,7 +19,7 @@ import yaml
 from bytewax.testing import cluster_main, run_main
 
 from app.cli import app
-from connectors.kafka import REACH_TIMEOUT_S
+from connectors.kafka import REACH_TIMEOUT_S, TOPIC_SUFFIXES
 from connectors.store import StoreReader
 from flows.pairs import build_flow
 from pairflow.config import load_config
@@ -227,7 +227,7 @@ def test_an_unreachable_broker_at_start_fails_with_one_line_within_the_reach_bou
     assert process.returncode == 2, stderr
     assert stderr.splitlines() == [  # no blank line before it, nothing after
         f"error: cannot reach Kafka at 127.0.0.1:9 within {REACH_TIMEOUT_S:g} s to check topics "
-        "['t.ticks', 't.bars', 't.pairs', 't.alerts', 't.deadletter', 't.health']: "
+        f"{['t.' + suffix for suffix in TOPIC_SUFFIXES.values()]}: "
         "Failed to get metadata: Local: Broker transport failure"], stderr
     assert REACH_TIMEOUT_S <= ended - waiting < REACH_TIMEOUT_S + SHUTDOWN_MARGIN_S
 
