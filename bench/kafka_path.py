@@ -1,7 +1,7 @@
 """The Kafka path, timed as whole processes: produce, one worker, two workers, close latency.
 
 Needs a broker (``--bootstrap``, or one started here with ``tests.kafka_broker``). The input is
-bench/replay.py's looped spot tape (BTCUSDT + ETHUSDT, ``--ticks`` trades). Each phase runs the
+bench/tapes.py's looped spot recording (BTCUSDT + ETHUSDT, ``--ticks`` trades). Each phase runs the
 real commands in subprocesses and times them from start to exit:
 
 1. **produce**: ``pairflow replay TAPE --ticks-to-kafka`` (1m bars to a store as well) against
@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "bench"))
-from replay import looped_tape  # noqa: E402
+import tapes  # noqa: E402
 
 PARTITIONS = 2
 SYMBOLS = "BTCUSDT,ETHUSDT"
@@ -277,7 +277,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2_000, help="ticks/s in the latency phase")
     parser.add_argument("--seconds", type=float, default=30.0, help="latency phase length")
     args = parser.parse_args()
-    tape, ticks = looped_tape(args.ticks)
+    tape, ticks = tapes.make("spot_recording", args.ticks)
     broker = None
     bootstrap = args.bootstrap
     if bootstrap is None:
