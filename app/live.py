@@ -30,14 +30,20 @@ from app.options import (
     Price,
     RecoveryDir,
     RlsLambda,
+    RunSymbols,
+    ScanEvery,
+    ScanTimeframe,
+    ScanWindow,
     SnapshotInterval,
     Store,
     Symbols,
     Timeframes,
+    Universe,
     Window,
     Workers,
     analytics_options,
     described,
+    scan_options,
     with_default,
 )
 from app.runner import print_summary, run_flow
@@ -56,8 +62,12 @@ Duration = Annotated[float | None, typer.Option(help=described("Stop after this 
 
 
 def live(
-    symbols: Symbols,
+    symbols: RunSymbols = None,
     pairs: Pairs = None,
+    universe: Universe = None,
+    scan_timeframe: ScanTimeframe = None,
+    scan_window: ScanWindow = None,
+    scan_every: ScanEvery = None,
     timeframes: Timeframes = None,
     market: Market = None,
     ws_url: WsUrl = None,
@@ -104,7 +114,8 @@ def live(
          "snapshot_s": snapshot_interval,
          **analytics_options(window, price, lag, entry_z, exit_z, cooldown, beta=beta,
                             kalman_delta=kalman_delta, kalman_obs_var=kalman_obs_var,
-                            rls_lambda=rls_lambda)},
+                            rls_lambda=rls_lambda),
+         **scan_options(universe, scan_timeframe, scan_window, scan_every)},
         toml_path=config_file)
     try:
         totals, elapsed = run_flow(config, workers, show_progress=False)
