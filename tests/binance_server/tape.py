@@ -155,3 +155,43 @@ def _aggregate(rows: list[TapeTrade]) -> list[AggTrade]:
     if group:
         close()
     return out
+
+
+#: Trade ids of relabelled copy ``k`` start at ``k * COPY_ID_STRIDE`` (beyond the tape's own).
+COPY_ID_STRIDE = 10**11
+#: Seconds by which copy ``k`` rotates its source's tape: ``k * COPY_ROTATE_S``.
+COPY_ROTATE_S = 7
+
+
+def universe_tape(tape: Tape, size: int) -> Tape:
+    """The tape with relabelled copies of its legs, ``size`` symbols in all (for universes).
+
+    The documented deterministic transform: copy ``k`` (1, 2, …) of leg ``k % 2`` (BTCUSDT
+    or ETHUSDT; named e.g. ``BTC01USDT``) takes that leg's real trades, rotates their times
+    by ``k × 7`` s within the tape's span (trades pushed past its end wrap to its start), so
+    the copies are lagged series rather than multiples of one another, multiplies prices by
+    ``1 + k/100`` (8 decimals) and numbers the trades ``k × 10¹¹ + 0, 1, …`` in their new
+    time order (contiguous, as the exchange's). Quantities, sides and each frame's receive
+    latency are the source's. Real trades relabelled: never presented as new market data.
+    """
+    sources = sorted(tape.by_symbol)
+    first, span = tape.first_ms, tape.last_ms - tape.first_ms + 1
+    trades = list(tape.trades)
+    for k in range(1, size - len(sources) + 1):
+        source = sources[k % len(sources)]
+        symbol = f"{source[:3]}{k:02d}{source[3:]}"
+        factor = Decimal(100 + k) / 100
+        rotated = sorted(((first + (t.time_ms - first + k * COPY_ROTATE_S * 1000) % span, t)
+                          for t in tape.by_symbol[source]), key=lambda pair: pair[0])
+        for index, (time_ms, t) in enumerate(rotated):
+            price = f"{(Decimal(t.price) * factor).quantize(Decimal('1e-8'))}"
+            trade_id = k * COPY_ID_STRIDE + index
+            data = {**json.loads(t.frame)["data"], "E": time_ms, "s": symbol, "t": trade_id,
+                    "p": price, "T": time_ms}
+            stream = f"{symbol.lower()}@trade"
+            frame = json.dumps({"stream": stream, "data": data}, separators=(",", ":"))
+            recv_ns = t.recv_ns + (time_ms - t.time_ms) * 1_000_000
+            trades.append(TapeTrade(recv_ns, stream, symbol, trade_id, price, t.qty, time_ms,
+                                    t.maker, frame.encode()))
+    trades.sort(key=lambda t: (t.time_ms, t.recv_ns))
+    return Tape(trades)
