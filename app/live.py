@@ -42,6 +42,7 @@ from app.options import (
     Window,
     Workers,
     analytics_options,
+    config_default,
     described,
     scan_options,
     with_default,
@@ -103,6 +104,7 @@ def live(
     """
     from connectors.recorder import close_all_recorders
 
+    universe = _top_universe(universe, market, rest_url)
     config = load_config(
         {"source": "live", "symbols": symbols, "pairs": pairs, "timeframes": timeframes,
          "market": market, "ws_url": ws_url, "rest_url": rest_url,
@@ -124,6 +126,21 @@ def live(
         # here so their gzip files are complete.
         close_all_recorders()
     print_summary(totals, elapsed)
+
+
+def _top_universe(universe: str | None, market: str | None,
+                  rest_url: str | None) -> str | None:
+    """``top:K`` as the K symbols of largest 24 h quote volume now; any other value as given."""
+    from connectors.binance.ticker import TOP_PATTERN, top_symbols
+
+    top = TOP_PATTERN.match(universe or "")
+    if top is None:
+        return universe
+    from connectors.binance.settings import LiveSettings
+
+    market = market or config_default("market")
+    settings = LiveSettings.from_env(market=market, rest_url=rest_url)
+    return ",".join(top_symbols(settings.base_rest_url, market, int(top.group(1))))
 
 
 def record(

@@ -94,7 +94,8 @@ Lateness = Annotated[float | None, typer.Option(help=with_default(
     "Seconds a trade may arrive after its window ends.", "lateness_s"))]
 Universe = Annotated[str | None, typer.Option(help=(
     "Comma-separated symbols whose every pair A/B is scanned (A before B in this order) to "
-    "the `scan` table and topic; each gets bars."))]
+    "the `scan` table and topic; each gets bars. Live: top:K for the K symbols of largest "
+    "24 h quote volume when the run starts."))]
 ScanTimeframe = Annotated[str | None, typer.Option(help=with_default(
     "Timeframe of the universe scan (one of --timeframes).", "scan_timeframe"))]
 ScanWindow = Annotated[int | None, typer.Option(help=with_default(

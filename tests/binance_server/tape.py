@@ -127,6 +127,19 @@ class Tape:
         rows = self.by_symbol.get(symbol, [])
         return rows[:bisect.bisect_right([t.time_ms for t in rows], now_ms)]
 
+    def ticker_24h(self) -> list[dict]:
+        """Each symbol's ``GET /api/v3/ticker/24hr`` row over the whole tape (exact sums)."""
+        rows = []
+        for symbol, trades in sorted(self.by_symbol.items()):
+            volume = sum((Decimal(t.qty) for t in trades), Decimal(0))
+            quote = sum((Decimal(t.price) * Decimal(t.qty) for t in trades), Decimal(0))
+            rows.append({"symbol": symbol, "openPrice": trades[0].price,
+                         "lastPrice": trades[-1].price, "volume": f"{volume:f}",
+                         "quoteVolume": f"{quote:f}", "openTime": trades[0].time_ms,
+                         "closeTime": trades[-1].time_ms, "firstId": trades[0].trade_id,
+                         "lastId": trades[-1].trade_id, "count": len(trades)})
+        return rows
+
     def write_recording(self, path: str | Path) -> Path:
         """Write the slice as a recording (``<recv_ns> <frame>`` lines, gzip) for replay."""
         path = Path(path)
