@@ -107,6 +107,11 @@ def replay(
     config_file: ConfigFile = None,
 ) -> None:
     """Replay recorded trades through the flow into the store and/or Kafka, then summarise."""
+    from connectors.binance.ticker import TOP_PATTERN
+
+    if TOP_PATTERN.match(universe or ""):
+        raise ConfigError(f"--universe {universe} ranks the exchange's symbols now: it is for "
+                          "`pairflow live`; name the replay's symbols")
     config = load_config(
         {"source": "replay", "files": [str(f) for f in files], "symbols": symbols,
          "timeframes": timeframes, "pairs": pairs, "store": str(store) if store else None,

@@ -9,6 +9,7 @@ is checked against the exact oracle in ``tests/analytics``.
 from __future__ import annotations
 
 import math
+import os
 import re
 import sqlite3
 import subprocess
@@ -54,17 +55,23 @@ def assert_same_scans(stored: list[tuple], offline: list[tuple]) -> None:
 
 
 def test_spot_tape_universe_matches_offline_scan(tmp_path):
-    """Trades of two symbols, 1 s bars, on two workers: the single-key step gathers both."""
+    """``pairflow replay --universe`` alone (no --symbols), trades of two symbols at 1 s bars,
+    on two workers (the single-key step gathers both); lags set through PAIRFLOW_*."""
     store = tmp_path / "spot.db"
-    scan = {"universe": "BTCUSDT,ETHUSDT", "scan_timeframe": "1s", "scan_window": 30,
-            "scan_every": 10, "vr_lag": 3, "hurst_max_lag": 8}
-    totals = run_replay(SPOT_FILES, store, workers=2, symbols=(), timeframes="1s,1m",
-                        scan_retention_days=KEEP_ALL, **scan)
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "replay", *map(str, SPOT_FILES),
+         "--universe", "BTCUSDT,ETHUSDT", "--timeframes", "1s,1m", "--scan-timeframe", "1s",
+         "--scan-window", "30", "--scan-every", "10", "--workers", "2", "--store", str(store)],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "PAIRFLOW_VR_LAG": "3", "PAIRFLOW_HURST_MAX_LAG": "8"})
+    assert done.returncode == 0, done.stderr
     stored = stored_scans(store)
     offline = offline_scans(SPOT_FILES, ScanSettings(
-        **{**scan, "universe": ("BTCUSDT", "ETHUSDT")}))
-    assert totals["scans"] == len(stored) > 60
+        universe=("BTCUSDT", "ETHUSDT"), scan_timeframe="1s", scan_window=30, scan_every=10,
+        vr_lag=3, hurst_max_lag=8))
+    assert len(stored) > 60 and {row[0] for row in stored} == {"BTCUSDT/ETHUSDT"}
     assert sum(row[FIELDS.index("beta")] is not None for row in stored) > 55
+    assert re.search(rf"scan records\s+{len(stored):,}\b", done.stdout), done.stdout
     assert_same_scans(stored, offline)
 
 
@@ -114,15 +121,9 @@ def test_scan_timeframe_must_be_a_bar_timeframe(tmp_path):
         build_flow(config)
 
 
-def test_replay_flag_universe(tmp_path):
-    """``pairflow replay --universe`` alone (no --symbols) stores and counts scan rows."""
-    store = tmp_path / "cli.db"
-    done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "replay", *map(str, SPOT_FILES[1:2]),
-         "--universe", "ETHUSDT,BTCUSDT", "--timeframes", "1s", "--scan-timeframe", "1s",
-         "--scan-window", "30", "--scan-every", "30", "--store", str(store)],
-        capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
-    stored = stored_scans(store)
-    assert {row[0] for row in stored} == {"ETHUSDT/BTCUSDT"}
-    assert re.search(rf"scan records\s+{len(stored):,}\b", done.stdout), done.stdout
+def test_replay_refuses_top_k():
+    done = subprocess.run([sys.executable, "-m", "app.cli", "replay", str(SPOT_FILES[0]),
+                           "--universe", "top:5"], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "for `pairflow live`" in done.stderr

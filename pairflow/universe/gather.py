@@ -78,10 +78,10 @@ class UniverseGather:
         if not self._pending:
             return []
         passed = int(self._latest.min())  # every symbol has sent a bar at or after it
-        started = self._latest[self._latest >= 0]
+        started_passed = int(self._latest[self._latest >= 0].min())
         records: list[ScanRecord] = []
         for end in sorted(self._pending):
-            overflow = len(self._pending) > MAX_PENDING and end <= started.min()
+            overflow = len(self._pending) > MAX_PENDING and end <= started_passed
             if not (final or end <= passed or overflow):
                 break
             for frame in self.scan.push(end, self._pending.pop(end)):
