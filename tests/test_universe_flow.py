@@ -127,3 +127,20 @@ def test_replay_refuses_top_k():
                           timeout=120, check=False)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "for `pairflow live`" in done.stderr
+
+
+def test_a_symbol_that_never_sends_holds_at_most_max_pending_ends():
+    from pairflow.pairs import MAX_PENDING
+
+    settings = ScanSettings(scan_timeframe="1s", scan_window=10, scan_every=1000, vr_lag=2,
+                            hurst_max_lag=3, lag=0)
+    gather = UniverseGather(("AAA", "BBB"), settings)
+    second = 1_000_000
+    assert gather.add([("AAA", k * second, 1.0) for k in range(1, MAX_PENDING + 1)]) == []
+    # 1000 ends too many: the oldest 1000 go without BBB (its close NaN), scanned at 1000 s
+    released = gather.add([("AAA", k * second, 1.0)
+                           for k in range(MAX_PENDING + 1, MAX_PENDING + 1001)])
+    assert [(r.ts, r.n, r.reason) for r in released] == [(1000 * second, 0, "n < window")]
+    last_scan = (MAX_PENDING + 1000) // 1000
+    assert {r.ts for r in gather.finish()} == {k * 1000 * second
+                                               for k in range(2, last_scan + 1)}
