@@ -188,6 +188,7 @@ def print_summary(totals: Counter, elapsed: float) -> None:
     rows += [(f"bars {k.partition(':')[2]}", v) for k, v in sorted(totals.items())
              if k.startswith("bars:")]
     rows += [("pair records", totals["pairs"]), ("alerts", totals["alerts"])]
+    rows += [("scan records", totals["scans"])] if totals["scans"] else []
     dead = {k.partition(":")[2]: v for k, v in totals.items() if k.startswith("dead:")}
     rows += [("dead letters", sum(dead.values()))]
     rows += [(f"  {reason}", v) for reason, v in sorted(dead.items())]

@@ -10,7 +10,8 @@ variables or the TOML file named by ``PAIRFLOW_CONFIG``), or through ``pairflow 
              ├ Bar (candles read as bars) ─────────────────────────► Bar ─┘      │
              └ DeadLetter, Count                   └ late → DeadLetter         │
                                                   pairs (per Y/X|tf): PairStats, Alert
-    Bar, PairStats, Alert, DeadLetter ─► store (SQLite) and/or Kafka;  Count ─► tally
+                                                  universe (one key): ScanRecord
+    Bar, PairStats, Alert, DeadLetter, ScanRecord ─► store (SQLite) and/or Kafka;  Count ─► tally
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from bytewax.operators import StatefulBatchLogic
 from connectors.metrics import CountSink, CountTally
 from connectors.replay import ReplaySource
 from connectors.store import StoreSink
+from flows.universe import scan_retention_s, universe_scans
 from pairflow.bars import BarBuilder
 from pairflow.config import PairflowConfig, load_config
 from pairflow.errors import ConfigError, InputFileError
@@ -179,15 +181,21 @@ def build_flow(
     # ("Y/X|tf", (pair, leg, Bar))
     pair_out = op.key_rm("pairs_out", op.stateful_flat_map("pairs", legs, _pair_step(config)))
     # PairStats | Alert
+    scans = universe_scans(config, bars)
+    # ScanRecord, or None without a universe
     dead = op.merge("dead", is_dead.trues, bars_or_late.falses)
-    records = op.merge("records", bars, pair_out, dead, is_health.trues)
-    # Bar | PairStats | Alert | DeadLetter | Health
+    records = op.merge("records", bars, pair_out, dead, is_health.trues,
+                       *([scans] if scans else []))
+    # Bar | PairStats | Alert | DeadLetter | Health | ScanRecord
     all_counts = op.merge("counts", is_count.trues, bar_counts.trues,
                           op.map("count_dead", dead, _dead_count),
-                          op.map("count_pairs", pair_out, lambda r: Count(f"{r.kind}s", 1)))
+                          op.map("count_pairs", pair_out, lambda r: Count(f"{r.kind}s", 1)),
+                          *([op.map("count_scans", scans, lambda _: Count("scans", 1))]
+                            if scans else []))
     op.output("tally", all_counts, CountSink(tally))
     if config.store:
-        op.output("store", records, StoreSink(config.store, config.store_timeout_s))
+        op.output("store", records, StoreSink(config.store, config.store_timeout_s,
+                                              scan_retention_s=scan_retention_s(config)))
     if config.kafka:
         from connectors.kafka import KafkaRecordSink, KafkaTickSink
 

@@ -63,7 +63,7 @@ class PairflowConfig:
     """Everything a flow needs; checked in ``__post_init__``.
 
     Attributes:
-        symbols: exchange symbols to ingest (upper case).
+        symbols: exchange symbols to ingest (upper case); the universe's are added.
         pairs: pairs ``Y/X`` (Y regressed on X); both legs must be among ``symbols``.
         timeframes: bar timeframes, shortest first.
         window: bars in the rolling estimation window (>= 10): one number for every
@@ -160,6 +160,9 @@ class PairflowConfig:
     scan_retention_days: float | None = 7.0
 
     def __post_init__(self) -> None:
+        # every universe symbol gets bars: the run ingests it as one of its symbols
+        extra = tuple(s for s in self.universe if s not in self.symbols)
+        object.__setattr__(self, "symbols", self.symbols + extra)
         self._check_symbols()
         self._check_pairs()
         parse_timeframes(list(self.timeframes))
@@ -175,7 +178,7 @@ class PairflowConfig:
         if bad:
             raise ConfigError(f"malformed symbol(s) {bad}: use upper-case names like BTCUSDT")
         if not self.symbols:
-            raise ConfigError("no symbols: pass e.g. --symbols BTCUSDT,ETHUSDT")
+            raise ConfigError("no symbols: pass e.g. --symbols BTCUSDT,ETHUSDT or --universe")
         if len(set(self.symbols)) != len(self.symbols):
             raise ConfigError(f"symbols {list(self.symbols)} repeat a name")
 
