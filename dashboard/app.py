@@ -6,6 +6,7 @@ Settings come from the environment (``PAIRFLOW_STORE``, ``PAIRFLOW_KAFKA``,
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -20,6 +21,18 @@ from dashboard.views import PairDashboard  # noqa: E402
 #: The ``--basic-auth`` login page: self-contained, where Panel's own loads a logo from a CDN
 #: (``panel serve dashboard/app.py --basic-auth … --login-template`` this file).
 LOGIN_TEMPLATE = Path(__file__).resolve().parent / "templates" / "login.html"
+
+
+class _ClosedTabSends(logging.Filter):
+    """Drops Bokeh's warning about a message to a tab that just closed (nothing to act on)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "connection was closed" not in record.getMessage()
+
+
+# A session stops sending once its tab's socket is gone (``PairDashboard``); a send already
+# under way when the tab closes still fails, and Bokeh logs it as a warning.
+logging.getLogger("bokeh.server.views.ws").addFilter(_ClosedTabSends())
 
 #: Served from the Panel server itself, never from a CDN (the page works offline).
 pn.config.notifications = True
