@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 #: Columns of the pair statistics source (what the time charts draw).
 PAIR_COLUMNS = (
@@ -51,20 +50,19 @@ class Bands:
     exit: float = 0.5
 
 
-def rows_frame(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
-    """Store rows (dicts) as a DataFrame with exactly ``columns`` (missing ones are None)."""
-    return pd.DataFrame.from_records(rows, columns=list(columns))
+Rows = list[dict[str, Any]]
 
 
-def _floats(frame: pd.DataFrame, name: str) -> np.ndarray:
-    """A column as floats (None → NaN); all NaN when the records have no such field."""
-    if name not in frame:
-        return np.full(len(frame), np.nan)
-    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+def _floats(rows: Rows, name: str) -> np.ndarray:
+    """A field of store rows as floats (None or a missing field → NaN).
+
+    Straight from the dicts: a DataFrame costs milliseconds per streamed bar and session.
+    """
+    return np.array([r.get(name) for r in rows], dtype=float).reshape(len(rows))
 
 
-def _ts(frame: pd.DataFrame) -> np.ndarray:
-    return frame["ts"].to_numpy(dtype="int64") if len(frame) else np.zeros(0, dtype="int64")
+def _ts(rows: Rows) -> np.ndarray:
+    return np.array([r["ts"] for r in rows], dtype="int64").reshape(len(rows))
 
 
 def closes(values: np.ndarray, price: str) -> np.ndarray:
@@ -78,23 +76,23 @@ def first_finite(values: np.ndarray) -> float | None:
     return float(finite[0]) if finite.size else None
 
 
-def rebase_closes(frame: pd.DataFrame, price: str) -> tuple[float | None, float | None]:
+def rebase_closes(frame: Rows, price: str) -> tuple[float | None, float | None]:
     """The closes of Y and X that rebase to 100: each leg's first finite close in ``frame``."""
     return (first_finite(closes(_floats(frame, "y"), price)),
             first_finite(closes(_floats(frame, "x"), price)))
 
 
 def pair_columns(
-    frame: pd.DataFrame, bands: Bands, price: str, base: tuple[float | None, float | None],
+    frame: Rows, bands: Bands, price: str, base: tuple[float | None, float | None],
     bar_s: float,
 ) -> dict[str, np.ndarray]:
-    """Chart columns of a frame of ``PairStats`` rows (pure).
+    """Chart columns of ``PairStats`` rows (pure).
 
     The residual is what the z-score is computed on: ``y − α − βx`` of each bar's own fit
     (``spread − alpha``), in basis points of log price (``price="log"``) or in price units.
 
     Args:
-        frame: rows with the ``PairStats`` field names, oldest first.
+        frame: ``PairStats`` rows (dicts), oldest first.
         bands: the residual chart's band and threshold half-widths in σ.
         price: the rows' price transform (``log`` or ``raw``).
         base: closes of Y and X that rebase to 100 (the first shown bar's).
@@ -156,15 +154,15 @@ def direction(kind: str, beta: float | None) -> str:
     return "close both legs"
 
 
-def alert_columns(frame: pd.DataFrame, coint_at: dict[int, bool]) -> dict[str, Any]:
-    """Marker columns of a frame of ``Alert`` rows (pure).
+def alert_columns(frame: Rows, coint_at: dict[int, bool]) -> dict[str, Any]:
+    """Marker columns of ``Alert`` rows (pure).
 
     Args:
-        frame: ``Alert`` rows.
+        frame: ``Alert`` rows (dicts).
         coint_at: whether the pair was cointegrated at a bar end (µs), where known.
     """
     ts = _ts(frame)
-    kinds = [str(k) for k in frame["kind"]]
+    kinds = [str(r["kind"]) for r in frame]
     betas = _floats(frame, "beta")
     return {
         "t": ts / 1000.0,

@@ -22,13 +22,10 @@ from dashboard import charts, figures
 from dashboard.cards import CSS, alerts_html, kpi_html
 from dashboard.whatif import WhatIf
 from pairflow.errors import ConfigError
-from pairflow.records import Alert, PairStats, field_names
 from pairflow.timeframes import timeframe_us
 
 #: Alerts kept in the alert list.
 ALERT_ROWS = 50
-PAIR_FIELDS = tuple(field_names(PairStats))
-ALERT_FIELDS = tuple(field_names(Alert))
 #: Optional ``PairStats`` fields drawn when the records carry them.
 OPTIONAL_LINES = {"beta_se": "beta_band", "beta_kalman": "beta_kalman", "beta_rls": "beta_rls"}
 
@@ -109,10 +106,9 @@ class SeriesView:
         self.pair, self.timeframe = pair, timeframe
         self._bar_s = _bar_seconds(timeframe)
         self.bands = charts.Bands(k, self.bands.entry, self.bands.exit)
-        frame = charts.rows_frame(rows, PAIR_FIELDS)
         self._price = rows[-1]["price"] if rows else "log"
-        self._base = charts.rebase_closes(frame, self._price)
-        columns = charts.pair_columns(frame, self.bands, self._price, self._base, self._bar_s)
+        self._base = charts.rebase_closes(rows, self._price)
+        columns = charts.pair_columns(rows, self.bands, self._price, self._base, self._bar_s)
         self.sources["pair"].data = columns
         self.sources["whatif"].data = charts.empty(charts.WHATIF_COLUMNS)
         self.sources["whatif_alert"].data = charts.empty(charts.ALERT_COLUMNS)
@@ -120,7 +116,7 @@ class SeriesView:
         self.last_ts = rows[-1]["ts"] if rows else -1
         self.alerts = alerts
         self.sources["alert"].data = charts.alert_columns(
-            charts.rows_frame(alerts, ALERT_FIELDS), self._coint_at(alerts))
+            alerts, self._coint_at(alerts))
         self._window = int(rows[-1]["window"]) if rows else 0
         self._tail = deque(((r["x"], r["y"], r["alpha"], r["beta"]) for r in rows),
                            maxlen=self._window + 1)
@@ -240,8 +236,7 @@ class SeriesView:
 
     def stream_stats(self, rows: list[dict[str, Any]]) -> None:
         """Append new pair records (oldest first, all newer than :attr:`last`)."""
-        frame = charts.rows_frame(rows, PAIR_FIELDS)
-        columns = charts.pair_columns(frame, self.bands, self._price, self._base, self._bar_s)
+        columns = charts.pair_columns(rows, self.bands, self._price, self._base, self._bar_s)
         self.sources["pair"].stream(columns, rollover=self.history)
         self._stream_side(rows, columns["zscore"])
         self.last = rows[-1]
@@ -283,8 +278,7 @@ class SeriesView:
         known = {a["alert_id"] for a in self.alerts}
         fresh = sorted((r for r in rows if r["alert_id"] not in known), key=lambda r: r["ts"])
         if fresh:
-            frame = charts.rows_frame(fresh, ALERT_FIELDS)
-            self.sources["alert"].stream(charts.alert_columns(frame, self._coint_at(fresh)),
+            self.sources["alert"].stream(charts.alert_columns(fresh, self._coint_at(fresh)),
                                          rollover=self.history)
             self.alerts = (self.alerts + fresh)[-ALERT_ROWS:]
             self.alert_feed.object = alerts_html(self.alerts, self._alert_context())
@@ -293,8 +287,7 @@ class SeriesView:
     def show_whatif(self, result: WhatIf) -> None:
         """Draw a recomputed history's z-score and alerts beside the live ones."""
         self.sources["whatif"].data = charts.whatif_columns(result.ts, result.zscore)
-        frame = charts.rows_frame(result.alerts, ALERT_FIELDS)
-        self.sources["whatif_alert"].data = charts.alert_columns(frame, {})
+        self.sources["whatif_alert"].data = charts.alert_columns(result.alerts, {})
         if self.figs:
             self.show_whatif_legend(True)
 

@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 UPDATE_MS = 100
 #: Ticks between two health updates (and history retries of a waiting series): one second.
 TICKS_PER_S = max(1, 1000 // UPDATE_MS)
+#: Seconds between two updates of the feed health card (its ~2 KiB per session add up).
+HEALTH_EVERY_S = 5
 #: How long an alert toast shows; alerts arriving meanwhile are counted into it.
 TOAST_S = 8.0
 
@@ -204,8 +206,9 @@ class PairDashboard(pn.viewable.Viewer):
         return True
 
     def _every_second(self, status: FeedStatus, rows: list[tuple[str, dict]]) -> bool:
-        """Update the health card, and retry a waiting series' history; True when it did."""
-        self._update_health(status)
+        """Update the badge and the health card; retry a waiting series' history (True)."""
+        if self._ticks % (HEALTH_EVERY_S * TICKS_PER_S) == 0:
+            self._update_health(status)
         self._update_badge(status)
         if self.series.last is None and self.pair and not rows:
             # Still no history for the selected series: ask again once a second, so a

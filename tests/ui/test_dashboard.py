@@ -257,3 +257,6 @@ def test_missing_store_shows_banner_then_recovers(page, replay_store, tmp_path):
         expect(page.locator(".pf-banner")).to_be_hidden()
         page.wait_for_function(LOADED)
         expect(page.locator(".pf-message")).to_be_hidden()
+        # Closed while its server runs: Chromium may still ask for the page's icon, which a
+        # stopped server would refuse ("Failed to load resource", a console error).
+        page.close()
