@@ -84,9 +84,13 @@ def fits_visible(page, entry: float) -> dict[str, str]:
 
 
 def test_every_chart_is_ranged_after_a_timeframe_switch(page, url, store):
+    page.set_viewport_size({"width": 1600, "height": 1000})
     page.goto(url + f"?pair={PAIR}&timeframe=1s")
     page.wait_for_function(LOADED)
     all_ranged(page)
+    # The main charts (prices, residual, z) are above the fold at 1600×1000.
+    z_chart = page.locator(".bk-Canvas").nth(2).bounding_box()
+    assert z_chart["y"] + z_chart["height"] <= 1000
     page.locator("select").nth(1).select_option("1m")
     n_1m = len(store_rows(store, "pairs", pair=PAIR, timeframe="1m"))
     page.wait_for_function(f"() => Bokeh.documents[0].get_model_by_name('pair_source')"
