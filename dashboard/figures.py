@@ -33,8 +33,8 @@ from dashboard.charts import COINT_P
 #: Names of the time charts, top to bottom (the scatter and histogram sit between z and corr).
 FIGURE_NAMES = ("prices", "spread", "zscore", "corr", "pvalues", "beta")
 #: Height of the time charts in pixels.
-HEIGHTS = {"prices": 200, "spread": 190, "zscore": 210, "corr": 140, "pvalues": 150,
-           "beta": 160}
+HEIGHTS = {"prices": 200, "spread": 190, "zscore": 210, "corr": 190, "pvalues": 200,
+           "beta": 210}
 #: What each time chart's y-range fits: the pair source's columns, and fixed levels (``entry``:
 #: ± the entry threshold, read from the z chart's threshold line).
 FITS: dict[str, tuple[tuple[str, ...], tuple[Any, ...]]] = {
