@@ -24,6 +24,7 @@ from dashboard.controls import Mute
 from dashboard.feed import Feed
 from dashboard.series import SeriesView
 from dashboard.whatif import WhatIf, recompute
+from pairflow.analytics.settings import parse_hedge_label
 from pairflow.pair_settings import PairSettings
 
 #: The form's fields (in the order of ``WhatIfPanel._inputs``) and their ``PairSettings`` names.
@@ -71,6 +72,9 @@ class WhatIfPanel(pn.viewable.Viewer):
         self.status = pn.pane.Markdown(IDLE, css_classes=["pf-whatif-status"],
                                        sizing_mode="stretch_width")
         self._generation = 0
+        #: The live flow's hedge-ratio estimator (from its records' ``hedge`` label): the
+        #: what-if recomputes with it, so it reproduces the flow.
+        self._hedge: dict[str, Any] = {}
         self._mute = Mute()
         for widget in self._inputs:
             widget.param.watch(self._on_change, "value")
@@ -90,6 +94,8 @@ class WhatIfPanel(pn.viewable.Viewer):
         alerts = self.series.alerts
         with self._mute():
             if rows:
+                label = rows[-1].get("hedge")
+                self._hedge = parse_hedge_label(label) if label else {}
                 self.window.value = int(rows[-1]["window"])
                 self.price.value = rows[-1]["price"]
                 lag = str(rows[-1]["lag"])
@@ -114,7 +120,7 @@ class WhatIfPanel(pn.viewable.Viewer):
     def _values(self) -> dict[str, Any]:
         return {"window": self.window.value, "price": self.price.value, "lag": self.lag.value,
                 "entry_z": self.entry.value, "exit_z": self.exit.value,
-                "cooldown_bars": self.cooldown.value}
+                "cooldown_bars": self.cooldown.value, **self._hedge}
 
     def _field_errors(self) -> dict[str, str]:
         """What is wrong with each field, by field name (empty: the settings are valid)."""
@@ -154,7 +160,9 @@ class WhatIfPanel(pn.viewable.Viewer):
 
     def _recompute(self, generation: int, settings: PairSettings) -> None:
         pair, timeframe = self.series.pair, self.series.timeframe
-        limit = self.series.history + settings.window
+        # OLS needs the last window only; Kalman and RLS carry state from the first bar.
+        limit = (self.series.history + settings.window if settings.estimator.beta == "ols"
+                 else None)
         y, x = self.series.legs
         y_bars = self.feed.bars(y, timeframe, limit=limit)
         x_bars = self.feed.bars(x, timeframe, limit=limit)
