@@ -116,7 +116,7 @@ def _source(config: PairflowConfig, on_progress: Callable | None,
             on_input_error: Callable | None) -> Any:
     if config.source == "replay":
         source = ReplaySource(list(config.files), config.symbols, config.speed, on_progress,
-                              on_input_error)
+                              on_input_error, quotes=config.quotes)
         for spec in source.files:
             if spec.interval and spec.interval not in config.timeframes:
                 raise ConfigError(f"{spec.path.name} holds {spec.interval} candles: add "
@@ -169,7 +169,13 @@ def build_flow(
     is_dead = op.branch("split_dead", is_count.falses, lambda i: isinstance(i, DeadLetter))
     is_health = op.branch("split_health", is_dead.falses, lambda i: isinstance(i, Health))
     is_candle = op.branch("split_candles", is_health.falses, lambda i: isinstance(i, Bar))
-    feed = op.key_on("by_symbol", is_candle.falses, lambda item: item.symbol)
+    trade_items, quote_bars, quote_counts = is_candle.falses, [], []
+    if config.quotes:
+        from flows.quotes import split_quotes
+
+        trade_items, *quote_streams = split_quotes(config, trade_items)
+        quote_bars, quote_counts = [quote_streams[0]], [quote_streams[1]]
+    feed = op.key_on("by_symbol", trade_items, lambda item: item.symbol)
     # (symbol, TickChunk | Heartbeat | FeedGap)
     bar_out = op.key_rm("bars_out", op.stateful_batch(
         "bars", feed, lambda state: _BarLogic(state, config)))
@@ -183,11 +189,12 @@ def build_flow(
     pair_out = op.key_rm("pairs_out", op.stateful_flat_map("pairs", legs, _pair_step(config)))
     # PairStats | Alert
     dead = op.merge("dead", is_dead.trues, bars_or_late.falses)
-    records = op.merge("records", bars, pair_out, dead, is_health.trues)
+    records = op.merge("records", bars, pair_out, dead, is_health.trues, *quote_bars)
     # Bar | PairStats | Alert | DeadLetter | Health
     all_counts = op.merge("counts", is_count.trues, bar_counts.trues,
                           op.map("count_dead", dead, _dead_count),
-                          op.map("count_pairs", pair_out, lambda r: Count(f"{r.kind}s", 1)))
+                          op.map("count_pairs", pair_out, lambda r: Count(f"{r.kind}s", 1)),
+                          *quote_counts)
     op.output("tally", all_counts, CountSink(tally))
     if config.store:
         op.output("store", records, StoreSink(config.store, config.store_timeout_s))

@@ -85,6 +85,8 @@ class PairflowConfig:
         kafka_prefix: topic name prefix.
         kafka_partitions: partitions of topics pairflow creates.
         ticks_to_kafka: also publish normalised ticks to the ``ticks`` topic.
+        quotes: read ``@bookTicker`` quotes and write a quote bar (:class:`QuoteBar`) per
+            symbol and bar to the ``quotes`` table/topic.
         kafka_timeout_s: how long records wait for an unreachable broker before the run
             fails with an error.
         kafka_follow: with the ``kafka`` source, keep reading new ticks (False: stop at the
@@ -131,6 +133,7 @@ class PairflowConfig:
     kafka_prefix: str = "pairflow."
     kafka_partitions: int = 3
     ticks_to_kafka: bool = False
+    quotes: bool = False
     kafka_follow: bool = True
     kafka_timeout_s: float = 120.0
     market: Market = "spot"

@@ -165,6 +165,51 @@ class Bar:
         """Kafka key and stream key: ``SYMBOL|timeframe``."""
         return f"{self.symbol}|{self.timeframe}"
 
+    @property
+    def taker_imbalance(self) -> float | None:
+        """Taker flow: (taker-buy − taker-sell volume) / volume; None without trades or sides.
+
+        >>> Bar("X", "1s", 0, 1, 1.0, 1.0, 1.0, 1.0, 4.0, 4.0, 1.0, 2, 3.0, 1, 2).taker_imbalance
+        0.5
+        """
+        if not self.volume or self.taker_buy_volume is None:
+            return None
+        return (2.0 * self.taker_buy_volume - self.volume) / self.volume
+
+
+@_init_through_slots
+@dataclass(frozen=True, slots=True)
+class QuoteBar:
+    """Top of the book of one symbol over the bar ``[start, end)`` (see :mod:`pairflow.quotes`).
+
+    Prices in the quote currency; sizes in the exchange's quantity unit (coins on spot and
+    USDⓈ-M, contracts on COIN-M). ``bid``…``microprice`` describe the book at the close (the
+    last quote before ``end``); ``mean_*`` are time-weighted over the window; ``quotes`` counts
+    the quotes timed in the window (0: the book carried in from before).
+    """
+
+    kind: ClassVar[str] = "quote"
+    symbol: str
+    timeframe: str
+    start: int
+    end: int
+    bid: float
+    bid_qty: float
+    ask: float
+    ask_qty: float
+    spread_bps: float
+    mean_spread_bps: float
+    max_spread_bps: float
+    imbalance: float
+    mean_imbalance: float
+    microprice: float
+    quotes: int
+
+    @property
+    def key(self) -> str:
+        """Kafka key and stream key: ``SYMBOL|timeframe``."""
+        return f"{self.symbol}|{self.timeframe}"
+
 
 class _PairRecord:
     """What the pair record adds to its fields (declared by :data:`PairStats`)."""
@@ -334,9 +379,9 @@ class ScanRecord:
         return f"{self.pair}|{self.timeframe}"
 
 
-Record = Tick | Bar | PairStats | Alert | DeadLetter | Health | ScanRecord
+Record = Tick | Bar | QuoteBar | PairStats | Alert | DeadLetter | Health | ScanRecord
 RECORD_TYPES: dict[str, type] = {
-    cls.kind: cls for cls in (Tick, Bar, PairStats, Alert, DeadLetter, Health, ScanRecord)
+    cls.kind: cls for cls in (Tick, Bar, QuoteBar, PairStats, Alert, DeadLetter, Health, ScanRecord)
 }
 #: The JSON name of ``Alert.alert_kind`` is ``kind`` (DESIGN.md); Python reserves ``kind``
 #: on every record class for the record type.

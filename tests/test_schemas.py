@@ -17,6 +17,7 @@ from pairflow.records import (
     DeadLetter,
     Health,
     PairStats,
+    QuoteBar,
     ScanRecord,
     Tick,
     field_names,
@@ -26,8 +27,8 @@ from pairflow.records import (
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 #: Schema file stem of each record kind.
-SCHEMA_NAMES = {kind: kind for kind in ("tick", "bar", "pair", "alert", "deadletter", "health",
-                                         "scan")}
+SCHEMA_NAMES = {kind: kind for kind in ("tick", "bar", "quote", "pair", "alert", "deadletter",
+                                         "health", "scan")}
 
 
 def load_schema(kind: str) -> dict[str, Any]:
@@ -95,6 +96,9 @@ def sample_records() -> list[Any]:
                    **dict.fromkeys(["beta", "zscore", "corr", "half_life", "eg_stat",
                                     "eg_pvalue_yx", "eg_pvalue_xy", "eg_pvalue", "eg_qvalue",
                                     "variance_ratio", "hurst"])),
+        QuoteBar(bid=57_001.4, bid_qty=1.25, ask=57_001.5, ask_qty=0.5, spread_bps=0.0175,
+                 mean_spread_bps=0.02, max_spread_bps=0.3, imbalance=0.43, mean_imbalance=-0.1,
+                 microprice=57_001.47, quotes=4, **bar),
     ]  # fmt: skip
 
 

@@ -4,7 +4,8 @@ Handles combined-stream envelopes (``{"stream": "btcusdt@trade", "data": {...}}`
 payloads, for spot ``@trade`` (with or without the legacy ``b``/``a`` order ids), spot
 ``@aggTrade``, USDⓈ-M futures ``@trade`` (``X`` = ``MARKET`` are trades; other fills are
 skipped but keep trade-id contiguity) and futures ``@aggTrade`` (no ``M``). Other streams
-(``@bookTicker``, ``@depth…``, ``@kline…``, REST snapshots) are counted by kind and skipped.
+(``@depth…``, ``@kline…``, REST snapshots) are counted by kind and skipped; so is
+``@bookTicker`` unless the parser is asked for quotes (:mod:`connectors.binance.quotes`).
 
 Frames are decoded many at a time by msgspec (one JSON array per batch): decoding is the floor
 of the whole pipeline's cost. A batch with a bad frame is decoded again frame by frame so the
@@ -22,6 +23,8 @@ from typing import Annotated
 import msgspec
 import numpy as np
 
+from connectors.binance.quotes import QuoteClock, decode_quotes, quote_chunks
+from pairflow.quotes import QuoteChunk
 from pairflow.records import SYMBOL_PATTERN, DeadLetter, TickSource, exchange_time_us
 from pairflow.ticks import TickChunk
 
@@ -75,6 +78,7 @@ class ParsedFrames:
     """The result of parsing a batch: per-symbol chunks, dead letters, skipped counts."""
 
     chunks: dict[str, TickChunk] = field(default_factory=dict)
+    quotes: dict[str, QuoteChunk] = field(default_factory=dict)
     dead: list[DeadLetter] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
     frames: int = 0
@@ -138,6 +142,8 @@ class FrameParser:
             (``unknown_symbol``).
         source: the ``source`` of the ticks made (``replay``, ``live``, ``backfill``).
         stage: the dead-letter stage name.
+        quotes: parse ``@bookTicker`` frames into quote chunks (else they are counted as
+            skipped, like other streams).
     """
 
     def __init__(
@@ -145,11 +151,14 @@ class FrameParser:
         symbols: frozenset[str] | set[str],
         source: TickSource,
         stage: str = "parse",
+        quotes: bool = False,
     ):
         self.symbols = frozenset(symbols)
         self.source = source
         self._stream_kinds: dict[bytes, str] = {}
         self.stage = stage
+        self.quotes = quotes
+        self._clock = QuoteClock()
 
     def parse(self, frames: list[tuple[int, bytes]],
               origin_at: Callable[[int], str] | None = None) -> ParsedFrames:
@@ -163,6 +172,8 @@ class FrameParser:
         where = origin_at or _nowhere
         enveloped: list[tuple[int, bytes, str | int]] = []
         raw: list[tuple[int, bytes, str | int]] = []
+        book: list[tuple[int, bytes, bool]] = []
+        quoting = self.quotes
         kinds = self._stream_kinds
         prefix = len(_STREAM_PREFIX)
         for index, (recv, frame) in enumerate(frames):
@@ -172,14 +183,13 @@ class FrameParser:
                 kind = kinds.get(stream)
                 if kind is None:
                     kind = kinds[stream] = stream_kind(stream.decode("ascii", "replace"))
-                if kind in _TRADE_KINDS:
-                    enveloped.append((recv, frame, index))
-                else:
-                    out.skipped[kind] += 1
-                continue
-            kind, in_envelope = _classify(frame)
+                in_envelope = True
+            else:
+                kind, in_envelope = _classify(frame)
             if kind in _TRADE_KINDS:
                 (enveloped if in_envelope else raw).append((recv, frame, index))
+            elif quoting and kind == "bookTicker":
+                book.append((recv, frame, in_envelope))
             elif kind:
                 out.skipped[kind] += 1
             else:
@@ -193,7 +203,25 @@ class FrameParser:
         for chunk in parts:
             previous = out.chunks.get(chunk.symbol)
             out.chunks[chunk.symbol] = chunk if previous is None else _concat(previous, chunk)
+        if quoting:
+            self._quotes(book, out)
         return out
+
+    def _quotes(self, book: list[tuple[int, bytes, bool]], out: ParsedFrames) -> None:
+        """Quote chunks of the batch's ``bookTicker`` frames, timed (spot) by the trades.
+
+        The clock learns from every batch's trades, with quotes or not.
+        """
+        chunks = {}
+        if book:
+            recv, payloads = decode_quotes([r for r, _, _ in book], [f for _, f, _ in book],
+                                           [e for _, _, e in book], out.skipped)
+            chunks = quote_chunks(recv, payloads, self.symbols, out.skipped)
+        for symbol in sorted(chunks.keys() | out.chunks.keys()):
+            timed = self._clock.time(symbol, chunks.get(symbol), out.chunks.get(symbol),
+                                     out.skipped)
+            if timed is not None and len(timed):
+                out.quotes[symbol] = timed
 
     def _decode(self, batch, many, one, enveloped, where, parts: list[TickChunk], out) -> None:
         try:

@@ -11,6 +11,7 @@ DEFAULT_PREFIX: Final = "pairflow."
 TOPIC_SUFFIXES: Final[dict[str, str]] = {
     "tick": "ticks",
     "bar": "bars",
+    "quote": "quotes",
     "pair": "pairs",
     "alert": "alerts",
     "deadletter": "deadletter",
