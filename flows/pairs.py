@@ -116,7 +116,7 @@ def _source(config: PairflowConfig, on_progress: Callable | None,
             on_input_error: Callable | None) -> Any:
     if config.source == "replay":
         source = ReplaySource(list(config.files), config.symbols, config.speed, on_progress,
-                              on_input_error, quotes=config.quotes)
+                              on_input_error, quotes=config.quotes, market=config.market)
         for spec in source.files:
             if spec.interval and spec.interval not in config.timeframes:
                 raise ConfigError(f"{spec.path.name} holds {spec.interval} candles: add "

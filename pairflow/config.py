@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 from collections.abc import Callable, Mapping
@@ -23,7 +24,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 from pairflow.analytics.settings import HedgeMethod, parse_lag
 from pairflow.errors import ConfigError
 from pairflow.pair_settings import PairSettings, WindowSpec, parse_window
-from pairflow.records import SYMBOL_PATTERN
+from pairflow.records import SYMBOL_PATTERN, split_symbol
 from pairflow.timeframes import parse_timeframes
 from pairflow.universe.settings import ScanSettings
 
@@ -167,11 +168,19 @@ class PairflowConfig:
     def _check_symbols(self) -> None:
         bad = [s for s in self.symbols if not SYMBOL_PATTERN.match(s)]
         if bad:
-            raise ConfigError(f"malformed symbol(s) {bad}: use upper-case names like BTCUSDT")
+            raise ConfigError(f"malformed symbol(s) {bad}: use upper-case names like BTCUSDT, "
+                              f"on a named market like cm:BTCUSD_PERP")
         if not self.symbols:
             raise ConfigError("no symbols: pass e.g. --symbols BTCUSDT,ETHUSDT")
         if len(set(self.symbols)) != len(self.symbols):
             raise ConfigError(f"symbols {list(self.symbols)} repeat a name")
+        named = [split_symbol(s) for s in self.symbols]
+        on_market = {(market or self.market, symbol) for market, symbol in named}
+        if len(on_market) != len(self.symbols):
+            raise ConfigError(f"symbols {list(self.symbols)} name one market's symbol twice "
+                              f"(a bare symbol is on the run's market, {self.market})")
+        if self.source == "live" and any(market for market, _ in named):
+            raise ConfigError("a live run reads one market (--market): name its symbols bare")
 
     def _check_pairs(self) -> None:
         for pair in self.pairs:
@@ -352,8 +361,14 @@ def load_settings(
     return cls(**values)
 
 
+#: A market qualifier after upper-casing a name (``CM:BTCUSD_PERP``, ``BTCUSDT/CM:…``).
+_MARKET_PREFIX = re.compile(r"(^|/)(SPOT|USDM|CM):")
+
+
 def _upper_names(value: Any) -> tuple[str, ...]:
-    return tuple(item.upper() for item in _split(value))
+    """Symbols or pairs upper-cased, their market qualifiers lower-cased (``cm:BTCUSD_PERP``)."""
+    return tuple(_MARKET_PREFIX.sub(lambda m: f"{m.group(1)}{m.group(2).lower()}:", item.upper())
+                 for item in _split(value))
 
 
 def _timeframes(value: Any) -> tuple[str, ...]:

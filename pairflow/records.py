@@ -31,9 +31,41 @@ TickSource = Literal["live", "replay", "backfill"]
 AlertKind = Literal["enter_upper", "enter_lower", "exit"]
 
 
-#: An exchange symbol: upper-case letters and digits, as Binance spells them (``BTCUSDT``).
-SYMBOL_TEXT = "[A-Z0-9]{2,20}"
-SYMBOL_PATTERN = re.compile(f"^{SYMBOL_TEXT}$")
+#: An exchange symbol: upper-case letters and digits, as Binance spells them (``BTCUSDT``),
+#: with a contract suffix on futures (``BTCUSD_PERP``, ``BTCUSDT_240927``).
+SYMBOL_TEXT = "[A-Z0-9]{2,20}(?:_[A-Z0-9]{1,12})?"
+EXCHANGE_SYMBOL_PATTERN = re.compile(f"^{SYMBOL_TEXT}$")
+#: The Binance markets a symbol may name: spot, USDⓈ-M futures, COIN-M futures.
+MARKET_NAMES = ("spot", "usdm", "cm")
+#: A symbol as pairflow names it: an exchange symbol, optionally on a named market
+#: (``cm:BTCUSD_PERP``); a bare one is on the run's market.
+SYMBOL_PATTERN = re.compile(f"^(?:(?:{'|'.join(MARKET_NAMES)}):)?{SYMBOL_TEXT}$")
+_COINM_SYMBOL = re.compile("^[A-Z0-9]+USD_[A-Z0-9]+$")
+
+
+def split_symbol(name: str) -> tuple[str | None, str]:
+    """(market or None when bare, exchange symbol) of a symbol name.
+
+    >>> split_symbol("cm:BTCUSD_PERP"), split_symbol("BTCUSDT")
+    (('cm', 'BTCUSD_PERP'), (None, 'BTCUSDT'))
+    """
+    market, _, symbol = name.rpartition(":")
+    return market or None, symbol
+
+
+def frame_market(futures: bool, symbol: str) -> str:
+    """The market a frame came from: spot unless it is a futures frame.
+
+    COIN-M futures are those whose symbol is a USD pair with a contract suffix
+    (``BTCUSD_PERP``, ``ETHUSD_240927``); USDⓈ-M ones are USDT/USDC pairs.
+
+    >>> [frame_market(False, "BTCUSDT"), frame_market(True, "BTCUSDT"),
+    ...  frame_market(True, "BTCUSD_PERP")]
+    ['spot', 'usdm', 'cm']
+    """
+    if not futures:
+        return "spot"
+    return "cm" if _COINM_SYMBOL.match(symbol) else "usdm"
 
 #: Microseconds since the epoch exceed this after 1973; milliseconds will not before the
 #: year 5138, so one threshold tells the two units apart.

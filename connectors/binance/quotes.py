@@ -75,9 +75,11 @@ def decode_quotes(recv: list[int], frames: list[bytes], enveloped: list[bool],
     return kept_recv, payloads
 
 
-def quote_chunks(recv: list[int], payloads: list[BookTickerPayload], symbols: frozenset[str],
-                 skipped: Counter) -> dict[str, QuoteChunk]:
+def quote_chunks(recv: list[int], payloads: list[BookTickerPayload], names: list[str],
+                 symbols: frozenset[str], skipped: Counter) -> dict[str, QuoteChunk]:
     """Per-symbol quote chunks (arrival order) of decoded payloads of the wanted symbols.
+
+    ``names`` are the payloads' symbol names (:meth:`FrameParser.name_of`), keys of the chunks.
 
     A quote without an exchange time has ``ts = -1`` (spot: timed later by :class:`QuoteClock`).
     Quotes of other symbols and unusable books (a price or size not positive and finite, or the
@@ -86,7 +88,7 @@ def quote_chunks(recv: list[int], payloads: list[BookTickerPayload], symbols: fr
     out: dict[str, QuoteChunk] = {}
     if not payloads:
         return out
-    names = np.array([p.s for p in payloads])
+    names = np.array(names)
     times = np.array([-1 if p.T is None else p.T for p in payloads], np.int64)
     columns = [np.array([getattr(p, f) for p in payloads], np.float64) for f in "bBaA"]
     bid, bid_qty, ask, ask_qty = columns

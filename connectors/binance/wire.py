@@ -25,7 +25,14 @@ import numpy as np
 
 from connectors.binance.quotes import QuoteClock, decode_quotes, quote_chunks
 from pairflow.quotes import QuoteChunk
-from pairflow.records import SYMBOL_PATTERN, DeadLetter, TickSource, exchange_time_us
+from pairflow.records import (
+    EXCHANGE_SYMBOL_PATTERN,
+    DeadLetter,
+    TickSource,
+    exchange_time_us,
+    frame_market,
+    split_symbol,
+)
 from pairflow.ticks import TickChunk
 
 #: Ids and times as numpy int64 holds them; larger numbers are bad input, not an overflow.
@@ -139,11 +146,14 @@ class FrameParser:
 
     Args:
         symbols: the symbols to keep; trades of any other symbol are dead letters
-            (``unknown_symbol``).
+            (``unknown_symbol``). A symbol may name its market (``cm:BTCUSD_PERP``); then each
+            frame's market is told from the frame (:func:`~pairflow.records.frame_market`) and
+            chunks carry the symbol's name as given.
         source: the ``source`` of the ticks made (``replay``, ``live``, ``backfill``).
         stage: the dead-letter stage name.
         quotes: parse ``@bookTicker`` frames into quote chunks (else they are counted as
             skipped, like other streams).
+        market: the market of the bare symbols when some symbol names its market.
     """
 
     def __init__(
@@ -152,8 +162,17 @@ class FrameParser:
         source: TickSource,
         stage: str = "parse",
         quotes: bool = False,
+        market: str = "spot",
     ):
         self.symbols = frozenset(symbols)
+        #: (market, exchange symbol) → name, when some symbol names its market; else None:
+        #: symbols are exchange symbols, whatever market a frame came from.
+        self._names: dict[tuple[str, str], str] | None = None
+        if any(split_symbol(name)[0] for name in self.symbols):
+            self._names = {}
+            for name in self.symbols:
+                named, exchange_symbol = split_symbol(name)
+                self._names[(named or market, exchange_symbol)] = name
         self.source = source
         self._stream_kinds: dict[bytes, str] = {}
         self.stage = stage
@@ -216,7 +235,8 @@ class FrameParser:
         if book:
             recv, payloads = decode_quotes([r for r, _, _ in book], [f for _, f, _ in book],
                                            [e for _, _, e in book], out.skipped)
-            chunks = quote_chunks(recv, payloads, self.symbols, out.skipped)
+            names = [self.name_of(p.T is not None, p.s) for p in payloads]
+            chunks = quote_chunks(recv, payloads, names, self.symbols, out.skipped)
         for symbol in sorted(chunks.keys() | out.chunks.keys()):
             timed = self._clock.time(symbol, chunks.get(symbol), out.chunks.get(symbol),
                                      out.skipped)
@@ -283,6 +303,8 @@ class FrameParser:
         """
         n = len(payloads)
         symbols = [p.s for p in payloads]
+        names = symbols if self._names is None else [self.name_of(p.M is None, p.s)
+                                                     for p in payloads]
         kinds = {p.e for p in payloads}
         trade_ids = [p.t for p in payloads]
         if kinds == {"trade"} and None not in trade_ids:
@@ -306,9 +328,10 @@ class FrameParser:
         if market.count(None) != n:
             ghost = np.array([x is not None and x != "MARKET" for x in market])
             ok |= ghost & (times > 0)
-        usable = {s: bool(SYMBOL_PATTERN.match(s)) and s in self.symbols for s in set(symbols)}
+        usable = {n: bool(EXCHANGE_SYMBOL_PATTERN.match(s)) and n in self.symbols
+                  for s, n in set(zip(symbols, names, strict=True))}
         if not all(usable.values()):
-            ok &= np.array([usable[s] for s in symbols])
+            ok &= np.array([usable[n] for n in names])
         if streams is not None:
             stream_symbol = {st: st.partition("@")[0].upper() for st in set(streams)}
             carried = [stream_symbol[st] for st in streams]
@@ -320,7 +343,7 @@ class FrameParser:
         ts = exchange_time_us(times)
         maker = np.array([p.m for p in payloads], np.bool_)
         for symbol in sorted({s for s, good in usable.items() if good}):
-            mask = ok if len(usable) == 1 else ok & (np.array(symbols) == symbol)
+            mask = ok if len(usable) == 1 else ok & (np.array(names) == symbol)
             trades = mask & ~ghost
             if ghost.any():
                 for kind in (market[i] for i in np.flatnonzero(mask & ghost).tolist()):
@@ -360,10 +383,11 @@ class FrameParser:
             return "missing_field: aggTrade needs `a`, `f` and `l`"
         elif p.l < p.f:
             return f"bad_value: aggTrade last id {p.l} < first id {p.f}"
-        if not SYMBOL_PATTERN.match(p.s):
+        if not EXCHANGE_SYMBOL_PATTERN.match(p.s):
             return f"bad_symbol: {p.s!r} is not an upper-case Binance symbol"
-        if p.s not in self.symbols:
-            return f"unknown_symbol: {p.s} is not among {sorted(self.symbols)}"
+        name = self.name_of(p.M is None, p.s)
+        if name not in self.symbols:
+            return f"unknown_symbol: {name} is not among {sorted(self.symbols)}"
         if not (math.isfinite(p.p) and math.isfinite(p.q)):
             return f"non_finite: price {p.p} qty {p.q}"
         if p.p <= 0 or p.q <= 0:
@@ -372,6 +396,13 @@ class FrameParser:
         if p.T <= 0:
             return f"bad_value: trade time {p.T}"
         return None
+
+    def name_of(self, futures: bool, symbol: str) -> str:
+        """The name chunks carry for an exchange symbol of a spot or futures frame."""
+        if self._names is None:
+            return symbol
+        market = frame_market(futures, symbol)
+        return self._names.get((market, symbol), f"{market}:{symbol}")
 
     def _dead(self, reason: str, frame: bytes, origin: str, recv_ts: int) -> DeadLetter:
         return DeadLetter(self.stage, reason, frame.decode("utf-8", "replace"), recv_ts, origin)

@@ -139,17 +139,19 @@ class MergedReplay:
         symbols: the symbols to keep.
         stage: the dead-letter stage name for bad lines.
         quotes: parse recordings' ``@bookTicker`` frames into quote chunks too.
+        market: the market of bare symbols when some symbol names its market.
     """
 
     def __init__(self, files: list[InputFile], symbols: frozenset[str], stage: str = "replay",
-                 quotes: bool = False):
+                 quotes: bool = False, market: str = "spot"):
         ordered = sorted(files, key=lambda f: (f.first_key, str(f.path)))
         self.paths = [f.path for f in ordered]
         #: Decompressed bytes in all files: with :attr:`bytes_read`, the progress of a replay.
         self.total_bytes = sum(decompressed_size(p) for p in self.paths)
         # One counter per file: each file is read on its own thread.
         self._bytes_read: list[list[int]] = []
-        self._parser = FrameParser(symbols, "replay", stage=stage, quotes=quotes)
+        self._parser = FrameParser(symbols, "replay", stage=stage, quotes=quotes,
+                                   market=market)
 
         def open_blocks(spec: InputFile) -> Iterator[Block]:
             self._bytes_read.append([0])

@@ -46,6 +46,8 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
             error is raised then.
         quotes: also emit recordings' ``@bookTicker`` quotes as
             :class:`~pairflow.quotes.QuoteChunk` s (after the batch's tick chunks).
+        market: the market of bare symbols when some symbol names its market
+            (``cm:BTCUSD_PERP``).
     """
 
     def __init__(
@@ -56,12 +58,14 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
         on_progress: Callable[[float, float], None] | None = None,
         on_input_error: Callable[[InputFileError], None] | None = None,
         quotes: bool = False,
+        market: str = "spot",
     ):
         if not paths:
             raise InputFileError("no input file given")
         bad = [s for s in symbols if not SYMBOL_PATTERN.match(s)]
         if bad:
-            raise InputFileError(f"malformed symbols {bad}: use upper-case names like BTCUSDT")
+            raise InputFileError(f"malformed symbols {bad}: use upper-case names like BTCUSDT "
+                                 "or cm:BTCUSD_PERP")
         if speed is not None and speed <= 0:
             raise InputFileError(f"replay speed must be > 0, got {speed}")
         self.files = [inspect_file(p) for p in paths]
@@ -70,6 +74,7 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
         self.on_progress = on_progress
         self.on_input_error = on_input_error
         self.quotes = quotes
+        self.market = market
 
     def list_parts(self) -> list[str]:
         """The single replay partition."""
@@ -84,7 +89,7 @@ class _ReplayPartition(StatefulSourcePartition[ReplayItem, int]):
     def __init__(self, source: ReplaySource, skip_lines: int):
         self._source = source
         self._replay = MergedReplay(source.files, frozenset(source.symbols),
-                                    quotes=source.quotes)
+                                    quotes=source.quotes, market=source.market)
         self._finished = False
         self._reported = 0
         self._wall_origin: float | None = None
