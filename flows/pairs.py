@@ -89,7 +89,8 @@ def _pair_step(config: PairflowConfig) -> Callable:
             from pairflow.pairs import PairState
 
             own = settings[bar.timeframe]
-            state = PairState(pair, bar.timeframe, own.estimator, own.alert_state())
+            state = PairState(pair, bar.timeframe, own.estimator, own.alert_state(),
+                              config.market, config.quotes)
         return state, state.update(leg, bar)
 
     return step
@@ -184,7 +185,8 @@ def build_flow(
     bars_or_late = op.branch("split_late", bar_counts.falses, lambda i: isinstance(i, Bar))
     bars = op.merge("all_bars", bars_or_late.trues, is_candle.trues)
     # Bar
-    legs = op.flat_map("fan_out", bars, _fan_out(config))
+    legs = op.flat_map("fan_out", op.merge("quoted_bars", bars, *quote_bars) if quote_bars
+                       else bars, _fan_out(config))
     # ("Y/X|tf", (pair, leg, Bar))
     pair_out = op.key_rm("pairs_out", op.stateful_flat_map("pairs", legs, _pair_step(config)))
     # PairStats | Alert

@@ -243,6 +243,39 @@ class QuoteBar:
         return f"{self.symbol}|{self.timeframe}"
 
 
+@_init_through_slots
+@dataclass(frozen=True, slots=True)
+class SpreadCost:
+    """The executable spread of a watched pair at a bar's close (see :mod:`pairflow.costs`).
+
+    ``short_at``/``long_at``: the spread value at which it can be sold/bought at the quotes;
+    ``crossing`` (``long_at − short_at`` in exact arithmetic) and ``fees``: the round trip's
+    book-crossing and taker-fee costs in spread units; ``round_trip_bps``: their sum in bps of
+    the position's gross notional; ``round_trip_z``: in units of the spread's σ (null without σ).
+    """
+
+    kind: ClassVar[str] = "cost"
+    pair: str
+    timeframe: str
+    ts: int
+    beta: float
+    y_bid: float
+    y_ask: float
+    x_bid: float
+    x_ask: float
+    short_at: float
+    long_at: float
+    crossing: float
+    fees: float
+    round_trip_bps: float
+    round_trip_z: float | None
+
+    @property
+    def key(self) -> str:
+        """Kafka key and stream key: ``Y/X|timeframe``."""
+        return f"{self.pair}|{self.timeframe}"
+
+
 class _PairRecord:
     """What the pair record adds to its fields (declared by :data:`PairStats`)."""
 
@@ -411,9 +444,10 @@ class ScanRecord:
         return f"{self.pair}|{self.timeframe}"
 
 
-Record = Tick | Bar | QuoteBar | PairStats | Alert | DeadLetter | Health | ScanRecord
+Record = Tick | Bar | QuoteBar | SpreadCost | PairStats | Alert | DeadLetter | Health | ScanRecord
 RECORD_TYPES: dict[str, type] = {
-    cls.kind: cls for cls in (Tick, Bar, QuoteBar, PairStats, Alert, DeadLetter, Health, ScanRecord)
+    cls.kind: cls for cls in (Tick, Bar, QuoteBar, SpreadCost, PairStats, Alert, DeadLetter,
+                              Health, ScanRecord)
 }
 #: The JSON name of ``Alert.alert_kind`` is ``kind`` (DESIGN.md); Python reserves ``kind``
 #: on every record class for the record type.

@@ -12,6 +12,7 @@ TOPIC_SUFFIXES: Final[dict[str, str]] = {
     "tick": "ticks",
     "bar": "bars",
     "quote": "quotes",
+    "cost": "costs",
     "pair": "pairs",
     "alert": "alerts",
     "deadletter": "deadletter",
