@@ -77,6 +77,10 @@ class PairflowConfig:
         entry_z: |z| at or above which an alert enters.
         exit_z: |z| below which an entered alert exits (< ``entry_z``).
         cooldown_bars: bars after an exit during which no new entry fires.
+        max_pvalue: alert an entry only while the pair's Engle-Granger p-value is below this
+            (None: off).
+        net_of_cost: alert an entry only when the expected reversion to the exit threshold
+            beats the round-trip cost at the quotes (needs ``quotes``).
         lateness_s: allowed lateness of a trade behind the newest trade time, seconds.
         source: ``replay`` (files), ``live`` (Binance WebSocket) or ``kafka`` (ticks topic).
         files: input files of a replay.
@@ -125,6 +129,8 @@ class PairflowConfig:
     entry_z: float = PairSettings.entry_z
     exit_z: float = PairSettings.exit_z
     cooldown_bars: int = PairSettings.cooldown_bars
+    max_pvalue: float | None = PairSettings.max_pvalue
+    net_of_cost: bool = PairSettings.net_of_cost
     lateness_s: float = 2.0
     source: SourceKind = "replay"
     files: tuple[str, ...] = ()
@@ -179,6 +185,8 @@ class PairflowConfig:
         if len(on_market) != len(self.symbols):
             raise ConfigError(f"symbols {list(self.symbols)} name one market's symbol twice "
                               f"(a bare symbol is on the run's market, {self.market})")
+        if self.net_of_cost and not self.quotes:
+            raise ConfigError("net-of-cost alerts weigh the quotes: add --quotes")
         if self.source == "live" and any(market for market, _ in named):
             raise ConfigError("a live run reads one market (--market): name its symbols bare")
 
@@ -245,7 +253,8 @@ class PairflowConfig:
                             entry_z=self.entry_z, exit_z=self.exit_z,
                             cooldown_bars=self.cooldown_bars, beta=self.beta,
                             kalman_delta=self.kalman_delta, kalman_obs_var=self.kalman_obs_var,
-                            rls_lambda=self.rls_lambda)
+                            rls_lambda=self.rls_lambda, max_pvalue=self.max_pvalue,
+                            net_of_cost=self.net_of_cost)
 
     @property
     def scan_settings(self) -> ScanSettings:

@@ -52,6 +52,11 @@ class PairState:
     first_end: list[int | None] = field(default_factory=lambda: [None, None])
     #: Per end: the legs' quote bars and the (β, σ) of the statistics, until all are in.
     quoted: dict[int, list] = field(default_factory=dict)
+    #: Net-of-cost alerts: statistics waiting for their end's cost, in end order, and the
+    #: costs not yet weighed.
+    waiting: list[PairStats] = field(default_factory=list)
+    costed: dict[int, SpreadCost] = field(default_factory=dict)
+    last_costed: int | None = None
 
     def __post_init__(self) -> None:
         self.estimator = PairEstimator(self.settings)
@@ -61,7 +66,8 @@ class PairState:
     def update(self, leg: int, bar: Bar | QuoteBar) -> list[PairStats | Alert | SpreadCost]:
         """Take the next bar or quote bar of leg 0 (Y) or 1 (X); return the records completed."""
         if isinstance(bar, QuoteBar):
-            return self._quoted(bar.end, leg, bar)
+            costs = self._quoted(bar.end, leg, bar)
+            return [*costs, *self._weigh(costs)] if self.alerts.net_of_cost else costs
         slot = self.pending.setdefault(bar.end, [None, None])
         slot[leg] = bar
         self.latest_end[leg] = bar.end
@@ -90,11 +96,37 @@ class PairState:
     def _aligned(self, end: int, y_bar: Bar, x_bar: Bar) -> list:
         self.estimator.update(y_bar.close, x_bar.close)
         stats = self._record(end, self.estimator.result())
-        alerts = self.alerts.update(self.pair, self.timeframe, end, stats.zscore, stats.spread,
-                                    stats.beta)
         costs = (self._quoted(end, 2, (stats.beta, stats.spread_std))
                  if self.quotes and stats.beta is not None else [])
+        if self.alerts.net_of_cost:
+            self.waiting.append(stats)
+            return [stats, *costs, *self._weigh(costs)]
+        alerts = self.alerts.update(self.pair, self.timeframe, end, stats.zscore, stats.spread,
+                                    stats.beta, pvalue=stats.eg_pvalue)
         return [stats, *alerts, *costs]
+
+    def _weigh(self, costs: list[SpreadCost]) -> list[Alert]:
+        """Alerts of the waiting statistics, in end order, as their ends' costs become known.
+
+        An end whose cost cannot come any more (a later end was costed: its quote bars are
+        missing) is weighed without one, so it fires no entry.
+        """
+        for cost in costs:
+            self.costed[cost.ts] = cost
+            self.last_costed = cost.ts
+        out: list[Alert] = []
+        while self.waiting:
+            stats = self.waiting[0]
+            cost = self.costed.pop(stats.ts, None)
+            hopeless = (stats.beta is None or len(self.waiting) > MAX_PENDING
+                        or (self.last_costed is not None and self.last_costed > stats.ts))
+            if cost is None and not hopeless:
+                break
+            del self.waiting[0]
+            out.extend(self.alerts.update(
+                self.pair, self.timeframe, stats.ts, stats.zscore, stats.spread, stats.beta,
+                pvalue=stats.eg_pvalue, sigma=stats.spread_std, cost=cost))
+        return out
 
     def _quoted(self, end: int, part: int, value: QuoteBar | tuple) -> list[SpreadCost]:
         """Hold a leg's quote bar (part 0, 1) or the statistics (2) of ``end``.

@@ -3,7 +3,7 @@
 Times are integer microseconds since the Unix epoch, UTC. Prices and sizes are floats
 (Binance sends decimal strings; they are parsed once, at the edge). Every record serialises
 to one JSON object carrying its kind's schema version ``"v"`` (:func:`schema_version`: 1, the
-pair record 2); field names are the contract shared with Kafka
+pair and alert records 2); field names are the contract shared with Kafka
 consumers, the SQLite store and the CSV export (see ``docs/architecture.md``).
 """
 
@@ -25,7 +25,8 @@ from pairflow.analytics.result import PairResult
 SCHEMA_VERSION = 1
 #: Record kinds whose contract changed since version 1: ``pair`` 2 added the hedge ratios
 #: ``beta_ols``, ``beta_kalman``, ``beta_rls``, ``beta_se`` and the estimator's ``hedge``.
-SCHEMA_VERSIONS: dict[str, int] = {"pair": 2}
+#: ``alert`` 2 added the executable prices ``y_price``, ``x_price`` and the net ``edge``.
+SCHEMA_VERSIONS: dict[str, int] = {"pair": 2, "alert": 2}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TickSource = Literal["live", "replay", "backfill"]
 AlertKind = Literal["enter_upper", "enter_lower", "exit"]
@@ -349,6 +350,13 @@ class Alert:
     threshold: float
     spread: float
     beta: float
+    #: The executable prices of the trade the alert calls for (entry: sell Y at its bid on
+    #: ``enter_upper``…; exit: the reverse) and, on an entry, the expected reversion to the
+    #: exit threshold net of the round-trip cost, in spread units; null when the alert was
+    #: not weighed against the quotes (cost-aware alerts off).
+    y_price: float | None = None
+    x_price: float | None = None
+    edge: float | None = None
 
     @property
     def key(self) -> str:
