@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from app import convert, dashboard, export, live, scan
+from app import convert, dashboard, export, ingest, live, scan, worker
 from app.console import run_reporting_errors
 from app.options import (
     Beta,
@@ -30,14 +30,19 @@ from app.options import (
     Price,
     RecoveryDir,
     RlsLambda,
+    RunSymbols,
+    ScanEvery,
+    ScanTimeframe,
+    ScanWindow,
     SnapshotInterval,
     Store,
-    Symbols,
     Timeframes,
+    Universe,
     Window,
     Workers,
     analytics_options,
     described,
+    scan_options,
 )
 from app.runner import RECOVERY_PARTITIONS, ensure_recovery_dir, print_summary, run_flow
 from pairflow.config import load_config
@@ -71,9 +76,13 @@ def replay(
     files: Annotated[list[Path], typer.Argument(help="Recordings (gzip or plain), "
                                                 "data.binance.vision CSV/zip, or tick NDJSON; "
                                                 "any order, may overlap.")],
-    symbols: Symbols,
+    symbols: RunSymbols = None,
     timeframes: Timeframes = None,
     pairs: Pairs = None,
+    universe: Universe = None,
+    scan_timeframe: ScanTimeframe = None,
+    scan_window: ScanWindow = None,
+    scan_every: ScanEvery = None,
     store: Store = None,
     kafka: Kafka = None,
     speed: Annotated[str | None, typer.Option(help=described(
@@ -107,6 +116,11 @@ def replay(
     config_file: ConfigFile = None,
 ) -> None:
     """Replay recorded trades through the flow into the store and/or Kafka, then summarise."""
+    from connectors.binance.ticker import TOP_PATTERN
+
+    if TOP_PATTERN.match(universe or ""):
+        raise ConfigError(f"--universe {universe} ranks the exchange's symbols now: it is for "
+                          "`pairflow live`; name the replay's symbols")
     config = load_config(
         {"source": "replay", "files": [str(f) for f in files], "symbols": symbols,
          "timeframes": timeframes, "pairs": pairs, "store": str(store) if store else None,
@@ -117,7 +131,8 @@ def replay(
          "snapshot_s": snapshot_interval,
          **analytics_options(window, price, lag, entry_z, exit_z, cooldown, beta=beta,
                             kalman_delta=kalman_delta, kalman_obs_var=kalman_obs_var,
-                            rls_lambda=rls_lambda)},
+                            rls_lambda=rls_lambda),
+         **scan_options(universe, scan_timeframe, scan_window, scan_every)},
         toml_path=config_file,
     )
     input_errors: list[InputFileError] = []
@@ -132,6 +147,8 @@ def replay(
 live.register(app)
 export.register(app)
 convert.register(app)
+ingest.register(app)
+worker.register(app)
 dashboard.register(app)
 scan.register(app)
 

@@ -21,14 +21,14 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def export(
         store: Annotated[Path, typer.Option(help="SQLite store written by replay/live.")],
-        kind: Annotated[str, typer.Option(help="bars, pairs, alerts or deadletter.")],
+        kind: Annotated[str, typer.Option(help="bars, pairs, alerts, scan or deadletter.")],
         out: Annotated[str, typer.Option(help="File to write, or - for stdout (CSV only).")],
         file_format: Annotated[str | None, typer.Option(
             "--format", help="csv or parquet (default: parquet for a .parquet file, else csv).",
         )] = None,
         symbol: Annotated[str | None, typer.Option(help="Only this symbol (bars).")] = None,
         pair: Annotated[str | None, typer.Option(
-            help="Only this pair Y/X (pairs, alerts).")] = None,
+            help="Only this pair Y/X (pairs, alerts, scan).")] = None,
         timeframe: Annotated[str | None, typer.Option(help="Only this timeframe.")] = None,
         start: Annotated[str | None, typer.Option(
             help="From this ISO-8601 time (inclusive).")] = None,
@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         if chosen == "parquet" and out == "-":
             raise ConfigError("Parquet cannot go to stdout: give --out FILE.parquet")
         if kind not in TABLES:
-            raise ConfigError(f"unknown kind {kind!r}: choose bars, pairs, alerts or deadletter")
+            raise ConfigError(f"unknown kind {kind!r}: choose {', '.join(TABLES)}")
         where = _filters(kind, symbol, pair, timeframe)
         try:
             time_range = (iso_to_us(start) if start else None, iso_to_us(end) if end else None)
@@ -76,11 +76,11 @@ def _filters(kind: str, symbol: str | None, pair: str | None,
     where: dict[str, Any] = {}
     if symbol:
         if kind != "bars":
-            raise ConfigError("--symbol filters bars; use --pair for pairs and alerts")
+            raise ConfigError("--symbol filters bars; use --pair for pairs, alerts and scan")
         where["symbol"] = symbol.upper()
     if pair:
-        if kind not in ("pairs", "alerts"):
-            raise ConfigError("--pair filters pairs and alerts; use --symbol for bars")
+        if kind not in ("pairs", "alerts", "scan"):
+            raise ConfigError("--pair filters pairs, alerts and scan; use --symbol for bars")
         where["pair"] = pair.upper()
     if timeframe:
         if kind == "deadletter":

@@ -30,14 +30,21 @@ from app.options import (
     Price,
     RecoveryDir,
     RlsLambda,
+    RunSymbols,
+    ScanEvery,
+    ScanTimeframe,
+    ScanWindow,
     SnapshotInterval,
     Store,
     Symbols,
     Timeframes,
+    Universe,
     Window,
     Workers,
     analytics_options,
+    config_default,
     described,
+    scan_options,
     with_default,
 )
 from app.runner import print_summary, run_flow
@@ -56,8 +63,12 @@ Duration = Annotated[float | None, typer.Option(help=described("Stop after this 
 
 
 def live(
-    symbols: Symbols,
+    symbols: RunSymbols = None,
     pairs: Pairs = None,
+    universe: Universe = None,
+    scan_timeframe: ScanTimeframe = None,
+    scan_window: ScanWindow = None,
+    scan_every: ScanEvery = None,
     timeframes: Timeframes = None,
     market: Market = None,
     ws_url: WsUrl = None,
@@ -93,6 +104,7 @@ def live(
     """
     from connectors.recorder import close_all_recorders
 
+    universe = _top_universe(universe, market, rest_url)
     config = load_config(
         {"source": "live", "symbols": symbols, "pairs": pairs, "timeframes": timeframes,
          "market": market, "ws_url": ws_url, "rest_url": rest_url,
@@ -104,7 +116,8 @@ def live(
          "snapshot_s": snapshot_interval,
          **analytics_options(window, price, lag, entry_z, exit_z, cooldown, beta=beta,
                             kalman_delta=kalman_delta, kalman_obs_var=kalman_obs_var,
-                            rls_lambda=rls_lambda)},
+                            rls_lambda=rls_lambda),
+         **scan_options(universe, scan_timeframe, scan_window, scan_every)},
         toml_path=config_file)
     try:
         totals, elapsed = run_flow(config, workers, show_progress=False)
@@ -113,6 +126,21 @@ def live(
         # here so their gzip files are complete.
         close_all_recorders()
     print_summary(totals, elapsed)
+
+
+def _top_universe(universe: str | None, market: str | None,
+                  rest_url: str | None) -> str | None:
+    """``top:K`` as the K symbols of largest 24 h quote volume now; any other value as given."""
+    from connectors.binance.ticker import TOP_PATTERN, top_symbols
+
+    top = TOP_PATTERN.match(universe or "")
+    if top is None:
+        return universe
+    from connectors.binance.settings import LiveSettings
+
+    market = market or config_default("market")
+    settings = LiveSettings.from_env(market=market, rest_url=rest_url)
+    return ",".join(top_symbols(settings.base_rest_url, market, int(top.group(1))))
 
 
 def record(

@@ -49,6 +49,9 @@ def with_default(text: str, field: str) -> str:
 
 Symbols = Annotated[str, typer.Option("--symbols", help="Comma-separated symbols, e.g. "
                                       "BTCUSDT,ETHUSDT.")]
+RunSymbols = Annotated[str | None, typer.Option("--symbols", help="Comma-separated symbols, "
+                                                 "e.g. BTCUSDT,ETHUSDT (the universe's are "
+                                                 "added).")]
 Timeframes = Annotated[str | None, typer.Option(help=with_default(
     "Comma-separated bar timeframes.", "timeframes"))]
 Pairs = Annotated[str | None, typer.Option(help="Comma-separated pairs Y/X, e.g. "
@@ -89,6 +92,16 @@ Cooldown = Annotated[int | None, typer.Option(help=with_default(
     "Bars after an exit with no new entry.", "cooldown_bars"))]
 Lateness = Annotated[float | None, typer.Option(help=with_default(
     "Seconds a trade may arrive after its window ends.", "lateness_s"))]
+Universe = Annotated[str | None, typer.Option(help=(
+    "Comma-separated symbols whose every pair A/B is scanned (A before B in this order) to "
+    "the `scan` table and topic; each gets bars. Live: top:K for the K symbols of largest "
+    "24 h quote volume when the run starts."))]
+ScanTimeframe = Annotated[str | None, typer.Option(help=with_default(
+    "Timeframe of the universe scan (one of --timeframes).", "scan_timeframe"))]
+ScanWindow = Annotated[int | None, typer.Option(help=with_default(
+    "Aligned bars in each scanned pair's window.", "scan_window"))]
+ScanEvery = Annotated[int | None, typer.Option(help=with_default(
+    "Bars between universe scans.", "scan_every"))]
 Workers = Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker threads.")]
 
 
@@ -102,3 +115,10 @@ def analytics_options(window: str | None, price: str | None, lag: str | None,
             "exit_z": exit_z, "cooldown_bars": cooldown, "beta": beta,
             "kalman_delta": kalman_delta, "kalman_obs_var": kalman_obs_var,
             "rls_lambda": rls_lambda}
+
+
+def scan_options(universe: str | None, scan_timeframe: str | None, scan_window: int | None,
+                 scan_every: int | None) -> dict[str, Any]:
+    """The universe scan flags as configuration keys (``None``: not given)."""
+    return {"universe": universe, "scan_timeframe": scan_timeframe,
+            "scan_window": scan_window, "scan_every": scan_every}

@@ -26,7 +26,9 @@ RECOVERY_PARTITIONS = 4
 
 
 def run_flow(config: PairflowConfig, workers: int, show_progress: bool,
-             input_errors: list[InputFileError] | None = None) -> tuple[Counter, float]:
+             input_errors: list[InputFileError] | None = None,
+             process_id: int | None = None,
+             addresses: list[str] | None = None) -> tuple[Counter, float]:
     """Run the flow in this process to its end or to a stop signal.
 
     Args:
@@ -35,6 +37,8 @@ def run_flow(config: PairflowConfig, workers: int, show_progress: bool,
         show_progress: draw a progress bar of the replayed bytes on stderr.
         input_errors: receives the replayed files that could not be read to their end (cut
             short, corrupt); the rest of the replay is done and stored.
+        process_id: this process's index in ``addresses`` (a cluster of processes).
+        addresses: ``host:port`` of every process of the cluster (None: this one alone).
 
     Returns:
         The run's counters and its elapsed seconds.
@@ -62,7 +66,8 @@ def run_flow(config: PairflowConfig, workers: int, show_progress: bool,
         if progress is not None:
             progress.start()
         with _without_engine_panics():
-            cli_main(flow, workers_per_process=workers, **recovery)
+            cli_main(flow, workers_per_process=workers, process_id=process_id,
+                     addresses=addresses, **recovery)
     except Exception as error:
         # Bytewax wraps what a step raised (and Ctrl-C / SIGTERM as KeyboardInterrupt); a
         # user-facing cause (store full, broker gone, a stop signal) is handled as itself.
@@ -183,6 +188,7 @@ def print_summary(totals: Counter, elapsed: float) -> None:
     rows += [(f"bars {k.partition(':')[2]}", v) for k, v in sorted(totals.items())
              if k.startswith("bars:")]
     rows += [("pair records", totals["pairs"]), ("alerts", totals["alerts"])]
+    rows += [("scan records", totals["scans"])] if totals["scans"] else []
     dead = {k.partition(":")[2]: v for k, v in totals.items() if k.startswith("dead:")}
     rows += [("dead letters", sum(dead.values()))]
     rows += [(f"  {reason}", v) for reason, v in sorted(dead.items())]

@@ -70,7 +70,7 @@ def baseline() -> tuple[float, int, int]:
                              float(data["b"]), float(data["a"])))
     frame = pd.DataFrame(rows, columns=["symbol", "ts", "bid", "ask"])
     bars = 0
-    for timeframe, ms in (("1s", 1_000), ("1m", 60_000), ("5m", 300_000)):
+    for ms in (1_000, 60_000, 300_000):  # 1s, 1m, 5m
         grouped = frame.assign(window=frame.ts // ms).groupby(["symbol", "window"])
         bars += len(grouped.agg(bid=("bid", "last"), ask=("ask", "last"), n=("bid", "size")))
     return time.process_time() - start, len(rows), bars

@@ -6,10 +6,13 @@ Settings come from the environment (``PAIRFLOW_STORE``, ``PAIRFLOW_KAFKA``,
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
 import panel as pn
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClosedError
 
 if __package__ in (None, ""):  # run as a script by ``panel serve dashboard/app.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -20,6 +23,27 @@ from dashboard.views import PairDashboard  # noqa: E402
 #: The ``--basic-auth`` login page: self-contained, where Panel's own loads a logo from a CDN
 #: (``panel serve dashboard/app.py --basic-auth … --login-template`` this file).
 LOGIN_TEMPLATE = Path(__file__).resolve().parent / "templates" / "login.html"
+
+
+class _ClosedTabSends(logging.Filter):
+    """Drops the log records of a send to a tab that just closed (nothing to act on).
+
+    Bokeh warns "Failed sending message as connection was closed"; Panel writes a patch's
+    frames to the socket itself, and asyncio reports each write that failed as "Task exception
+    was never retrieved" with a ``WebSocketClosedError`` traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, (WebSocketClosedError, StreamClosedError)):
+            return False
+        return "connection was closed" not in record.getMessage()
+
+
+# A session stops sending once its tab's socket is gone (``PairDashboard``); a send already
+# under way when the tab closes still fails, and is reported by these two loggers.
+for _name in ("bokeh.server.views.ws", "asyncio"):
+    logging.getLogger(_name).addFilter(_ClosedTabSends())
 
 #: Served from the Panel server itself, never from a CDN (the page works offline).
 pn.config.notifications = True

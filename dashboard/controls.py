@@ -8,7 +8,8 @@ from contextlib import contextmanager
 
 import panel as pn
 
-from dashboard import charts
+from dashboard import figures
+from dashboard.cards import CSS, badge_html
 from dashboard.selection import Selection
 
 
@@ -51,8 +52,12 @@ class Controls(pn.viewable.Viewer):
         self.follow_button = pn.widgets.Button(name="Follow newest", button_type="primary",
                                                width=130, css_classes=["pf-follow"])
         # Runs in the browser: a range reset of every chart, no round trip to the server.
-        self.follow_button.js_on_click(args={"names": list(charts.FIGURE_NAMES)},
-                                       code=charts.FOLLOW_JS)
+        self.follow_button.js_on_click(args={"names": list(figures.FIGURE_NAMES)},
+                                       code=figures.FOLLOW_JS)
+        self.badge = pn.pane.HTML(badge_html("waiting", "waiting for data"), stylesheets=[CSS],
+                                  margin=(22, 10, 0, 10))
+        self.dark = pn.widgets.Toggle(name="Dark", width=70, css_classes=["pf-dark"])
+        self.dark.param.watch(self._on_dark, "value")
         self.download_stats = pn.widgets.FileDownload(
             callback=csv_stats, filename="stats.csv", label="Stats CSV (visible range)",
             button_type="light", width=190, css_classes=["pf-dl-stats"])
@@ -78,6 +83,16 @@ class Controls(pn.viewable.Viewer):
         """The spread band's half-width in σ (0 while the field is empty)."""
         return self.k_input.value or 0.0
 
+    def show_freshness(self, state: str, text: str) -> None:
+        """Show the data badge (see :func:`dashboard.freshness.freshness`)."""
+        self.badge.object = badge_html(state, text)
+
+    def _on_dark(self, event: object) -> None:
+        # Bokeh's own dark theme for the charts; the page follows through Panel's theme.
+        doc = pn.state.curdoc
+        if doc is not None:
+            doc.theme = "dark_minimal" if self.dark.value else None
+
     def name_downloads(self, legs: tuple[str, str], timeframe: str) -> None:
         """Name the CSV files after the shown series."""
         tag = f"{legs[0]}-{legs[1]}-{timeframe}"
@@ -88,8 +103,9 @@ class Controls(pn.viewable.Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         """The header row."""
         return pn.Row(
-            pn.pane.Markdown("## pairflow", margin=(0, 20, 0, 5)), self.pair_select,
+            pn.pane.Markdown("## pairflow", margin=(0, 20, 0, 5)), self.badge, self.pair_select,
             self.tf_select, self.k_input, pn.Column(pn.Spacer(height=18), self.follow_button),
+            pn.Column(pn.Spacer(height=18), self.dark),
             pn.Column(pn.Spacer(height=18), pn.Row(self.download_stats, self.download_bars,
                                                    self.download_alerts)),
             sizing_mode="stretch_width")

@@ -40,8 +40,16 @@ class Selection:
         """The Markdown message about an unknown URL selection ("" when there is none)."""
         if self.unknown is None:
             return ""
-        return (f"Unknown pair or timeframe **{html.escape(self.unknown)}** in the URL. Known "
+        return (f"Unknown pair or timeframe “{_literal(self.unknown)}” in the URL. Known "
                 f"pairs: {', '.join(self.pairs)}. Showing {self.pair} {self.timeframe} instead.")
+
+
+def _literal(text: str) -> str:
+    """``text`` shown as typed in Markdown: HTML escaped, emphasis and link marks too."""
+    escaped = html.escape(text)
+    for mark in "\\`*_[]":
+        escaped = escaped.replace(mark, "\\" + mark)
+    return escaped
 
 
 def known_pairs(keys: Iterable[tuple[str, str]]) -> list[str]:
@@ -63,11 +71,14 @@ def timeframes_of(keys: Iterable[tuple[str, str]], pair: str) -> list[str]:
 def select(keys: list[tuple[str, str]], pair: str | None, timeframe: str | None) -> Selection:
     """The series to show for a URL's ``pair`` and ``timeframe`` (None: not given).
 
-    A known pair (any case) and timeframe are shown as asked. An unknown one is replaced by the
+    An empty parameter counts as not given. A known pair (any case) and timeframe are shown
+    as asked. An unknown one is replaced by the
     first known pair / the pair's shortest timeframe and reported in :attr:`Selection.unknown`.
     While the feed knows no series yet, the asked-for series is kept and waited for.
     """
     pairs = known_pairs(keys)
+    pair = (pair or "").strip() or None
+    timeframe = (timeframe or "").strip() or None
     unknown = None
     if pair is not None:
         pair = pair.upper()

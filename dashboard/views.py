@@ -19,10 +19,12 @@ from typing import Any
 
 import panel as pn
 
-from dashboard.cards import CSS, health_html
+from dashboard.cards import CSS, health_html, short_time
+from dashboard.charts import Bands, direction
 from dashboard.controls import Controls, Mute
 from dashboard.export import to_csv
 from dashboard.feed import Feed, FeedStatus
+from dashboard.freshness import freshness
 from dashboard.selection import known_pairs, select, timeframes_of
 from dashboard.series import ALERT_ROWS, SeriesView
 from dashboard.whatif_panel import WhatIfPanel
@@ -34,6 +36,10 @@ logger = logging.getLogger(__name__)
 UPDATE_MS = 100
 #: Ticks between two health updates (and history retries of a waiting series): one second.
 TICKS_PER_S = max(1, 1000 // UPDATE_MS)
+#: Seconds between two updates of the feed health card (its ~2 KiB per session add up).
+HEALTH_EVERY_S = 5
+#: How long an alert toast shows; alerts arriving meanwhile are counted into it.
+TOAST_S = 8.0
 
 
 class PairDashboard(pn.viewable.Viewer):
@@ -67,7 +73,14 @@ class PairDashboard(pn.viewable.Viewer):
         self._status_key: tuple | None = None
         self._ticks = 0
         self._mute = Mute()
+        self._toast: Any = None
+        self._toast_until = 0.0
+        self._unseen = 0
         self._load()
+        if (pair, timeframe) != (self.pair, self.timeframe):
+            # A missing, empty or unknown parameter: the URL says what is shown, once the
+            # page has loaded (the browser sends its own URL to the session on loading).
+            pn.state.onload(self._update_url)
         self.controls.pair_select.param.watch(self._on_pair, "value")
         self.controls.tf_select.param.watch(self._on_timeframe, "value")
         self.controls.k_input.param.watch(self._on_k, "value")
@@ -94,6 +107,7 @@ class PairDashboard(pn.viewable.Viewer):
         self.series.show(pair, timeframe, rows, alerts, self.controls.k)
         self.whatif.start_at(rows)
         self._update_waiting()
+        self._update_badge()
         self.controls.name_downloads(self.series.legs, timeframe)
 
     def _update_waiting(self) -> None:
@@ -129,17 +143,33 @@ class PairDashboard(pn.viewable.Viewer):
             self._unknown_shown = False
             self.message.visible = False
         self._load()
+        self._update_url()
+
+    def _update_url(self) -> None:
+        if not self.pair:
+            return
         try:
             pn.state.location.update_query(pair=self.pair, timeframe=self.timeframe)
         except Exception:  # noqa: BLE001 - no location outside a server session
             pass
 
     def _on_k(self, event: Any) -> None:
-        rows = self.feed.pairs(self.pair, self.timeframe, limit=self.history)
-        self.series.redraw_bands(rows, self.controls.k)
+        bands = self.series.bands
+        self.series.set_bands(Bands(self.controls.k, bands.entry, bands.exit))
 
     # -- streaming ----------------------------------------------------------------------
+    @staticmethod
+    def _connected() -> bool:
+        """Whether a browser is connected to this session (its tab may have closed)."""
+        context = getattr(pn.state.curdoc, "session_context", None)
+        session = getattr(context, "session", None)
+        return session is None or session.connection_count > 0
+
     def _tick(self) -> None:
+        # Nothing is sent to a closed tab: Bokeh would log every failed send until Panel
+        # destroys the session; the rows wait in the feed's log should the tab reconnect.
+        if not self._connected():
+            return
         self._ticks += 1
         status = self.feed.status
         self._show_status(status)
@@ -176,8 +206,10 @@ class PairDashboard(pn.viewable.Viewer):
         return True
 
     def _every_second(self, status: FeedStatus, rows: list[tuple[str, dict]]) -> bool:
-        """Update the health card, and retry a waiting series' history; True when it did."""
-        self._update_health(status)
+        """Update the badge and the health card; retry a waiting series' history (True)."""
+        if self._ticks % (HEALTH_EVERY_S * TICKS_PER_S) == 0:
+            self._update_health(status)
+        self._update_badge(status)
         if self.series.last is None and self.pair and not rows:
             # Still no history for the selected series: ask again once a second, so a
             # history read that failed (store locked or half-written at that moment)
@@ -222,19 +254,36 @@ class PairDashboard(pn.viewable.Viewer):
             self._load()  # first data of a waiting series: rebase on it
             return
         rows.sort(key=lambda r: r["ts"])
-        self.series.stream_stats(rows, self.controls.k)
+        self.series.stream_stats(rows)
 
     def _stream_alerts(self, rows: list[dict[str, Any]]) -> None:
         fresh = self.series.stream_alerts(rows)
         if not fresh:
             return
+        # One toast counts the alerts since it opened, instead of a stack covering the page.
+        now = time.monotonic()
+        self._unseen = (self._unseen if now < self._toast_until else 0) + len(fresh)
+        self._toast_until = now + TOAST_S
         newest = fresh[-1]
+        text = (f"{newest['pair']} {newest['timeframe']} {short_time(newest['ts'])}: "
+                f"{newest['kind']} at z = {newest['zscore']:.2f} — "
+                f"{direction(newest['kind'], newest.get('beta'))}")
+        if self._unseen > 1:
+            text = f"{self._unseen} new alerts; newest {text}"
         try:
-            pn.state.notifications.warning(
-                f"{newest['pair']} {newest['timeframe']}: {newest['kind']} at z = "
-                f"{newest['zscore']:.2f}", duration=6000)
+            if self._toast is not None:
+                self._toast.destroy()
+            self._toast = pn.state.notifications.warning(text, duration=int(TOAST_S * 1000))
         except Exception:  # noqa: BLE001 - notifications off
             pass
+
+    def _update_badge(self, status: FeedStatus | None = None) -> None:
+        status = status or self.feed.status
+        arrived = max(status.last_row.values(), default=None)
+        self.controls.show_freshness(*freshness(
+            reachable=status.ok or status.message == "starting", live=bool(self.feed.health()),
+            newest_ts=self.series.last_ts if self.series.last is not None else None,
+            timeframe=self.timeframe, arrived=arrived, now=time.time()))
 
     def _update_health(self, status: FeedStatus | None = None) -> None:
         status = status or self.feed.status

@@ -9,7 +9,9 @@ superseded it.
 
 from __future__ import annotations
 
+import dataclasses
 import html
+import math
 import threading
 from functools import partial
 from typing import Any
@@ -22,8 +24,21 @@ from dashboard.controls import Mute
 from dashboard.feed import Feed
 from dashboard.series import SeriesView
 from dashboard.whatif import WhatIf, recompute
+from pairflow.analytics.settings import parse_hedge_label
 from pairflow.pair_settings import PairSettings
 
+#: The form's fields (in the order of ``WhatIfPanel._inputs``) and their ``PairSettings`` names.
+FIELD_NAMES = {"window": "window", "price": "price", "lag": "lag", "entry": "entry_z",
+               "exit": "exit_z", "cooldown": "cooldown_bars"}
+#: Each typed field checked on its own by ``PairSettings`` (the exit threshold against a
+#: higher entry, the entry against a zero exit); the rule across fields is checked after.
+FIELD_CHECKS = {
+    "window": lambda v: PairSettings(window=int(v)),
+    "entry": lambda v: PairSettings(entry_z=float(v), exit_z=0.0),
+    "exit": lambda v: PairSettings(entry_z=float(v) + 1.0 if math.isfinite(v) else 2.0,
+                                   exit_z=float(v)),
+    "cooldown": lambda v: PairSettings(cooldown_bars=int(v)),
+}
 #: The status line before any change.
 IDLE = "Change a setting to recompute this pair's history from stored bars."
 
@@ -40,20 +55,26 @@ class WhatIfPanel(pn.viewable.Viewer):
         super().__init__(**params)
         self.feed = feed
         self.series = series
-        self.window = pn.widgets.IntInput(name="Window (bars)", value=300, start=10, step=10,
-                                          width=150)
+        # No bounds in the browser: an out-of-range value reaches the server, which names the
+        # problem next to the field (a bounded input would drop it silently).
+        self.window = pn.widgets.IntInput(name="Window (bars)", value=300, step=10, width=150)
         self.price = pn.widgets.Select(name="Price transform", options=["log", "raw"],
                                        value="log", width=150)
         self.lag = pn.widgets.Select(name="ADF/EG lag",
                                      options=["aic", "bic", "0", "1", "2", "4", "8"], width=150)
-        self.entry = pn.widgets.FloatInput(name="Entry |z|", value=2.0, step=0.25, start=0.1,
-                                           width=150)
-        self.exit = pn.widgets.FloatInput(name="Exit |z|", value=0.5, step=0.25, start=0.0,
-                                          width=150)
-        self.cooldown = pn.widgets.IntInput(name="Cooldown (bars)", value=0, start=0, width=150)
+        self.entry = pn.widgets.FloatInput(name="Entry |z|", value=2.0, step=0.25, width=150)
+        self.exit = pn.widgets.FloatInput(name="Exit |z|", value=0.5, step=0.25, width=150)
+        self.cooldown = pn.widgets.IntInput(name="Cooldown (bars)", value=0, width=150)
+        self.errors = {name: pn.pane.HTML("", visible=False, css_classes=[f"pf-error-{name}"],
+                                          styles={"color": "#d62728", "font-size": "12px"},
+                                          margin=(0, 10, 4, 10))
+                       for name in FIELD_CHECKS}
         self.status = pn.pane.Markdown(IDLE, css_classes=["pf-whatif-status"],
                                        sizing_mode="stretch_width")
         self._generation = 0
+        #: The live flow's hedge-ratio estimator (from its records' ``hedge`` label): the
+        #: what-if recomputes with it, so it reproduces the flow.
+        self._hedge: dict[str, Any] = {}
         self._mute = Mute()
         for widget in self._inputs:
             widget.param.watch(self._on_change, "value")
@@ -73,6 +94,8 @@ class WhatIfPanel(pn.viewable.Viewer):
         alerts = self.series.alerts
         with self._mute():
             if rows:
+                label = rows[-1].get("hedge")
+                self._hedge = parse_hedge_label(label) if label else {}
                 self.window.value = int(rows[-1]["window"])
                 self.price.value = rows[-1]["price"]
                 lag = str(rows[-1]["lag"])
@@ -89,26 +112,57 @@ class WhatIfPanel(pn.viewable.Viewer):
         self.status.object = IDLE
 
     def _on_thresholds(self, *event: Any) -> None:
-        self.series.show_thresholds(self.entry.value or 0.0, self.exit.value or 0.0)
+        entry, exit_ = self.entry.value, self.exit.value
+        if self._field_errors().keys() & {"entry", "exit"}:
+            return  # the lines stay at the last valid thresholds
+        self.series.set_bands(dataclasses.replace(self.series.bands, entry=entry, exit=exit_))
+
+    def _values(self) -> dict[str, Any]:
+        return {"window": self.window.value, "price": self.price.value, "lag": self.lag.value,
+                "entry_z": self.entry.value, "exit_z": self.exit.value,
+                "cooldown_bars": self.cooldown.value, **self._hedge}
+
+    def _field_errors(self) -> dict[str, str]:
+        """What is wrong with each field, by field name (empty: the settings are valid)."""
+        values = self._values()
+        errors = {}
+        for name, check in FIELD_CHECKS.items():
+            value = values[FIELD_NAMES[name]]
+            if value is None:
+                errors[name] = "enter a value"
+                continue
+            try:
+                check(value)
+            except Exception as error:  # noqa: BLE001 - shown to the user
+                errors[name] = str(error)
+        if not errors:
+            try:
+                PairSettings(**values)
+            except Exception as error:  # noqa: BLE001 - the one rule across fields
+                errors["exit"] = str(error)
+        return errors
 
     def _on_change(self, event: Any) -> None:
         if self._mute.active:
             return
         self._generation += 1
-        try:
-            settings = PairSettings(
-                window=int(self.window.value), price=self.price.value, lag=self.lag.value,
-                entry_z=float(self.entry.value), exit_z=float(self.exit.value),
-                cooldown_bars=int(self.cooldown.value))
-        except Exception as error:  # noqa: BLE001 - shown to the user
-            self.status.object = f"**Cannot recompute:** {html.escape(str(error))}"
+        errors = self._field_errors()
+        for name, pane in self.errors.items():
+            pane.object = html.escape(errors.get(name, ""))
+            pane.visible = name in errors
+        if errors:
+            self.status.object = ("**Not recomputed:** fix the marked field"
+                                  f"{'s' if len(errors) > 1 else ''}.")
             return
+        settings = PairSettings(**self._values())
         self.status.object = "Recomputing…"
         self._recompute(self._generation, settings)
 
     def _recompute(self, generation: int, settings: PairSettings) -> None:
         pair, timeframe = self.series.pair, self.series.timeframe
-        limit = self.series.history + settings.window
+        # OLS needs the last window only; Kalman and RLS carry state from the first bar.
+        limit = (self.series.history + settings.window if settings.estimator.beta == "ols"
+                 else None)
         y, x = self.series.legs
         y_bars = self.feed.bars(y, timeframe, limit=limit)
         x_bars = self.feed.bars(x, timeframe, limit=limit)
@@ -149,5 +203,7 @@ class WhatIfPanel(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         """The what-if card."""
-        return pn.Card(*self._inputs, self.status, title="What-if (recompute from stored bars)",
+        fields = [pn.Column(widget, self.errors[name], margin=0) if name in self.errors
+                  else widget for name, widget in zip(FIELD_NAMES, self._inputs, strict=True)]
+        return pn.Card(*fields, self.status, title="What-if (recompute from stored bars)",
                        collapsible=False, sizing_mode="stretch_width", css_classes=["pf-whatif"])

@@ -10,7 +10,8 @@ variables or the TOML file named by ``PAIRFLOW_CONFIG``), or through ``pairflow 
              ├ Bar (candles read as bars) ─────────────────────────► Bar ─┘      │
              └ DeadLetter, Count                   └ late → DeadLetter         │
                                                   pairs (per Y/X|tf): PairStats, Alert
-    Bar, PairStats, Alert, DeadLetter ─► store (SQLite) and/or Kafka;  Count ─► tally
+                                                  universe (one key): ScanRecord
+    Bar, PairStats, Alert, DeadLetter, ScanRecord ─► store (SQLite) and/or Kafka;  Count ─► tally
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ from bytewax.operators import StatefulBatchLogic
 from connectors.metrics import CountSink, CountTally
 from connectors.replay import ReplaySource
 from connectors.store import StoreSink
+from flows.universe import scan_retention_s, universe_scans
 from pairflow.bars import BarBuilder
 from pairflow.config import PairflowConfig, load_config
 from pairflow.errors import ConfigError, InputFileError
 from pairflow.metrics import Count, counts
-from pairflow.records import Bar, DeadLetter, Health, Tick, to_json
-from pairflow.ticks import FeedGap, Heartbeat, TickChunk
+from pairflow.records import Bar, DeadLetter, Health, to_json
+from pairflow.ticks import FeedGap, Heartbeat
 
 if TYPE_CHECKING:
     from pairflow.pairs import PairState
@@ -113,8 +115,9 @@ def _dead_count(letter: DeadLetter) -> Count:
     return Count(f"dead:{letter.reason.partition(':')[0]}", 1)
 
 
-def _source(config: PairflowConfig, on_progress: Callable | None,
-            on_input_error: Callable | None) -> Any:
+def source_of(config: PairflowConfig, on_progress: Callable | None = None,
+              on_input_error: Callable | None = None) -> Any:
+    """The input of ``config.source``: files, the Binance feed or the ``ticks`` topic."""
     if config.source == "replay":
         source = ReplaySource(list(config.files), config.symbols, config.speed, on_progress,
                               on_input_error, quotes=config.quotes, market=config.market)
@@ -127,17 +130,11 @@ def _source(config: PairflowConfig, on_progress: Callable | None,
         from connectors.binance.source import BinanceTradeSource
 
         return BinanceTradeSource.from_config(config)
-    from connectors.kafka import kafka_tick_source
+    from connectors.kafka import KafkaTickSource
 
-    return kafka_tick_source(config.kafka, config.kafka_prefix, tail=config.kafka_follow,
-                             partitions=config.kafka_partitions)
-
-
-def _as_chunk(item: Any) -> Any:
-    """Ticks read one by one (from Kafka) become one-tick chunks for the bar step."""
-    if isinstance(item, Tick):
-        return TickChunk.from_ticks(item.symbol, item.source, [item])
-    return item
+    return KafkaTickSource(config.kafka, config.kafka_prefix, tail=config.kafka_follow,
+                           partitions=config.kafka_partitions,
+                           extra_config=config.kafka_client_config)
 
 
 def build_flow(
@@ -159,12 +156,14 @@ def build_flow(
     Raises:
         ConfigError: when no sink is configured.
     """
+    if config.ingest_only:
+        from flows.ingest import build_ingest_flow
+
+        return build_ingest_flow(config, tally)
     if not (config.store or config.kafka):
         raise ConfigError("nowhere to write: give --store PATH and/or --kafka BOOTSTRAP")
     flow = Dataflow("pairflow")
-    source = op.map("as_chunks", op.input("source", flow,
-                                          _source(config, on_progress, on_input_error)),
-                    _as_chunk)
+    source = op.input("source", flow, source_of(config, on_progress, on_input_error))
     # TickChunk | Heartbeat | FeedGap | DeadLetter | Health | Count
     is_count = op.branch("split_counts", source, lambda item: isinstance(item, Count))
     is_dead = op.branch("split_dead", is_count.falses, lambda i: isinstance(i, DeadLetter))
@@ -190,27 +189,33 @@ def build_flow(
     # ("Y/X|tf", (pair, leg, Bar))
     pair_out = op.key_rm("pairs_out", op.stateful_flat_map("pairs", legs, _pair_step(config)))
     # PairStats | Alert
+    scans = universe_scans(config, bars)
+    # ScanRecord, or None without a universe
     dead = op.merge("dead", is_dead.trues, bars_or_late.falses)
-    records = op.merge("records", bars, pair_out, dead, is_health.trues, *quote_bars)
-    # Bar | PairStats | Alert | DeadLetter | Health
+    records = op.merge("records", bars, pair_out, dead, is_health.trues,
+                       *([scans] if scans else []), *quote_bars)
+    # Bar | PairStats | Alert | DeadLetter | Health | ScanRecord | QuoteBar | SpreadCost
     all_counts = op.merge("counts", is_count.trues, bar_counts.trues,
                           op.map("count_dead", dead, _dead_count),
                           op.map("count_pairs", pair_out, lambda r: Count(f"{r.kind}s", 1)),
-                          *quote_counts)
+                          *([op.map("count_scans", scans, lambda _: Count("scans", 1))]
+                            if scans else []), *quote_counts)
     op.output("tally", all_counts, CountSink(tally))
     if config.store:
-        op.output("store", records, StoreSink(config.store, config.store_timeout_s))
+        op.output("store", records, StoreSink(config.store, config.store_timeout_s,
+                                              scan_retention_s=scan_retention_s(config)))
     if config.kafka:
-        from connectors.kafka import KafkaRecordSink
+        from connectors.kafka import KafkaRecordSink, KafkaTickSink
 
         op.output("kafka", records, KafkaRecordSink(
             config.kafka, config.kafka_prefix, partitions=config.kafka_partitions,
-            delivery_timeout_s=config.kafka_timeout_s))
+            extra_config=config.kafka_client_config, delivery_timeout_s=config.kafka_timeout_s))
         if config.ticks_to_kafka:
-            chunks = op.filter("chunks", is_candle.falses, lambda i: isinstance(i, TickChunk))
-            ticks = op.flat_map("ticks", chunks, lambda chunk: chunk.ticks())
-            op.output("kafka_ticks", ticks, KafkaRecordSink(
+            # Ticks with their heartbeats and feed gaps: a Kafka-fed worker closes and refuses
+            # windows exactly as this flow does.
+            op.output("kafka_ticks", is_candle.falses, KafkaTickSink(
                 config.kafka, config.kafka_prefix, partitions=config.kafka_partitions,
+                extra_config=config.kafka_client_config,
                 delivery_timeout_s=config.kafka_timeout_s))
     return flow
 

@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 from pairflow.analytics.settings import HedgeMethod, parse_lag
 from pairflow.errors import ConfigError
+from pairflow.kafka_client import flat_table, kafka_client_from_env, parse_kafka_client
 from pairflow.pair_settings import PairSettings, WindowSpec, parse_window
 from pairflow.records import SYMBOL_PATTERN, split_symbol
 from pairflow.timeframes import parse_timeframes
@@ -63,7 +64,7 @@ class PairflowConfig:
     """Everything a flow needs; checked in ``__post_init__``.
 
     Attributes:
-        symbols: exchange symbols to ingest (upper case).
+        symbols: exchange symbols to ingest (upper case); the universe's are added.
         pairs: pairs ``Y/X`` (Y regressed on X); both legs must be among ``symbols``.
         timeframes: bar timeframes, shortest first.
         window: bars in the rolling estimation window (>= 10): one number for every
@@ -96,6 +97,12 @@ class PairflowConfig:
             fails with an error.
         kafka_follow: with the ``kafka`` source, keep reading new ticks (False: stop at the
             topic's current end, for reprocessing).
+        kafka_client: librdkafka settings (``security.protocol``, ``sasl.*``, ``ssl.*`` …) for
+            every Kafka client of the run, as sorted ``(name, value)`` pairs; from the TOML
+            table ``[kafka_client]`` and ``PAIRFLOW_KAFKA_CLIENT_<NAME>`` variables (``_`` for
+            ``.``). Never shown: values may be secrets.
+        ingest_only: only normalise and publish ticks, heartbeats, gaps and health to Kafka
+            (``pairflow ingest``); workers reading the ``ticks`` topic make the bars.
         market: ``spot`` or ``usdm`` (USDⓈ-M futures), for the live source.
         ws_url: base WebSocket URL of the live source (None: Binance's).
         rest_url: base REST URL for backfills (None: Binance's).
@@ -143,6 +150,8 @@ class PairflowConfig:
     quotes: bool = False
     kafka_follow: bool = True
     kafka_timeout_s: float = 120.0
+    kafka_client: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
+    ingest_only: bool = False
     market: Market = "spot"
     ws_url: str | None = None
     rest_url: str | None = None
@@ -161,6 +170,9 @@ class PairflowConfig:
     scan_retention_days: float | None = 7.0
 
     def __post_init__(self) -> None:
+        # every universe symbol gets bars: the run ingests it as one of its symbols
+        extra = tuple(s for s in self.universe if s not in self.symbols)
+        object.__setattr__(self, "symbols", self.symbols + extra)
         self._check_symbols()
         self._check_pairs()
         parse_timeframes(list(self.timeframes))
@@ -177,7 +189,7 @@ class PairflowConfig:
             raise ConfigError(f"malformed symbol(s) {bad}: use upper-case names like BTCUSDT, "
                               f"on a named market like cm:BTCUSD_PERP")
         if not self.symbols:
-            raise ConfigError("no symbols: pass e.g. --symbols BTCUSDT,ETHUSDT")
+            raise ConfigError("no symbols: pass e.g. --symbols BTCUSDT,ETHUSDT or --universe")
         if len(set(self.symbols)) != len(self.symbols):
             raise ConfigError(f"symbols {list(self.symbols)} repeat a name")
         named = [split_symbol(s) for s in self.symbols]
@@ -242,6 +254,14 @@ class PairflowConfig:
                               f"{self.snapshot_s}")
         if self.kafka_partitions < 1:
             raise ConfigError(f"kafka_partitions must be >= 1, got {self.kafka_partitions}")
+        if self.ingest_only and (self.source != "live" or not self.kafka):
+            raise ConfigError("ingest-only runs read the live feed and need --kafka BOOTSTRAP "
+                              "(replays publish ticks with --ticks-to-kafka)")
+
+    @property
+    def kafka_client_config(self) -> dict[str, str]:
+        """The ``[kafka_client]`` settings as a librdkafka configuration dictionary."""
+        return dict(self.kafka_client)
 
     def window_for(self, timeframe: str) -> int:
         """Bars in the window of ``timeframe`` (one of ``timeframes``)."""
@@ -390,6 +410,7 @@ _CONFIG_PARSERS: dict[str, Callable[[Any], Any]] = {
     "symbols": _upper_names, "pairs": _upper_names, "universe": _upper_names,
     "timeframes": _timeframes,
     "lag": parse_lag, "speed": parse_speed, "window": parse_window,
+    "kafka_client": parse_kafka_client,
 }
 
 
@@ -409,15 +430,26 @@ def load_config(
         ConfigError: on an unknown key, an unreadable file or an invalid value.
     """
     env = os.environ if env is None else env
-    table: dict[str, Any] = {}
     toml_path = toml_path or env.get("PAIRFLOW_CONFIG")
-    if toml_path:
-        try:
-            with open(toml_path, "rb") as handle:
-                table = tomllib.load(handle)
-        except OSError as error:
-            raise ConfigError(f"cannot read config file {toml_path}: {error.strerror}") from error
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"config file {toml_path} is not valid TOML: {error}") from error
+    table = read_toml(toml_path) if toml_path else {}
+    from_env = kafka_client_from_env(env)
+    from_toml = table.get("kafka_client", {})
+    if from_env and isinstance(from_toml, Mapping):  # variables override the table's settings
+        table = {**table, "kafka_client": {**flat_table(from_toml), **from_env}}
     return load_settings(PairflowConfig, env_prefix="PAIRFLOW_", env=env, table=table,
                          given=cli, parsers=_CONFIG_PARSERS, where=str(toml_path))
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The table of a TOML file.
+
+    Raises:
+        ConfigError: the file cannot be read or is not TOML.
+    """
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from error

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -468,12 +469,16 @@ def field_names(cls: type) -> list[str]:
     return [renames.get(f.name, f.name) for f in dataclasses.fields(cls)]
 
 
+@functools.cache
+def _json_fields(cls: type) -> tuple[tuple[str, str], ...]:
+    """``(JSON name, attribute)`` of each field of a record class, in contract order."""
+    renames = _JSON_RENAMES.get(cls, {})
+    return tuple((renames.get(f.name, f.name), f.name) for f in dataclasses.fields(cls))
+
+
 def to_dict(record: Record) -> dict[str, Any]:
     """The record's JSON object (without the ``"v"`` version field)."""
-    renames = _JSON_RENAMES.get(type(record), {})
-    return {
-        renames.get(f.name, f.name): getattr(record, f.name) for f in dataclasses.fields(record)
-    }
+    return {name: getattr(record, attr) for name, attr in _json_fields(type(record))}
 
 
 def from_dict(cls: type, data: dict[str, Any]) -> Any:

@@ -150,6 +150,9 @@ class KafkaBroker:
         heap: JVM maximum heap (``-Xmx``).
         startup_timeout_s: How long :meth:`start` waits for the broker to answer.
         libs_dir: Folder of the broker jars (resolved with Maven if missing).
+        sasl_ssl: Also listen for SASL_SSL clients (mechanism PLAIN, the user and password of
+            :mod:`tests.kafka_tls`) on :attr:`sasl_bootstrap`, with a self-signed certificate
+            made by ``openssl`` (:attr:`ca_path`).
     """
 
     def __init__(
@@ -161,6 +164,7 @@ class KafkaBroker:
         heap: str = "512m",
         startup_timeout_s: float = 90.0,
         libs_dir: str | Path | None = None,
+        sasl_ssl: bool = False,
     ) -> None:
         if num_partitions < 1:
             msg = f"num_partitions must be at least 1, got {num_partitions}"
@@ -175,6 +179,8 @@ class KafkaBroker:
         self.startup_timeout_s = startup_timeout_s
         self._libs_dir = Path(libs_dir) if libs_dir is not None else None
         self._proc: subprocess.Popen[bytes] | None = None
+        self.sasl_ssl = sasl_ssl
+        self.sasl_port: int | None = None
 
     # -- public API -------------------------------------------------------------------------
 
@@ -185,6 +191,20 @@ class KafkaBroker:
             msg = "the broker has no port yet: call start() first"
             raise KafkaBrokerError(msg)
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        """``host:port`` of the SASL_SSL listener (``sasl_ssl=True``)."""
+        if self.sasl_port is None:
+            msg = "the broker has no SASL_SSL listener: start it with sasl_ssl=True"
+            raise KafkaBrokerError(msg)
+        return f"127.0.0.1:{self.sasl_port}"
+
+    @property
+    def ca_path(self) -> Path:
+        """The SASL_SSL listener's self-signed certificate, for ``ssl.ca.location``."""
+        assert self.data_dir is not None
+        return self.data_dir / "tls" / "broker-cert.pem"
 
     @property
     def running(self) -> bool:
@@ -221,6 +241,8 @@ class KafkaBroker:
                 self.port = _free_port()
             if self.controller_port is None or attempt > 0:
                 self.controller_port = _free_port()
+            if self.sasl_ssl and (self.sasl_port is None or attempt > 0):
+                self.sasl_port = _free_port()
             props = self._write_properties()
             self._format_storage(java, libs, props)
             try:
@@ -312,6 +334,11 @@ class KafkaBroker:
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
         }
+        if self.sasl_ssl:
+            from tests.kafka_tls import sasl_ssl_properties
+
+            props.update(sasl_ssl_properties(self.ca_path.parent, self.port,
+                                             self.sasl_port, self.controller_port))
         path = self.data_dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         return path

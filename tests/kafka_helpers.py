@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any
 
 import msgspec
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from connectors.kafka import DEFAULT_PREFIX, DeliveryStats, ensure_topics, topic_for
 from connectors.kafka.logs import librdkafka_log, log_consumer_error
@@ -165,10 +165,27 @@ def _offset_ranges(
         raise ValueError(msg)
     ranges = {}
     for part in meta.partitions:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, part), timeout=timeout_s)
+        low, high = _watermarks(consumer, TopicPartition(topic, part), timeout_s)
         if high > low:
             ranges[part] = (low, high)
     return ranges
+
+
+#: Errors of a partition whose leader is still being elected or announced.
+_SETTLING = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+             KafkaError.UNKNOWN_TOPIC_OR_PART)
+
+
+def _watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float) -> tuple[int, int]:
+    """A partition's watermarks, asked again while a new topic's leader is still taking over."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return consumer.get_watermark_offsets(partition, timeout=timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() not in _SETTLING or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 _Read = dict[int, list[tuple[int, str | None, dict[str, Any]]]]

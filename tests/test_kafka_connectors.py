@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,23 +22,28 @@ from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.testing import TestingSink, TestingSource, run_main
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
+from jsonschema import Draft202012Validator
 
 from connectors.kafka import (
     TICK_DEAD_STAGE,
     KafkaRecordSink,
+    KafkaTickSink,
+    KafkaTickSource,
     delivery_stats,
     ensure_topics,
-    kafka_tick_source,
     record_key,
     topic_for,
 )
 from pairflow.errors import SinkError
+from pairflow.metrics import Count
 from pairflow.records import RECORD_TYPES, DeadLetter, Tick, from_dict, schema_version
-from pairflow.ticks import Heartbeat
+from pairflow.ticks import FeedGap, Heartbeat, TickChunk
 from tests.kafka_helpers import TickPublisher, consume_records
-from tests.test_schemas import sample_records, validator
+from tests.test_schemas import SCHEMA_DIR, sample_records, validator
 
 pytestmark = pytest.mark.kafka
+
+MARK_SCHEMA = Draft202012Validator(json.loads((SCHEMA_DIR / "mark.schema.json").read_text()))
 
 
 def make_ticks(n: int, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")) -> list[Tick]:
@@ -216,28 +222,91 @@ def test_ticks_round_trip_through_kafka_with_dead_letters(
         producer.produce(topic, key=b"BTCUSDT", value=value)
     assert producer.flush(10) == 0
 
-    out: list[Any] = []
-    flow = Dataflow("kafka_ticks")
-    source = kafka_tick_source(kafka_broker.bootstrap, unique_prefix, tail=False)
-    op.output("out", op.input("in", flow, source), TestingSink(out))
-    run_main(flow)
+    mark_topic_bad = b'{"kind":"heartbeat","v":1,"symbol":"BTCUSDT"}'  # no ts
+    producer.produce(topic, key=b"BTCUSDT", value=mark_topic_bad,
+                     headers=[("pairflow-kind", b"heartbeat")])
+    assert producer.flush(10) == 0
 
-    got_ticks = [r for r in out if isinstance(r, Tick)]
+    out = _read_ticks_topic(kafka_broker.bootstrap, unique_prefix)
+    got_ticks = [t for r in out if isinstance(r, TickChunk) for t in r.ticks()]
     dead = [r for r in out if isinstance(r, DeadLetter)]
     # At the end of the topic each partition closes the bars of the symbols it carried.
     ends = [r for r in out if isinstance(r, Heartbeat)]
     assert ends and all(h.final for h in ends)
     assert {h.symbol for h in ends} == {t.symbol for t in ticks}
-    assert len(out) == len(ticks) + len(bad) + len(ends)
-    assert sorted(got_ticks, key=lambda t: t.trade_id) == ticks
+    assert len(got_ticks) == len(ticks) and len(dead) == len(bad) + 1
+    # One poll batch makes one chunk per symbol, not one per message.
+    assert sum(isinstance(r, TickChunk) for r in out) < len(ticks) // 10
     for symbol in {t.symbol for t in ticks}:  # per-symbol order survives partitioning
         assert [t for t in got_ticks if t.symbol == symbol] == [
             t for t in ticks if t.symbol == symbol
         ]
-    assert sorted(d.raw for d in dead) == sorted(v.decode() for v in bad)
+    assert sorted(d.raw for d in dead) == sorted(v.decode() for v in [*bad, mark_topic_bad])
     assert {d.stage for d in dead} == {TICK_DEAD_STAGE}
+    # Each names its origin: the topic, partition and offset it was read at.
+    assert all(f"(topic {topic} partition " in d.reason and " offset " in d.reason for d in dead)
     reasons = " | ".join(d.reason for d in dead)
-    assert "not JSON" in reasons and "v=2" in reasons and "missing required field" in reasons
+    assert "malformed" in reasons and "$.v" in reasons and "missing required field" in reasons
+    assert "bad mark" in reasons
+
+
+def _read_ticks_topic(bootstrap: str, prefix: str, batch_size: int = 10_000) -> list[Any]:
+    out: list[Any] = []
+    flow = Dataflow("kafka_ticks")
+    source = KafkaTickSource(bootstrap, prefix, tail=False, batch_size=batch_size)
+    op.output("out", op.input("in", flow, source), TestingSink(out))
+    run_main(flow)
+    items = [item for item in out if not isinstance(item, Count)]
+    counted = sum(item.value for item in out if isinstance(item, Count))
+    assert counted == sum(len(item) for item in items if isinstance(item, TickChunk))
+    return items
+
+
+def test_chunks_and_marks_round_trip_in_order(kafka_broker: Any, unique_prefix: str) -> None:
+    """What an ingest publishes (chunks, heartbeats, gaps) a worker reads back, in order."""
+    ticks = make_ticks(3_000, ("BTCUSDT", "ETHUSDT"))
+    by_symbol = {s: [t for t in ticks if t.symbol == s] for s in ("BTCUSDT", "ETHUSDT")}
+    sent: list[Any] = []
+    for start in range(0, 1_500, 500):
+        for symbol, its in by_symbol.items():
+            sent.append(TickChunk.from_ticks(symbol, "live", [
+                replace(t, source="live") for t in its[start:start + 500]]))
+            sent.append(Heartbeat(symbol, its[start + 499].ts + 1))
+    sent.insert(3, FeedGap("ETHUSDT", 5, 9, "backfill refused"))
+    sent.append(Heartbeat("BTCUSDT", 0, final=True))
+    flow = Dataflow("ingest")
+    sink = KafkaTickSink(kafka_broker.bootstrap, unique_prefix, partitions=2)
+    op.output("out", op.input("in", flow, TestingSource(sent, batch_size=4)), sink)
+    run_main(flow)
+    assert (sink.stats.delivered, sink.stats.failed) == (len(ticks) + 8, 0)
+
+    topic = topic_for("tick", unique_prefix)
+    raw = consume_records(kafka_broker.bootstrap, topic)
+    marks = [value for _, value in raw if "kind" in value]
+    ticks_json = [value for _, value in raw if "kind" not in value]
+    for value in marks:
+        MARK_SCHEMA.validate(value)
+    for value in ticks_json:
+        validator("tick").validate(value)
+    assert sorted(v["trade_id"] for v in ticks_json) == [t.trade_id for t in ticks]
+
+    # Small poll batches, so marks fall between chunks and order is tested across batches.
+    out = _read_ticks_topic(kafka_broker.bootstrap, unique_prefix, batch_size=300)
+    for symbol in by_symbol:
+        def unpacked(items: list[Any], symbol: str = symbol) -> list[Any]:
+            flat: list[Any] = []
+            for item in items:
+                if getattr(item, "symbol", None) != symbol:
+                    continue
+                flat.extend(item.ticks() if isinstance(item, TickChunk) else [item])
+            return flat
+
+        expected = unpacked(sent)
+        got = unpacked(out)
+        if symbol == "ETHUSDT":  # the end of the topic closes its bars
+            expected.append(Heartbeat(symbol, 0, final=True))
+        assert got[:len(expected)] == expected, symbol
+        assert all(h == Heartbeat(symbol, 0, final=True) for h in got[len(expected):])
 
 
 def test_every_record_arrives_across_a_broker_restart(

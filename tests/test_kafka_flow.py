@@ -19,7 +19,7 @@ import yaml
 from bytewax.testing import cluster_main, run_main
 
 from app.cli import app
-from connectors.kafka import REACH_TIMEOUT_S
+from connectors.kafka import REACH_TIMEOUT_S, TOPIC_SUFFIXES
 from connectors.store import StoreReader
 from flows.pairs import build_flow
 from pairflow.config import load_config
@@ -76,8 +76,12 @@ def test_ticks_through_kafka_give_the_same_bars_and_pairs(tmp_path, kafka_broker
     run_main(build_flow(_config(tmp_path, "ingest", kafka=kafka_broker.bootstrap,
                                 kafka_prefix=unique_prefix, ticks_to_kafka=True)))
     published = consume_records(kafka_broker.bootstrap, f"{unique_prefix}ticks")
-    assert len(published) == 19_904 + 14_515
     assert all(key == value["symbol"] for key, value in published)
+    marks = [value for _, value in published if "kind" in value]
+    # The replay's heartbeats travel with its ticks: here only the final one per symbol.
+    assert sorted((m["kind"], m["symbol"], m["final"]) for m in marks) == [
+        ("heartbeat", "BTCUSDT", True), ("heartbeat", "ETHUSDT", True)]
+    assert len(published) - len(marks) == 19_904 + 14_515
     run_main(build_flow(_config(tmp_path, "from_kafka", source="kafka", files=None,
                                 kafka=kafka_broker.bootstrap, kafka_prefix=f"{unique_prefix}",
                                 kafka_follow=False)))
@@ -124,16 +128,21 @@ def test_one_worker_two_workers_and_two_processes_give_the_same_records(tmp_path
 
 def test_every_compose_service_command_is_one_the_cli_accepts():
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    assert {"kafka", "flow", "dashboard"} <= set(services)
+    assert {"kafka", "ingest", "worker-0", "worker-1", "dashboard"} <= set(services)
     cli = typer.main.get_command(app)
-    for name in ("flow", "dashboard"):
+    workers = [name for name in services if name.startswith("worker-")]
+    for name in ("ingest", *workers, "dashboard"):
         service = services[name]
         command = service["command"]
         env = {k: str(v) for k, v in service.get("environment", {}).items()}
         if command[0] == "python":
-            # `python -m bytewax.run flows.pairs:flow` builds the flow from PAIRFLOW_* settings.
-            assert command[1:] == ["-m", "bytewax.run", "flows.pairs:flow"]
-            load_config(env=env)
+            # `python -m bytewax.run flows.pairs:flow` builds the flow from PAIRFLOW_* settings;
+            # the workers are the processes of one cluster, each at its index in one list.
+            assert command[1:4] == ["-m", "bytewax.run", "flows.pairs:flow"]
+            index, addresses = int(command[command.index("-i") + 1]), command[-1]
+            assert command[-2] == "-a" and addresses.split(";")[index].startswith(name)
+            assert len(addresses.split(";")) == len(workers)
+            assert load_config(env=env).source == "kafka"
         else:
             assert command[0] == "pairflow"
             with cli.make_context("pairflow", list(command[1:])) as context:
@@ -158,8 +167,9 @@ def test_a_broker_down_for_a_while_loses_nothing(tmp_path, kafka_broker_factory,
     # Paced at 50x the 11-minute tape takes ~13 s; the broker is away for ~5 s of it.
     process = _cli_replay(tmp_path / "store.db", broker.bootstrap, unique_prefix,
                           "--speed", "50")
-    time.sleep(4)
-    assert process.poll() is None
+    # Under way (topics made, records flowing) before the outage: on a busy machine the
+    # start-up alone may outlast any fixed delay.
+    wait_for_bars(tmp_path / "store.db", process)
     broker.stop()
     time.sleep(5)
     broker.start()
@@ -217,7 +227,7 @@ def test_an_unreachable_broker_at_start_fails_with_one_line_within_the_reach_bou
     assert process.returncode == 2, stderr
     assert stderr.splitlines() == [  # no blank line before it, nothing after
         f"error: cannot reach Kafka at 127.0.0.1:9 within {REACH_TIMEOUT_S:g} s to check topics "
-        "['t.ticks', 't.bars', 't.pairs', 't.alerts', 't.deadletter', 't.health']: "
+        f"{['t.' + suffix for suffix in TOPIC_SUFFIXES.values()]}: "
         "Failed to get metadata: Local: Broker transport failure"], stderr
     assert REACH_TIMEOUT_S <= ended - waiting < REACH_TIMEOUT_S + SHUTDOWN_MARGIN_S
 

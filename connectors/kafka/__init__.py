@@ -23,7 +23,8 @@ at-least-once and consumers dedupe by key + ``ts`` (records are deterministic).
 from connectors.kafka.admin import REACH_TIMEOUT_S, ensure_topics
 from connectors.kafka.producer import DeliveryStats, delivery_stats, flush_all
 from connectors.kafka.sink import KafkaRecordSink
-from connectors.kafka.source import TICK_DEAD_STAGE, KafkaTickSource, decode_tick, kafka_tick_source
+from connectors.kafka.source import TICK_DEAD_STAGE, KafkaTickSource
+from connectors.kafka.ticksink import KafkaTickSink
 from connectors.kafka.topics import DEFAULT_PREFIX, TOPIC_SUFFIXES, record_key, topic_for
 
 __all__ = [
@@ -33,12 +34,11 @@ __all__ = [
     "TOPIC_SUFFIXES",
     "DeliveryStats",
     "KafkaRecordSink",
+    "KafkaTickSink",
     "KafkaTickSource",
-    "decode_tick",
     "delivery_stats",
     "ensure_topics",
     "flush_all",
-    "kafka_tick_source",
     "record_key",
     "topic_for",
 ]

@@ -52,9 +52,9 @@ def ensure_topics(
     if partitions < 1:
         msg = f"partitions must be at least 1, got {partitions}"
         raise SinkError(msg)
-    admin = AdminClient({**_admin_config(bootstrap, extra_config), "logger": librdkafka_log})
+    admin, refusals = _admin(bootstrap, extra_config)
     wanted = list(dict.fromkeys(topics))
-    existing = _reach(admin, bootstrap, wanted, min(REACH_TIMEOUT_S, timeout_s)).topics
+    existing = _reach(admin, refusals, bootstrap, wanted, min(REACH_TIMEOUT_S, timeout_s)).topics
     missing = [topic for topic in wanted if _absent(existing.get(topic), partitions)]
     if not missing:
         return
@@ -65,15 +65,43 @@ def ensure_topics(
     _await_metadata(admin, missing, timeout_s)
 
 
+#: librdkafka errors that no retry mends: the brokers refuse the client's credentials or TLS.
+_REFUSALS = (KafkaError._AUTHENTICATION, KafkaError._SSL, KafkaError.SASL_AUTHENTICATION_FAILED)
+
+
+def _admin(bootstrap: str, extra_config: dict[str, Any] | None) -> tuple[AdminClient, list[str]]:
+    """An admin client and the list its error callback fills with refusals (auth, TLS)."""
+    refusals: list[str] = []
+
+    def on_error(err: KafkaError) -> None:
+        if err.code() in _REFUSALS:
+            refusals.append(err.str())
+
+    config = {**_admin_config(bootstrap, extra_config), "logger": librdkafka_log,
+              "error_cb": on_error}
+    return AdminClient(config), refusals
+
+
 def _reach(
-    admin: AdminClient, bootstrap: str, wanted: list[str], timeout_s: float
+    admin: AdminClient, refusals: list[str], bootstrap: str, wanted: list[str], timeout_s: float
 ) -> ClusterMetadata:
-    """The cluster's metadata, asked in slices until ``timeout_s``."""
+    """The cluster's metadata, asked in slices until ``timeout_s``.
+
+    A refusal of the credentials or of TLS ends the wait at once: retrying cannot mend it.
+    The message names the setting to check, never a setting's value.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             return admin.list_topics(timeout=WAIT_SLICE_S)
         except KafkaException as exc:
+            admin.poll(0)  # serve the error callback
+            if refusals:
+                msg = (
+                    f"Kafka at {bootstrap} refused the connection: {refusals[0]} (check the "
+                    "security settings: [kafka_client] / PAIRFLOW_KAFKA_CLIENT_*)"
+                )
+                raise SinkError(msg) from None
             if time.monotonic() >= deadline:
                 msg = (
                     f"cannot reach Kafka at {bootstrap} within {timeout_s:g} s to check "
@@ -143,3 +171,20 @@ def _admin_config(bootstrap: str, extra_config: dict[str, Any] | None) -> dict[s
     shared = ("security.", "sasl.", "ssl.", "socket.", "client.", "broker.", "metadata.")
     config = {k: v for k, v in (extra_config or {}).items() if k.startswith(shared) or k == "debug"}
     return {"bootstrap.servers": bootstrap, **config}
+
+
+def list_partitions(
+    bootstrap: str, topic: str, extra_config: dict[str, Any] | None = None
+) -> list[int]:
+    """The partition indexes of ``topic``, ascending.
+
+    Raises:
+        SinkError: the brokers cannot be reached or do not know the topic.
+    """
+    admin, refusals = _admin(bootstrap, extra_config)
+    meta = _reach(admin, refusals, bootstrap, [topic], REACH_TIMEOUT_S).topics.get(topic)
+    if meta is None or meta.error is not None:
+        why = "unknown topic" if meta is None else meta.error.str()
+        msg = f"cannot list the partitions of Kafka topic {topic!r} on {bootstrap}: {why}"
+        raise SinkError(msg)
+    return sorted(meta.partitions)

@@ -1,9 +1,11 @@
 """The delivering producer: counted delivery reports, a sticky first failure, flushed at exit.
 
-Every producer here is idempotent (``enable.idempotence``, ``acks=all``), counts delivery
-reports and keeps the first failure, which the next write or the final flush raises as
+Every producer here is idempotent (``enable.idempotence``, ``acks=all``), counts deliveries
+and keeps the first failure, which the next write or the final flush raises as
 :class:`~pairflow.errors.SinkError`: a record is delivered or the caller hears about it, never
-silently lost.
+silently lost. librdkafka reports only failed deliveries (``delivery.report.only.error``): a
+Python callback per acknowledged record would cost more than encoding it, so acknowledged
+records are counted as those that left the queue without a failure report.
 
 The delivery timeout bounds the whole wait for a broker that went away: librdkafka's own
 ``message.timeout.ms`` fires late while the partition leader is unreachable (tens of seconds
@@ -36,6 +38,10 @@ WAIT_SLICE_S: Final = 0.2
 #: How long a flush waits past the delivery timeout: librdkafka fails timed-out records on a
 #: periodic scan, so their reports come a little after the timeout itself.
 REPORT_GRACE_S: Final = 5.0
+#: Most records in one producer's local queue (librdkafka ``queue.buffering.max.messages``).
+QUEUE_MESSAGES: Final = 500_000
+#: Records handed to librdkafka per batch call.
+BATCH_MESSAGES: Final = 10_000
 
 
 @dataclass
@@ -113,9 +119,13 @@ def producer_config(
         # Idempotence: broker-side dedup of retries, per-partition order kept.
         "enable.idempotence": True,
         "acks": "all",
+        # Measured with bench/kafka_path.py: lz4 and a short linger keep the producer ahead of
+        # the replay; longer lingers or zstd were slower on this machine. librdkafka always
+        # builds its bundled lz4, and every client reads it.
         "linger.ms": 5,
-        # librdkafka always builds its bundled lz4 (zstd is optional), and every client reads it.
         "compression.type": "lz4",
+        "delivery.report.only.error": True,
+        "queue.buffering.max.messages": QUEUE_MESSAGES,
         "message.timeout.ms": int(delivery_timeout_s * 1000),
     }
     config.update(extra_config or {})
@@ -137,8 +147,13 @@ class DeliveringProducer:
         self._failure: str | None = None
         self._closed = False
         self._timeout_s = config.get("message.timeout.ms", 300_000) / 1000
-        #: Last delivery report, or when records started waiting for one (monotonic seconds).
+        self._queue_limit = int(config.get("queue.buffering.max.messages", 100_000))
+        self._slice = min(BATCH_MESSAGES, self._queue_limit)
+        #: Last delivery, or when records started waiting for one (monotonic seconds).
         self._progress_at = time.monotonic()
+        #: Records handed to librdkafka, and those of them counted delivered or failed.
+        self._queued = 0
+        self._settled = 0
         self._producer = Producer(config, logger=librdkafka_log, error_cb=self._on_error)
         _open_producers.add(self)
 
@@ -157,16 +172,27 @@ class DeliveringProducer:
         delivery_stats.add_failed(text)
 
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
-        self._progress_at = time.monotonic()
-        if err is None:
-            self._stats.add_delivered()
-            delivery_stats.add_delivered()
-        else:
-            self._fail(f"topic={msg.topic()} key={msg.key()!r}: {err.str()}")
+        # Called for failures only (delivery.report.only.error).
+        self._settled += 1
+        self._fail(f"topic={msg.topic()} key={msg.key()!r}: {err.str() if err else 'unknown'}")
+
+    def _count_delivered(self) -> None:
+        """Count as delivered the records that left librdkafka's queue without a failure.
+
+        Failure reports are served by ``poll``/``flush`` before this runs, so a record no
+        longer in the queue was either reported failed (counted then) or acknowledged.
+        """
+        delivered = self._queued - len(self._producer) - self._settled
+        if delivered > 0:
+            self._settled += delivered
+            self._progress_at = time.monotonic()
+            self._stats.add_delivered(delivered)
+            delivery_stats.add_delivered(delivered)
 
     def _fail_if_stalled(self) -> None:
-        """Fail the waiting records if they waited the delivery timeout without any report."""
-        self._producer.poll(0)  # serve reports that arrived meanwhile: they are progress
+        """Fail the waiting records if they waited the delivery timeout without any delivery."""
+        self._producer.poll(0)  # serve failure reports that arrived meanwhile
+        self._count_delivered()
         waiting = len(self._producer)
         if waiting and time.monotonic() - self._progress_at > self._timeout_s:
             self._fail_waiting(
@@ -196,28 +222,63 @@ class DeliveringProducer:
             )
             raise SinkError(msg)
 
-    def produce(self, topic: str, key: str, value: bytes) -> None:
-        """Queue one record; waits for room while librdkafka's queue is full."""
+    def _start_wait(self) -> None:
         if self._closed:
             msg = f"Kafka {self._what} is closed"
             raise SinkError(msg)
         if len(self._producer) == 0:
             self._progress_at = time.monotonic()  # nothing was waiting: the wait starts now
+
+    def _make_room(self) -> None:
+        """Queue full: wait a slice for deliveries to make room, never drop a record."""
+        self._producer.poll(WAIT_SLICE_S)
+        self.raise_if_failed()
+
+    def produce(self, topic: str, key: str, value: bytes,
+                headers: list[tuple[str, bytes]] | None = None) -> None:
+        """Queue one record; waits for room while librdkafka's queue is full."""
+        self._start_wait()
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
+                self._producer.produce(topic, value=value, key=key, headers=headers,
+                                       on_delivery=self._on_delivery)
+                self._queued += 1
                 return
             except BufferError:
-                # Queue full: serve delivery reports to make room, never drop the record.
-                self._producer.poll(WAIT_SLICE_S)
-                self.raise_if_failed()
+                self._make_room()
             except KafkaException as exc:
                 msg = f"Kafka {self._what} cannot produce to {topic!r}: {exc.args[0].str()}"
                 raise SinkError(msg) from exc
 
+    def produce_values(self, topic: str, key: str, values: list[bytes]) -> None:
+        """Queue many records of one key, in order, handing each slice over in one C call.
+
+        Same guarantees as :meth:`produce`. A slice is handed over only when the queue has
+        room for all of it: librdkafka's batch call skips a record it cannot queue and goes on
+        with the next, which would reorder the partition.
+        """
+        self._start_wait()
+        for start in range(0, len(values), self._slice):
+            part = values[start:start + self._slice]
+            while len(self._producer) + len(part) > self._queue_limit:
+                self._make_room()
+            messages = [{"key": key, "value": value} for value in part]
+            try:
+                queued = self._producer.produce_batch(topic, messages,
+                                                      on_delivery=self._on_delivery)
+            except KafkaException as exc:
+                msg = f"Kafka {self._what} cannot produce to {topic!r}: {exc.args[0].str()}"
+                raise SinkError(msg) from exc
+            self._queued += queued
+            if queued < len(messages):
+                refused = next(m["_error"] for m in messages if "_error" in m)
+                msg = f"Kafka {self._what} cannot produce to {topic!r}: {refused.str()}"
+                raise SinkError(msg)
+
     def poll(self, timeout_s: float = 0.0) -> None:
-        """Serve pending delivery reports."""
+        """Serve pending failure reports and count deliveries."""
         self._producer.poll(timeout_s)
+        self._count_delivered()
 
     def flush(self, timeout_s: float | None = None) -> int:
         """Wait for outstanding records; returns how many are still undelivered.

@@ -1,130 +1,154 @@
-"""The flow's tick input from the ``ticks`` topic; bad messages become dead letters.
+"""The flow's input from the ``ticks`` topic: columnar chunks, marks and dead letters.
 
-Bytewax's ``KafkaSource`` does the reading, inside :class:`KafkaTickSource`, because it reads
-assigned partitions and keeps offsets in Bytewax's recovery state rather than a consumer group.
+Each poll of a partition (up to ``batch_size`` messages) becomes one
+:class:`~pairflow.ticks.TickChunk` per symbol run, made by one typed decode of the batch
+(:mod:`connectors.kafka.wire`); heartbeat and gap marks become the
+:class:`~pairflow.ticks.Heartbeat` / :class:`~pairflow.ticks.FeedGap` the ingest published, in
+their place among the ticks. The partition is read by a plain ``confluent_kafka.Consumer``
+(assigned, no consumer group); its next offset is Bytewax resume state.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-import msgspec
-from bytewax.connectors.kafka import KafkaError as BytewaxKafkaError
-from bytewax.connectors.kafka import KafkaSource, KafkaSourceMessage
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-from connectors.kafka.admin import ensure_topics
+from connectors.kafka.admin import ensure_topics, list_partitions
 from connectors.kafka.logs import librdkafka_log, log_consumer_error
 from connectors.kafka.topics import DEFAULT_PREFIX, topic_for
-from pairflow.records import SCHEMA_VERSION, DeadLetter, Tick
-from pairflow.ticks import Heartbeat
+from connectors.kafka.wire import decode_mark, decode_ticks
+from pairflow.metrics import Count
+from pairflow.records import DeadLetter
+from pairflow.ticks import FeedGap, Heartbeat, TickChunk
 
 logger = logging.getLogger(__name__)
 
-#: ``DeadLetter.stage`` of tick messages that could not be decoded.
+#: ``DeadLetter.stage`` of ``ticks`` messages that could not be decoded.
 TICK_DEAD_STAGE: Final = "kafka_ticks"
+#: How long an idle partition sleeps before polling again: bounds the added latency.
+IDLE_POLL: Final = timedelta(milliseconds=5)
+
+TickItem = TickChunk | Heartbeat | FeedGap | DeadLetter | Count
 
 
 def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-def decode_tick(value: bytes | None) -> Tick:
-    """Parse a ``ticks`` message value into a :class:`~pairflow.records.Tick`, checking types.
-
-    Raises:
-        ValueError: the value is empty, not JSON, of another schema version, or not a tick.
-    """
-    if not value:
-        msg = "empty message value"
-        raise ValueError(msg)
-    try:
-        data = msgspec.json.decode(value)
-    except msgspec.DecodeError as exc:
-        msg = f"not JSON: {exc}"
-        raise ValueError(msg) from exc
-    if not isinstance(data, dict):
-        msg = f"expected a JSON object, got {type(data).__name__}"
-        raise ValueError(msg)
-    version = data.pop("v", None)
-    if version != SCHEMA_VERSION:
-        msg = f"schema version v={version!r}, expected {SCHEMA_VERSION}"
-        raise ValueError(msg)
-    try:
-        return msgspec.convert(data, Tick)
-    except msgspec.ValidationError as exc:
-        msg = f"not a tick: {exc}"
-        raise ValueError(msg) from exc
+def _dead(message: Message, reason: str) -> DeadLetter:
+    """A dead letter naming the message's origin (topic, partition, offset)."""
+    where = f"topic {message.topic()} partition {message.partition()} offset {message.offset()}"
+    raw = (message.value() or b"").decode("utf-8", errors="replace")
+    return DeadLetter(TICK_DEAD_STAGE, f"{reason} ({where})", raw, _now_us())
 
 
-def _message_to_record(item: Any) -> Tick | DeadLetter | None:
-    if isinstance(item, KafkaSourceMessage):
-        try:
-            return decode_tick(item.value)
-        except ValueError as exc:
-            raw = (item.value or b"").decode("utf-8", errors="replace")
-            where = f"partition {item.partition} offset {item.offset}"
-            return DeadLetter(TICK_DEAD_STAGE, f"bad_tick: {exc} ({where})", raw, _now_us())
-    if isinstance(item, BytewaxKafkaError):
-        err = item.err
-        if err.retriable():
-            logger.warning("kafka tick source transient error err=%s", err.str())
-            return None
-        raw = (item.msg.value or b"").decode("utf-8", errors="replace")
-        return DeadLetter(TICK_DEAD_STAGE, f"consumer_error: {err.str()}", raw, _now_us())
-    msg = f"unexpected item from KafkaSource: {type(item).__name__}"
-    raise TypeError(msg)
+class _TickPartition(StatefulSourcePartition[TickItem, int]):
+    """One partition of the ``ticks`` topic; the snapshot is the next offset to read."""
 
-
-class _KafkaTickPartition(StatefulSourcePartition[Tick | DeadLetter | Heartbeat, int | None]):
-    def __init__(self, inner: StatefulSourcePartition[Any, int | None]) -> None:
-        self._inner = inner
+    def __init__(self, config: dict[str, Any], topic: str, index: int, offset: int,
+                 batch_size: int) -> None:
+        self._consumer = Consumer(config)
+        self._consumer.assign([TopicPartition(topic, index, offset)])
+        self._offset = offset
+        self._batch_size = batch_size
         self._symbols: set[str] = set()
         self._ended = False
+        self._idle = False
 
-    def next_batch(self) -> list[Tick | DeadLetter | Heartbeat]:
+    def next_batch(self) -> list[TickItem]:
         if self._ended:
             raise StopIteration
-        try:
-            batch = self._inner.next_batch()
-        except StopIteration:
-            # End of the topic (tail=False): close the open bars of this partition's symbols,
-            # as a replay does at the end of its files. Ticks are keyed by symbol, so no other
-            # partition carries them.
-            self._ended = True
-            return [Heartbeat(symbol, 0, final=True) for symbol in sorted(self._symbols)]
-        out = []
-        for item in batch:
-            record = _message_to_record(item)
-            if record is not None:
-                out.append(record)
-                if isinstance(record, Tick):
-                    self._symbols.add(record.symbol)
+        messages = self._consumer.consume(self._batch_size, 0)
+        self._idle = not messages
+        if not messages:
+            return []
+        errors = list(map(Message.error, messages))
+        headers = list(map(Message.headers, messages))
+        out: list[TickItem] = []
+        if not any(errors) and not any(headers):
+            self._offset = messages[-1].offset() + 1
+            self._flush(messages, out)  # the common case: ticks only
+        else:
+            self._mixed(messages, errors, headers, out)
+        if self._ended:
+            # End of the topic (no tail): close the open bars of the symbols this partition
+            # carried, as a replay does at the end of its files. Ticks are keyed by symbol, so
+            # no other partition carries them.
+            out.extend(Heartbeat(symbol, 0, final=True) for symbol in sorted(self._symbols))
         return out
 
-    def next_awake(self) -> Any:
-        return self._inner.next_awake()
+    def _mixed(self, messages: list[Message], errors: list[KafkaError | None],
+               headers: list[Any], out: list[TickItem]) -> None:
+        """A batch with marks or errors among the ticks: decoded run by run, in order."""
+        pending: list[Message] = []  # tick messages not yet decoded, in order
+        for message, err, header in zip(messages, errors, headers, strict=True):
+            if err is None:
+                # An error event's offset is not a message's: only messages move the offset.
+                self._offset = message.offset() + 1
+                if not header:
+                    pending.append(message)
+                    continue
+            self._flush(pending, out)
+            pending = []
+            if err is not None:
+                self._on_error(message, err, out)
+            else:
+                out.append(self._mark(message))
+        self._flush(pending, out)
 
-    def snapshot(self) -> int | None:
-        return self._inner.snapshot()
+    def _flush(self, pending: list[Message], out: list[TickItem]) -> None:
+        """Decode the pending tick messages in one go."""
+        if not pending:
+            return
+        chunks, bad = decode_ticks(list(map(Message.value, pending)))
+        out.extend(chunks)
+        out.append(Count("ticks_read", sum(map(len, chunks))))
+        self._symbols.update(chunk.symbol for chunk in chunks)
+        out.extend(_dead(pending[b.index], b.reason) for b in bad)
+
+    def _mark(self, message: Message) -> Heartbeat | FeedGap | DeadLetter:
+        try:
+            mark = decode_mark(message.value())
+        except ValueError as exc:
+            return _dead(message, str(exc))
+        self._symbols.add(mark.symbol)
+        return mark
+
+    def _on_error(self, message: Message, err: KafkaError, out: list[TickItem]) -> None:
+        if err.code() == KafkaError._PARTITION_EOF:
+            self._ended = True
+        elif err.retriable():
+            logger.warning("kafka tick source transient error err=%s", err.str())
+        else:
+            out.append(_dead(message, f"consumer_error: {err.str()}"))
+
+    def next_awake(self) -> datetime | None:
+        return datetime.now(UTC) + IDLE_POLL if self._idle else None
+
+    def snapshot(self) -> int:
+        return self._offset
 
     def close(self) -> None:
-        self._inner.close()
+        self._consumer.close()
 
 
-class KafkaTickSource(FixedPartitionedSource[Tick | DeadLetter, int | None]):
-    """Read :class:`~pairflow.records.Tick` records from the ``ticks`` topic.
+class KafkaTickSource(FixedPartitionedSource[TickItem, int]):
+    """Read the ``ticks`` topic as columnar chunks of ticks, heartbeats and feed gaps.
 
-    The unit of parallelism is the Kafka partition (ticks are keyed by symbol, so one symbol's
-    ticks stay in order in one partition). Partitions are assigned, not subscribed: there is no
-    consumer group, and each partition's next offset is Bytewax resume state, so with recovery
-    enabled a restarted flow continues where its last snapshot was (at-least-once; exactly-once
-    up to the sinks' idempotence). A message that is not a valid tick becomes a
-    :class:`~pairflow.records.DeadLetter` with stage ``kafka_ticks`` instead of stopping the
-    flow.
+    Each batch also carries a ``Count("ticks_read", n)`` for the run's totals.
+
+    The unit of parallelism is the Kafka partition (ticks and marks are keyed by symbol, so one
+    symbol's messages stay in order in one partition). Partitions are assigned, not subscribed:
+    there is no consumer group, and each partition's next offset is Bytewax resume state, so
+    with recovery enabled a restarted flow continues where its last snapshot was
+    (at-least-once; exactly-once up to the sinks' idempotence). A message that is not a valid
+    tick or mark becomes a :class:`~pairflow.records.DeadLetter` with stage ``kafka_ticks``
+    naming its topic, partition and offset, instead of stopping the flow.
 
     Args:
         bootstrap: ``host:port[,…]`` of the brokers.
@@ -134,8 +158,8 @@ class KafkaTickSource(FixedPartitionedSource[Tick | DeadLetter, int | None]):
         partitions: Partitions of the topic if this source creates it.
         starting_offset: Where a partition without resume state starts
             (``confluent_kafka.OFFSET_BEGINNING`` or ``OFFSET_END``).
-        batch_size: Most messages per partition per poll.
-        extra_config: librdkafka consumer settings.
+        batch_size: Most messages per partition per poll (one decode each).
+        extra_config: librdkafka client settings (security, fetch sizes, …).
     """
 
     def __init__(
@@ -146,51 +170,41 @@ class KafkaTickSource(FixedPartitionedSource[Tick | DeadLetter, int | None]):
         tail: bool = True,
         partitions: int = 3,
         starting_offset: int = OFFSET_BEGINNING,
-        batch_size: int = 1000,
+        batch_size: int = 10_000,
         extra_config: dict[str, Any] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic_for("tick", topic_prefix)
         self.partitions = partitions
+        self.tail = tail
+        self.starting_offset = starting_offset
+        self.batch_size = batch_size
         self.extra_config = dict(extra_config or {})
-        config = {"error_cb": log_consumer_error, "logger": librdkafka_log, **self.extra_config}
-        self._inner = KafkaSource(
-            [bootstrap],
-            [self.topic],
-            tail=tail,
-            starting_offset=starting_offset,
-            add_config=config,
-            batch_size=batch_size,
-            raise_on_errors=False,
-        )
 
     def list_parts(self) -> list[str]:
-        """One part per partition of the ``ticks`` topic (created first if absent)."""
+        """One part per partition of the ``ticks`` topic (created first if absent).
+
+        Parts are named ``"{index}-{topic}"``, as Bytewax's ``KafkaSource`` names them, so
+        recovery state written by earlier versions resumes.
+        """
         ensure_topics(self.bootstrap, [self.topic], self.partitions, self.extra_config)
-        return self._inner.list_parts()
+        indexes = list_partitions(self.bootstrap, self.topic, self.extra_config)
+        return [f"{index}-{self.topic}" for index in indexes]
 
-    def build_part(
-        self, step_id: str, for_part: str, resume_state: int | None
-    ) -> _KafkaTickPartition:
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _TickPartition:
         """Open one partition at its resume offset (or ``starting_offset``)."""
-        return _KafkaTickPartition(self._inner.build_part(step_id, for_part, resume_state))
-
-
-def kafka_tick_source(
-    bootstrap: str,
-    topic_prefix: str = DEFAULT_PREFIX,
-    *,
-    tail: bool = True,
-    partitions: int = 3,
-    batch_size: int = 1000,
-    extra_config: dict[str, Any] | None = None,
-) -> KafkaTickSource:
-    """The flow's tick input from Kafka; see :class:`KafkaTickSource`."""
-    return KafkaTickSource(
-        bootstrap,
-        topic_prefix,
-        tail=tail,
-        partitions=partitions,
-        batch_size=batch_size,
-        extra_config=extra_config,
-    )
+        index, topic = for_part.split("-", 1)
+        if topic != self.topic:
+            msg = f"recovery state is for topic {topic!r}, this flow reads {self.topic!r}"
+            raise ValueError(msg)
+        config = {
+            "bootstrap.servers": self.bootstrap,
+            "group.id": "pairflow-unused",  # required by librdkafka; partitions are assigned
+            "enable.auto.commit": False,
+            "enable.partition.eof": not self.tail,
+            "error_cb": log_consumer_error,
+            "logger": librdkafka_log,
+            **self.extra_config,
+        }
+        offset = self.starting_offset if resume_state is None else resume_state
+        return _TickPartition(config, topic, int(index), offset, self.batch_size)

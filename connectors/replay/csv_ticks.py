@@ -81,8 +81,9 @@ def _parse_block(spec: InputFile, block: TextBlock, origin: str,
     if table is None:
         return _parse_rows(spec, block, origin, stage)
     id_, price, qty, first, last, when, maker = (column(table, c) for c in columns)
-    chunk = TickChunk(spec.symbol or "", "replay", exchange_time_us(when), when, id_, first,
-                      last, price, qty, maker)
+    ts = exchange_time_us(when)
+    # Receive times are set by the caller, across blocks; trade times stand in meanwhile.
+    chunk = TickChunk(spec.symbol or "", "replay", ts, ts, id_, first, last, price, qty, maker)
     bad, reasons = _value_problems(price, qty)
     if not bad.any():
         return chunk, []
@@ -141,8 +142,8 @@ def _parse_rows(spec: InputFile, block: TextBlock, origin: str,
              for i in np.flatnonzero(bad).tolist()]
     good = ~bad
     ids, firsts, lasts, times = (text[good].to_numpy().astype(np.int64) for text in texts[:4])
-    chunk = TickChunk(spec.symbol or "", "replay", exchange_time_us(times), times, ids, firsts,
-                      lasts, values[0][good], values[1][good],
-                      (flag[good] == "true").to_numpy(bool))
+    ts = exchange_time_us(times)
+    chunk = TickChunk(spec.symbol or "", "replay", ts, ts, ids, firsts, lasts, values[0][good],
+                      values[1][good], (flag[good] == "true").to_numpy(bool))
     dead.sort(key=lambda letter: int(letter.origin.rpartition(":")[2]))
     return chunk, dead

@@ -53,6 +53,8 @@ class KafkaFeed(Feed):
     def _consumer(self):
         from confluent_kafka import Consumer, TopicPartition
 
+        from pairflow.kafka_client import kafka_client_settings
+
         consumer = Consumer({
             "bootstrap.servers": self.settings.kafka,
             "group.id": f"pairflow-dashboard-{os.getpid()}-{id(self)}",
@@ -61,6 +63,7 @@ class KafkaFeed(Feed):
             "enable.partition.eof": False,
             "socket.connection.setup.timeout.ms": 5000,
             "reconnect.backoff.max.ms": 2000,
+            **kafka_client_settings(),  # security settings of [kafka_client]
         })
         since_ms = int((time.time() - self.lookback_s) * 1000)
         wanted = []

@@ -6,7 +6,8 @@ with ``SUBSCRIBE`` / ``UNSUBSCRIBE`` / ``LIST_SUBSCRIPTIONS`` (replies ``{"resul
 pings every ``ping_interval_s`` (answered pongs are handled by the library), more than 5
 incoming messages a second closes with 1008 like Binance. HTTP (``aiohttp``):
 ``/api/v3/aggTrades``, ``/api/v3/historicalTrades``, ``/api/v3/trades``, ``/fapi/v1/aggTrades``
-answered from the same tape, only with trades already "published" (trade time <= tape clock).
+answered from the same tape, only with trades already "published" (trade time <= tape clock);
+``/api/v3/ticker/24hr`` (and ``/fapi/v1/…``) with each symbol's totals over the whole tape.
 
 The tape clock starts at the first WebSocket connection (so a client connecting first sees the
 whole tape) and runs ``speed`` times real time. Faults (:class:`Faults`) are either scheduled at
@@ -167,6 +168,8 @@ class BinanceTestServer:
             app.router.add_get(path, self._rest_aggs)
         for path in ("/api/v3/historicalTrades", "/api/v3/trades"):
             app.router.add_get(path, self._rest_trades)
+        for path in ("/api/v3/ticker/24hr", "/fapi/v1/ticker/24hr"):
+            app.router.add_get(path, self._rest_ticker)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", self.http_port)
@@ -392,6 +395,10 @@ class BinanceTestServer:
             {"id": t.trade_id, "price": t.price, "qty": t.qty,
              "quoteQty": f"{float(t.price) * float(t.qty):.8f}", "time": t.time_ms,
              "isBuyerMaker": t.maker, "isBestMatch": True} for t in chosen])
+
+    async def _rest_ticker(self, request: web.Request) -> web.Response:
+        limited = self._rate_limited()
+        return limited if limited is not None else web.json_response(self.tape.ticker_24h())
 
     async def _rest_aggs(self, request: web.Request) -> web.Response:
         limited = self._rate_limited()

@@ -127,6 +127,19 @@ class Tape:
         rows = self.by_symbol.get(symbol, [])
         return rows[:bisect.bisect_right([t.time_ms for t in rows], now_ms)]
 
+    def ticker_24h(self) -> list[dict]:
+        """Each symbol's ``GET /api/v3/ticker/24hr`` row over the whole tape (exact sums)."""
+        rows = []
+        for symbol, trades in sorted(self.by_symbol.items()):
+            volume = sum((Decimal(t.qty) for t in trades), Decimal(0))
+            quote = sum((Decimal(t.price) * Decimal(t.qty) for t in trades), Decimal(0))
+            rows.append({"symbol": symbol, "openPrice": trades[0].price,
+                         "lastPrice": trades[-1].price, "volume": f"{volume:f}",
+                         "quoteVolume": f"{quote:f}", "openTime": trades[0].time_ms,
+                         "closeTime": trades[-1].time_ms, "firstId": trades[0].trade_id,
+                         "lastId": trades[-1].trade_id, "count": len(trades)})
+        return rows
+
     def write_recording(self, path: str | Path) -> Path:
         """Write the slice as a recording (``<recv_ns> <frame>`` lines, gzip) for replay."""
         path = Path(path)
@@ -155,3 +168,43 @@ def _aggregate(rows: list[TapeTrade]) -> list[AggTrade]:
     if group:
         close()
     return out
+
+
+#: Trade ids of relabelled copy ``k`` start at ``k * COPY_ID_STRIDE`` (beyond the tape's own).
+COPY_ID_STRIDE = 10**11
+#: Seconds by which copy ``k`` rotates its source's tape: ``k * COPY_ROTATE_S``.
+COPY_ROTATE_S = 7
+
+
+def universe_tape(tape: Tape, size: int) -> Tape:
+    """The tape with relabelled copies of its legs, ``size`` symbols in all (for universes).
+
+    The documented deterministic transform: copy ``k`` (1, 2, …) of leg ``k % 2`` (BTCUSDT
+    or ETHUSDT; named e.g. ``BTC01USDT``) takes that leg's real trades, rotates their times
+    by ``k × 7`` s within the tape's span (trades pushed past its end wrap to its start), so
+    the copies are lagged series rather than multiples of one another, multiplies prices by
+    ``1 + k/100`` (8 decimals) and numbers the trades ``k × 10¹¹ + 0, 1, …`` in their new
+    time order (contiguous, as the exchange's). Quantities, sides and each frame's receive
+    latency are the source's. Real trades relabelled: never presented as new market data.
+    """
+    sources = sorted(tape.by_symbol)
+    first, span = tape.first_ms, tape.last_ms - tape.first_ms + 1
+    trades = list(tape.trades)
+    for k in range(1, size - len(sources) + 1):
+        source = sources[k % len(sources)]
+        symbol = f"{source[:3]}{k:02d}{source[3:]}"
+        factor = Decimal(100 + k) / 100
+        rotated = sorted(((first + (t.time_ms - first + k * COPY_ROTATE_S * 1000) % span, t)
+                          for t in tape.by_symbol[source]), key=lambda pair: pair[0])
+        for index, (time_ms, t) in enumerate(rotated):
+            price = f"{(Decimal(t.price) * factor).quantize(Decimal('1e-8'))}"
+            trade_id = k * COPY_ID_STRIDE + index
+            data = {**json.loads(t.frame)["data"], "E": time_ms, "s": symbol, "t": trade_id,
+                    "p": price, "T": time_ms}
+            stream = f"{symbol.lower()}@trade"
+            frame = json.dumps({"stream": stream, "data": data}, separators=(",", ":"))
+            recv_ns = t.recv_ns + (time_ms - t.time_ms) * 1_000_000
+            trades.append(TapeTrade(recv_ns, stream, symbol, trade_id, price, t.qty, time_ms,
+                                    t.maker, frame.encode()))
+    trades.sort(key=lambda t: (t.time_ms, t.recv_ns))
+    return Tape(trades)

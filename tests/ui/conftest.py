@@ -26,6 +26,8 @@ DATA = Path(os.environ.get("PAIRFLOW_TEST_DATA",
 PAIRFLOW = Path(sys.executable).with_name("pairflow")
 CHROMIUM = os.environ.get("PAIRFLOW_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+#: Console warnings that fail a page: BokehJS could not range a chart (it stays blank).
+BAD_WARNINGS = ("could not set initial ranges",)
 #: How long a page wait or ``expect`` polls before failing: an upper bound only, generous for a
 #: busy machine; every wait polls for a state the page or store shows, never for a time.
 WAIT_MS = 60_000
@@ -64,9 +66,13 @@ def copy_store(source: Path, target: Path) -> Path:
 
 
 @contextmanager
-def dashboard_server(*args: str, timeout_s: float = 120.0) -> Iterator[str]:
-    """Run ``pairflow dashboard … --port 0``; yield its URL once the liveness URL answers."""
-    log = open(os.devnull, "w")  # noqa: SIM115
+def dashboard_server(*args: str, timeout_s: float = 120.0,
+                     log_path: Path | None = None) -> Iterator[str]:
+    """Run ``pairflow dashboard … --port 0``; yield its URL once the liveness URL answers.
+
+    The server's stderr (its log) goes to ``log_path`` when given.
+    """
+    log = open(log_path or os.devnull, "w")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "app.dashboard", *args, "--port", "0"],
                             stdout=subprocess.PIPE, stderr=log, text=True, cwd=REPO)
     try:
@@ -109,13 +115,14 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    """A fresh page; the test fails on console errors, page errors or failed requests."""
+    """A fresh page; the test fails on console errors, range warnings, page errors or failed
+    requests."""
     context = browser.new_context(viewport={"width": 1500, "height": 1300},
                                   accept_downloads=True)
     page = context.new_page()
     problems: list[str] = []
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-            if m.type == "error" else None)
+            if m.type == "error" or any(w in m.text for w in BAD_WARNINGS) else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url} "
                                                        f"{r.failure}"))

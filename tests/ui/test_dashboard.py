@@ -64,8 +64,8 @@ def test_renders_every_chart_with_the_store_values(page, url, store, tmp_path):
     rows = store_rows(store, "pairs", pair=PAIR, timeframe="1s")
     shown = data(page)
     assert len(shown["t"]) == len(rows)
-    assert shown["time"][-1] == us_to_iso(rows[-1]["ts"])
-    for column in ("zscore", "beta", "corr", "adf_pvalue", "eg_pvalue", "spread"):
+    assert shown["ts"][-1] == rows[-1]["ts"]
+    for column in ("zscore", "beta", "corr", "adf_pvalue", "eg_pvalue"):
         assert shown[column][-1] == rows[-1][column], column
         defined = sum(1 for r in rows if r[column] is not None)
         assert sum(1 for v in shown[column] if v is not None and not math.isnan(v)) == defined
@@ -162,8 +162,8 @@ def test_whatif_change_moves_the_zscore_line(page, url, replay_store):
     page.wait_for_function("() => Bokeh.documents[0].get_model_by_name('whatif_source')"
                            ".data.zscore.length > 0")
     live, whatif = data(page), data(page, "whatif_source")
-    live_z = dict(zip(live["time"], live["zscore"], strict=True))
-    moved = [t for t, z in zip(whatif["time"], whatif["zscore"], strict=True)
+    live_z = dict(zip(live["ts"], live["zscore"], strict=True))
+    moved = [t for t, z in zip(whatif["ts"], whatif["zscore"], strict=True)
              if t in live_z and z is not None and live_z[t] is not None
              and not math.isnan(z) and not math.isnan(live_z[t]) and abs(z - live_z[t]) > 1e-6]
     assert len(moved) > 100
@@ -173,12 +173,12 @@ def test_whatif_change_moves_the_zscore_line(page, url, replay_store):
     window.press("Enter")
     expect(page.locator(".pf-whatif-status")).to_contain_text("window 120",
                                                                     timeout=RECOMPUTE_MS)
-    flow_z = {us_to_iso(r["ts"]): r["zscore"]
+    flow_z = {r["ts"]: r["zscore"]
               for r in store_rows(replay_store, "pairs", pair=PAIR, timeframe="1s")}
 
     def compared() -> list[tuple[float, float]]:
         whatif = data(page, "whatif_source")
-        return [(z, flow_z[t]) for t, z in zip(whatif["time"], whatif["zscore"], strict=True)
+        return [(z, flow_z[t]) for t, z in zip(whatif["ts"], whatif["zscore"], strict=True)
                 if flow_z.get(t) is not None]
 
     def reproduced(same: list[tuple[float, float]]) -> bool:
@@ -224,10 +224,19 @@ def test_csv_downloads_equal_the_store_rows(page, url, store, tmp_path):
     assert (tmp_path / "alerts.csv").read_text() == expected
 
 
-def test_unknown_pair_in_url_shows_a_message(page, url):
+def test_unknown_pair_in_url_shows_a_message_and_the_url_is_corrected(page, url):
     page.goto(url + "?pair=FOO/BAR&timeframe=1s")
     expect(page.locator(".pf-message")).to_contain_text("Unknown pair")
     expect(page.locator(".pf-message")).to_contain_text("FOO/BAR")
+    expect(page.locator(".pf-message")).not_to_contain_text("**")
+    expect(page).to_have_url(re.compile(r"[?&]pair=BTCUSDT(/|%2F)ETHUSDT&timeframe=1s$"))
+
+
+def test_empty_url_parameters_select_the_first_series_and_are_corrected(page, url):
+    page.goto(url + "?pair=&timeframe=")
+    page.wait_for_function(LOADED)
+    expect(page.locator(".pf-message")).to_be_hidden()
+    expect(page).to_have_url(re.compile(r"[?&]pair=BTCUSDT(/|%2F)ETHUSDT&timeframe=1s$"))
 
 
 def test_unknown_timeframe_in_url_shows_a_message_and_a_known_one(page, url, store):
@@ -242,8 +251,12 @@ def test_missing_store_shows_banner_then_recovers(page, replay_store, tmp_path):
     with dashboard_server("--store", str(path)) as url:
         page.goto(url)
         expect(page.locator(".pf-banner")).to_contain_text("unreachable")
+        expect(page.locator(".pf-badge")).to_contain_text("source unreachable")
         expect(page.locator(".pf-message")).to_contain_text("Waiting for data")
         copy_store(replay_store, path)
         expect(page.locator(".pf-banner")).to_be_hidden()
         page.wait_for_function(LOADED)
         expect(page.locator(".pf-message")).to_be_hidden()
+        # Closed while its server runs: Chromium may still ask for the page's icon, which a
+        # stopped server would refuse ("Failed to load resource", a console error).
+        page.close()

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from connectors.kafka import record_key, topic_for
 from connectors.store import StoreReader
-from pairflow.records import PairStats, from_dict, to_json, us_to_iso
+from pairflow.records import PairStats, from_dict, to_json
 from tests.ui.conftest import DATA, dashboard_server, pairflow
 from tests.ui.test_dashboard import LOADED, PAIR, data, open_dashboard
 
@@ -42,10 +42,13 @@ def test_kafka_fed_dashboard_shows_the_replayed_records_then_new_ones(
         page.wait_for_function(f"() => Bokeh.documents[0].get_model_by_name('pair_source')"
                                f".data.t.length === {len(rows)}")
         shown = data(page)
-        assert shown["time"] == [us_to_iso(r["ts"]) for r in rows]
-        for column in ("zscore", "beta", "corr", "adf_pvalue", "eg_pvalue", "spread"):
+        assert shown["ts"] == [r["ts"] for r in rows]
+        for column in ("zscore", "beta", "corr", "adf_pvalue", "eg_pvalue"):
             assert [None if v is None or math.isnan(v) else v for v in shown[column]] \
                 == [r[column] for r in rows], column
+        # The residual y − α − βx of each bar's fit, in basis points of log price.
+        assert [None if math.isnan(v) else v for v in shown["residual"]] \
+            == [None if r["alpha"] is None else (r["spread"] - r["alpha"]) * 1e4 for r in rows]
         # A record produced to the topic after the page loaded streams in.
         ts = rows[-1]["ts"] + 1_000_000
         record = dataclasses.replace(from_dict(PairStats, rows[-1]), ts=ts, zscore=-3.5)

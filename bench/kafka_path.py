@@ -1,0 +1,305 @@
+"""The Kafka path, timed as whole processes: produce, one worker, two workers, close latency.
+
+Needs a broker (``--bootstrap``, or one started here with ``tests.kafka_broker``). The input is
+bench/tapes.py's looped spot recording (BTCUSDT + ETHUSDT, ``--ticks`` trades). Each phase runs the
+real commands in subprocesses and times them from start to exit:
+
+1. **produce**: ``pairflow replay TAPE --ticks-to-kafka`` (1m bars to a store as well) against
+   the same replay without Kafka (the baseline, same process layout);
+2. **one worker**: ``python -m bytewax.run flows.pairs:flow`` with ``source = "kafka"``,
+   ``kafka_follow = false``, 1s/1m/5m bars to SQLite, reading the topic phase 1 filled; its
+   bars are compared with an in-process replay's;
+3. **two workers**: the same flow as two processes (``-i 0/1 -a …``) over the same topic;
+4. **close latency**: ticks and 50 ms heartbeats stamped with the wall clock are published at
+   ``--rate`` ticks/s for ``--seconds``; one tailing worker publishes 1s bars to Kafka; the
+   latency of a bar is when it is read from the ``bars`` topic minus when its window could
+   close (its end plus the allowed lateness).
+
+The ``ticks`` topic has 2 partitions: the keys BTCUSDT and ETHUSDT hash to different ones, so
+each worker process owns one symbol (with 3 partitions both hash to partition 0).
+
+Before them, the pieces side by side in this process on 200 k synthetic ticks: column-wise
+encoding and batched produce against the former per-tick ``to_json`` and ``produce``, and the
+batch decode against the former per-message decode into one-tick chunks.
+
+Usage: ``python bench/kafka_path.py [--ticks 1000000] [--bootstrap HOST:PORT]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+sys.path.insert(0, str(ROOT / "bench"))
+import tapes  # noqa: E402
+
+PARTITIONS = 2
+SYMBOLS = "BTCUSDT,ETHUSDT"
+
+
+def _env(**settings: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PAIRFLOW_")}
+    return {**base, **{f"PAIRFLOW_{k.upper()}": v for k, v in settings.items()}}
+
+
+def _timed(commands: list[list[str]], envs: list[dict[str, str]]) -> tuple[float, float]:
+    """Run the commands at once to their end: (wall seconds, CPU seconds of all of them).
+
+    CPU seconds (user + system of the processes) are the figure that holds on a shared
+    machine, where the wall time also counts waiting for a core.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+             for cmd, env in zip(commands, envs, strict=True)]
+    for proc in procs:
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"{proc.args} failed ({proc.returncode}): {err[-2000:]}")
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _rate(ticks: int, timing: tuple[float, float]) -> str:
+    wall, cpu = timing
+    return (f"{ticks / wall / 1e3:6.0f} k ticks/s ({wall:5.1f} s wall), "
+            f"{ticks / cpu / 1e3:6.0f} k ticks/CPU-s ({cpu:5.1f} s CPU)")
+
+
+def _bars(store: Path) -> list[tuple]:
+    with sqlite3.connect(store) as db:
+        return sorted(db.execute("SELECT * FROM bars"))
+
+
+def _free_ports(count: int) -> list[int]:
+    socks = [socket.socket() for _ in range(count)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
+def _replay(tape: Path, store: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "app.cli", "replay", str(tape), "--symbols", SYMBOLS,
+            "--timeframes", "1m", "--store", str(store), *extra]
+
+
+def produce(tape: Path, ticks: int, bootstrap: str, prefix: str, work: Path) -> None:
+    env = _env(kafka_partitions=str(PARTITIONS))
+    base = _timed([_replay(tape, work / "base.db")], [env])
+    kafka = _timed([_replay(tape, work / "kafka.db", "--kafka", bootstrap, "--kafka-prefix",
+                            prefix, "--ticks-to-kafka")], [env])
+    print(f"produce: replay --ticks-to-kafka {_rate(ticks, kafka)}\n"
+          f"         replay alone            {_rate(ticks, base)}\n"
+          f"         CPU per tick for Kafka: {(kafka[1] - base[1]) / ticks * 1e6:.2f} us")
+
+
+def workers(tape: Path, ticks: int, bootstrap: str, prefix: str, work: Path) -> None:
+    flow = [sys.executable, "-m", "bytewax.run", "flows.pairs:flow"]
+    settings = {"source": "kafka", "kafka": bootstrap, "kafka_prefix": prefix,
+                "kafka_follow": "false", "kafka_partitions": str(PARTITIONS),
+                "symbols": SYMBOLS, "timeframes": "1s,1m,5m"}
+    one = _timed([flow], [_env(**settings, store=str(work / "one.db"))])
+    addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    env_two = _env(**settings, store=str(work / "two.db"))
+    two = _timed([[*flow, "-i", str(i), "-a", addresses] for i in range(2)], [env_two] * 2)
+    reference = _timed([[sys.executable, "-m", "app.cli", "replay", str(tape), "--symbols",
+                         SYMBOLS, "--timeframes", "1s,1m,5m", "--store", str(work / "ref.db")]],
+                       [_env()])
+    same = _bars(work / "one.db") == _bars(work / "ref.db") == _bars(work / "two.db")
+    print(f"one worker:        {_rate(ticks, one)}\n"
+          f"in-process replay: {_rate(ticks, reference)}\n"
+          f"two workers:       {_rate(ticks, two)} | wall {one[0] / two[0]:.2f}x one\n"
+          f"bars identical to the in-process replay's: {same}")
+
+
+def latency(bootstrap: str, prefix: str, work: Path, rate: int, seconds: float) -> None:
+    import numpy as np
+    from confluent_kafka import Consumer, TopicPartition
+
+    from connectors.kafka import DeliveryStats, ensure_topics, topic_for
+    from connectors.kafka.producer import DeliveringProducer, producer_config
+    from connectors.kafka.wire import MARK_HEADER, encode_chunk, encode_mark
+    from pairflow.ticks import Heartbeat, TickChunk
+
+    lateness_s = 0.05
+    ensure_topics(bootstrap, [topic_for(k, prefix) for k in ("tick", "bar")], PARTITIONS)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "bytewax.run", "flows.pairs:flow"], cwd=ROOT,
+        env=_env(source="kafka", kafka=bootstrap, kafka_prefix=prefix, symbols=SYMBOLS,
+                 timeframes="1s", lateness_s=str(lateness_s),
+                 kafka_partitions=str(PARTITIONS)),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
+                         "enable.auto.commit": False})
+    bars_topic = topic_for("bar", prefix)
+    consumer.assign([TopicPartition(bars_topic, p, 0) for p in range(PARTITIONS)])
+    arrivals: list[tuple[int, int]] = []  # (bar end µs, read at µs)
+    stop = threading.Event()
+
+    def read() -> None:
+        import msgspec
+
+        while not stop.is_set():
+            for msg in consumer.consume(1000, 0.05):
+                if msg.error() is None:
+                    end = msgspec.json.decode(msg.value())["end"]
+                    arrivals.append((end, time.time_ns() // 1000))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    producer = DeliveringProducer(producer_config(bootstrap), DeliveryStats(), "bench")
+    topic = topic_for("tick", prefix)
+    time.sleep(3)  # the worker starts
+    started = time.monotonic()
+    trade_id = 1
+    tick_every = 0.01
+    while time.monotonic() - started < seconds:
+        now = time.time_ns() // 1000
+        n = max(1, int(rate * tick_every / 2))
+        for symbol in SYMBOLS.split(","):
+            ts = np.full(n, now, np.int64)
+            ids = np.arange(trade_id, trade_id + n, dtype=np.int64)
+            chunk = TickChunk(symbol, "live", ts, ts, ids, ids, ids, np.full(n, 100.0),
+                              np.full(n, 0.1), np.zeros(n, bool))
+            producer.produce_values(topic, symbol, encode_chunk(chunk))
+            if int(now / 50_000) != int((now - tick_every * 1e6) / 50_000):
+                kind, value = encode_mark(Heartbeat(symbol, now))
+                producer.produce(topic, symbol, value, headers=[(MARK_HEADER, kind.encode())])
+        trade_id += n
+        producer.poll(0)
+        time.sleep(tick_every)
+    producer.close()
+    time.sleep(2)
+    worker.terminate()
+    worker.wait(30)
+    stop.set()
+    reader.join()
+    consumer.close()
+    lat_ms = np.array([(read - (end + lateness_s * 1e6)) / 1000 for end, read in arrivals])
+    lat_ms = lat_ms[2:]  # the first windows opened before the worker caught up
+    print(f"close latency (1s bars, heartbeats every 50 ms, lateness {lateness_s * 1e3:.0f} ms,"
+          f" {rate} ticks/s): {len(lat_ms)} bars, p50 {np.percentile(lat_ms, 50):.0f} ms,"
+          f" p99 {np.percentile(lat_ms, 99):.0f} ms, max {lat_ms.max():.0f} ms")
+
+
+def components(bootstrap: str, prefix: str, n: int = 200_000) -> None:
+    """The tick path's pieces side by side in this process: columns against per-tick records."""
+    import msgspec
+    import numpy as np
+
+    from connectors.kafka import DeliveryStats, ensure_topics, topic_for
+    from connectors.kafka.producer import DeliveringProducer, producer_config
+    from connectors.kafka.wire import decode_ticks, encode_chunk
+    from pairflow.records import Tick, to_json
+    from pairflow.ticks import TickChunk
+
+    rng = np.random.default_rng(1)
+    ts = 1_723_161_255_342_000 + np.cumsum(rng.integers(0, 3_000, n))
+    ids = 3_735_683_259 + np.arange(n)
+    chunk = TickChunk("BTCUSDT", "replay", ts, ts + 900, ids, ids, ids,
+                      np.round(61_000 + rng.standard_normal(n), 2), np.round(rng.random(n), 5),
+                      rng.random(n) < 0.5)
+    topic = topic_for("tick", prefix)
+    ensure_topics(bootstrap, [topic], PARTITIONS)
+
+    def timed(step) -> float:
+        started = time.perf_counter()
+        step()
+        return n / (time.perf_counter() - started) / 1e3
+
+    values = encode_chunk(chunk)
+    encode_new = timed(lambda: encode_chunk(chunk))
+    encode_old = timed(lambda: [to_json(t) for t in chunk.ticks()])
+
+    def produce_new() -> None:
+        producer = DeliveringProducer(producer_config(bootstrap), DeliveryStats(), "bench")
+        for start in range(0, n, 10_000):
+            producer.produce_values(topic, "BTCUSDT", encode_chunk(chunk.take(
+                slice(start, start + 10_000))))
+        producer.close()
+
+    def produce_old() -> None:
+        # The former path: per-tick records, one produce call and one delivery report each.
+        from confluent_kafka import Producer
+
+        config = {**producer_config(bootstrap), "delivery.report.only.error": False}
+        producer = Producer(config)
+        delivered = []
+        for tick in chunk.ticks():
+            while True:
+                try:
+                    producer.produce(topic, to_json(tick), tick.symbol,
+                                     on_delivery=lambda err, msg: delivered.append(err))
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            producer.poll(0)
+        producer.flush(60)
+        assert len(delivered) == n and not any(delivered)
+
+    decoder = msgspec.json.Decoder()
+
+    def decode_old() -> None:
+        for value in values:  # the former path: one dict, one Tick, one one-tick chunk each
+            data = decoder.decode(value)
+            data.pop("v")
+            tick = msgspec.convert(data, Tick)
+            TickChunk.from_ticks(tick.symbol, tick.source, [tick])
+
+    print(f"components ({n} ticks, ticks/s): encode {encode_new:,.0f} k vs per-tick to_json "
+          f"{encode_old:,.0f} k ({encode_new / encode_old:.1f}x) | encode+produce "
+          f"{timed(produce_new):,.0f} k vs per-tick {timed(produce_old):,.0f} k | decode "
+          f"{timed(lambda: decode_ticks(values)):,.0f} k vs per-tick {timed(decode_old):,.0f} k")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ticks", type=int, default=1_000_000)
+    parser.add_argument("--bootstrap", help="a running broker (default: start one)")
+    parser.add_argument("--rate", type=int, default=2_000, help="ticks/s in the latency phase")
+    parser.add_argument("--seconds", type=float, default=30.0, help="latency phase length")
+    args = parser.parse_args()
+    tape, ticks = tapes.make("spot_recording", args.ticks)
+    broker = None
+    bootstrap = args.bootstrap
+    if bootstrap is None:
+        from tests.kafka_broker import KafkaBroker
+
+        broker = KafkaBroker(num_partitions=PARTITIONS).start()
+        bootstrap = broker.bootstrap
+    print(f"{ticks} trades; load average {os.getloadavg()}; python {sys.version.split()[0]}")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            prefix = f"bench{uuid.uuid4().hex[:8]}."
+            components(bootstrap, f"parts{uuid.uuid4().hex[:8]}.")
+            produce(tape, ticks, bootstrap, prefix, work)
+            workers(tape, ticks, bootstrap, prefix, work)
+            latency(bootstrap, f"lat{uuid.uuid4().hex[:8]}.", work, args.rate, args.seconds)
+    finally:
+        if broker is not None:
+            broker.close()
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"peak RSS of a child process: {peak:.0f} MiB; load average {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Live trades through Kafka: the ingest → ``ticks`` topic → worker processes topology.
+
+A live run against the local Binance server, with a feed gap the client must declare, makes
+its bars, pairs and alerts in process while publishing what its bar step reads (ticks,
+heartbeats, the gap) to the ``ticks`` topic; two ``pairflow worker`` processes reading the
+topic make exactly the same records. ``pairflow ingest`` publishes the same kinds of message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bytewax.testing import run_main
+from jsonschema import Draft202012Validator
+
+from connectors.metrics import CountTally
+from flows.pairs import build_flow
+from pairflow.config import load_config
+from tests.binance_server import BinanceTestServer, Faults, Tape
+from tests.helpers import store_records
+from tests.kafka_helpers import consume_records
+from tests.live.harness import (
+    FAST_ENV,
+    SYMBOLS,
+    assert_bars_equal,
+    bars_of,
+    comparable,
+    env,
+    replay_bars,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.live]
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMAS = ROOT / "schemas"
+SPEED = 40.0
+PAIRS = "BTCUSDT/ETHUSDT"
+#: Two partitions: BTCUSDT and ETHUSDT hash to different ones, so each worker owns a symbol.
+PARTITIONS = "2"
+TABLES = {"bars": "bar", "pairs": "pair", "alerts": "alert"}
+
+
+@pytest.fixture(scope="module")
+def tape() -> Tape:
+    return Tape.load(start_s=200.0, length_s=80.0)
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def _workers(bootstrap: str, prefix: str, store: Path, *extra: str) -> None:
+    """Two `pairflow worker` processes of one cluster over the ticks topic, to its end."""
+    addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PAIRFLOW_")}
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker", "--symbols", ",".join(SYMBOLS),
+         "--kafka", bootstrap, "--kafka-prefix", prefix, "--no-follow", "--store", str(store),
+         "-i", str(i), "-a", addresses, *extra],
+        cwd=ROOT, env={**clean, "PAIRFLOW_KAFKA_PARTITIONS": PARTITIONS},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    try:
+        outputs = [p.communicate(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], outputs
+
+
+def test_workers_fed_by_kafka_make_the_live_flows_records(tmp_path, tape, kafka_broker,
+                                                          unique_prefix):
+    # Cut off at tape 20 s, REST forgets at 30 s: the client declares a feed gap, and no bar
+    # is made for a window inside it, in process or through Kafka.
+    faults = Faults(events=[(20.0, "refuse", 0.5), (30.0, "forget", None)])
+    duration = (tape.last_ms - tape.first_ms) / 1000 / SPEED + 3.0
+    analytics = {"pairs": PAIRS, "window": 10, "entry_z": 1.0, "exit_z": 0.3}
+    with BinanceTestServer(tape, SPEED, faults) as server:
+        config = load_config({
+            "source": "live", "symbols": ",".join(SYMBOLS), "timeframes": "1s,1m",
+            "ws_url": server.ws_url, "rest_url": server.rest_url, "duration_s": duration,
+            "store": str(tmp_path / "live.db"), "kafka": kafka_broker.bootstrap,
+            "kafka_prefix": unique_prefix, "kafka_partitions": PARTITIONS,
+            "ticks_to_kafka": True, **analytics}, env={})
+        tally = CountTally()
+        with env(FAST_ENV):
+            run_main(build_flow(config, tally))
+    totals = tally.totals()
+    assert totals["feed_gaps_declared"] >= 1, totals
+
+    marks = [v for _, v in consume_records(kafka_broker.bootstrap, f"{unique_prefix}ticks")
+             if "kind" in v]
+    kinds = {m["kind"] for m in marks}
+    assert kinds == {"heartbeat", "gap"}, kinds
+    assert sum(not m["final"] for m in marks if m["kind"] == "heartbeat") > 10
+
+    _workers(kafka_broker.bootstrap, unique_prefix, tmp_path / "workers.db",
+             "--timeframes", "1s,1m", "--pairs", PAIRS, "--window", "10", "--entry-z", "1.0",
+             "--exit-z", "0.3")
+    live = store_records(tmp_path / "live.db", TABLES)
+    workers = store_records(tmp_path / "workers.db", TABLES)
+    assert live["bars"] and live["pairs"] and live["alerts"]
+    for table in TABLES:
+        assert workers[table] == live[table], table
+
+
+def test_ingest_command_publishes_ticks_marks_and_health(tmp_path, tape, kafka_broker,
+                                                         unique_prefix):
+    duration = (tape.last_ms - tape.first_ms) / 1000 / SPEED + 3.0
+    with BinanceTestServer(tape, SPEED, Faults()) as server:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("PAIRFLOW_")}
+        result = subprocess.run(
+            [sys.executable, "-m", "app.cli", "ingest", "--symbols", ",".join(SYMBOLS),
+             "--kafka", kafka_broker.bootstrap, "--kafka-prefix", unique_prefix,
+             "--kafka-partitions", PARTITIONS, "--ws-url", server.ws_url, "--rest-url",
+             server.rest_url, "--duration", str(duration)],
+            cwd=ROOT, env={**clean, **FAST_ENV}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    mark_schema = Draft202012Validator(json.loads((SCHEMAS / "mark.schema.json").read_text()))
+    tick_schema = Draft202012Validator(json.loads((SCHEMAS / "tick.schema.json").read_text()))
+    published = consume_records(kafka_broker.bootstrap, f"{unique_prefix}ticks")
+    ticks = [v for _, v in published if "kind" not in v]
+    for key, value in published:
+        assert key == value["symbol"]
+        (mark_schema if "kind" in value else tick_schema).validate(value)
+    assert len(ticks) == len(tape.trades)
+    assert consume_records(kafka_broker.bootstrap, f"{unique_prefix}health")
+    # Nothing but ticks, marks and health: no bars were made.
+    assert not consume_records(kafka_broker.bootstrap, f"{unique_prefix}bars", timeout_s=5)
+
+    _workers(kafka_broker.bootstrap, unique_prefix, tmp_path / "workers.db",
+             "--timeframes", "1s,1m")
+    got = bars_of(tmp_path / "workers.db")
+    assert_bars_equal(comparable(got, tape), comparable(replay_bars(tmp_path, tape), tape),
+                      exact=True)
