@@ -22,6 +22,8 @@ import msgspec
 import numpy as np
 
 from pairflow.analytics.result import PairResult
+from pairflow.book_records import QuoteBar, SpreadCost
+from pairflow.slots import init_through_slots as _init_through_slots
 
 SCHEMA_VERSION = 1
 #: Record kinds whose contract changed since version 1: ``pair`` 2 added the hedge ratios
@@ -148,25 +150,6 @@ class Tick:
         return self.symbol
 
 
-def _init_through_slots(cls: type) -> type:
-    """Give a frozen slots dataclass (without defaults) a faster ``__init__``, same checks.
-
-    The generated ``__init__`` of a frozen dataclass calls ``object.__setattr__`` once per
-    field; setting each slot through its descriptor does the same at half the cost — a
-    replay makes a bar per window, 1.2 M quiet ones for one illiquid symbol-month at 1 s.
-    Instances stay frozen.
-    """
-    names = [f.name for f in dataclasses.fields(cls)]
-    scope = {f"_set_{name}": getattr(cls, name).__set__ for name in names}
-    body = "".join(f"    _set_{name}(self, {name})\n" for name in names)
-    exec(f"def __init__(self, {', '.join(names)}):\n{body}", scope)  # noqa: S102
-    init = scope["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__doc__ = cls.__init__.__doc__
-    cls.__init__ = init
-    return cls
-
-
 @_init_through_slots
 @dataclass(frozen=True, slots=True)
 class Bar:
@@ -209,73 +192,6 @@ class Bar:
         if not self.volume or self.taker_buy_volume is None:
             return None
         return (2.0 * self.taker_buy_volume - self.volume) / self.volume
-
-
-@_init_through_slots
-@dataclass(frozen=True, slots=True)
-class QuoteBar:
-    """Top of the book of one symbol over the bar ``[start, end)`` (see :mod:`pairflow.quotes`).
-
-    Prices in the quote currency; sizes in the exchange's quantity unit (coins on spot and
-    USDⓈ-M, contracts on COIN-M). ``bid``…``microprice`` describe the book at the close (the
-    last quote before ``end``); ``mean_*`` are time-weighted over the window; ``quotes`` counts
-    the quotes timed in the window (0: the book carried in from before).
-    """
-
-    kind: ClassVar[str] = "quote"
-    symbol: str
-    timeframe: str
-    start: int
-    end: int
-    bid: float
-    bid_qty: float
-    ask: float
-    ask_qty: float
-    spread_bps: float
-    mean_spread_bps: float
-    max_spread_bps: float
-    imbalance: float
-    mean_imbalance: float
-    microprice: float
-    quotes: int
-
-    @property
-    def key(self) -> str:
-        """Kafka key and stream key: ``SYMBOL|timeframe``."""
-        return f"{self.symbol}|{self.timeframe}"
-
-
-@_init_through_slots
-@dataclass(frozen=True, slots=True)
-class SpreadCost:
-    """The executable spread of a watched pair at a bar's close (see :mod:`pairflow.costs`).
-
-    ``short_at``/``long_at``: the spread value at which it can be sold/bought at the quotes;
-    ``crossing`` (``long_at − short_at`` in exact arithmetic) and ``fees``: the round trip's
-    book-crossing and taker-fee costs in spread units; ``round_trip_bps``: their sum in bps of
-    the position's gross notional; ``round_trip_z``: in units of the spread's σ (null without σ).
-    """
-
-    kind: ClassVar[str] = "cost"
-    pair: str
-    timeframe: str
-    ts: int
-    beta: float
-    y_bid: float
-    y_ask: float
-    x_bid: float
-    x_ask: float
-    short_at: float
-    long_at: float
-    crossing: float
-    fees: float
-    round_trip_bps: float
-    round_trip_z: float | None
-
-    @property
-    def key(self) -> str:
-        """Kafka key and stream key: ``Y/X|timeframe``."""
-        return f"{self.pair}|{self.timeframe}"
 
 
 class _PairRecord:
