@@ -101,6 +101,15 @@ def replay(
     kafka_prefix: KafkaPrefix = None,
     ticks_to_kafka: Annotated[bool, typer.Option(help="Also publish the normalised ticks to "
                                                  "the `ticks` topic (needs --kafka).")] = False,
+    quotes: Annotated[bool, typer.Option(help="Also read the recordings' @bookTicker quotes "
+                                         "into quote bars (`quotes` table/topic).")] = False,
+    max_pvalue: Annotated[float | None, typer.Option(help="Alert an entry only while the pair's "
+                                                     "Engle-Granger p-value is below this.")
+                          ] = None,
+    net_of_cost: Annotated[bool, typer.Option(help="Alert an entry only when the expected "
+                                              "reversion to the exit threshold beats the "
+                                              "round-trip cost at the quotes (needs "
+                                              "--quotes).")] = False,
     workers: Workers = 1,
     recovery_dir: RecoveryDir = None,
     snapshot_interval: SnapshotInterval = None,
@@ -116,7 +125,8 @@ def replay(
         {"source": "replay", "files": [str(f) for f in files], "symbols": symbols,
          "timeframes": timeframes, "pairs": pairs, "store": str(store) if store else None,
          "kafka": kafka, "speed": speed, "lateness_s": lateness, "kafka_prefix": kafka_prefix,
-         "ticks_to_kafka": ticks_to_kafka or None,
+         "ticks_to_kafka": ticks_to_kafka or None, "quotes": quotes or None,
+         "max_pvalue": max_pvalue, "net_of_cost": net_of_cost or None,
          "recovery_dir": str(recovery_dir) if recovery_dir else None,
          "snapshot_s": snapshot_interval,
          **analytics_options(window, price, lag, entry_z, exit_z, cooldown, beta=beta,

@@ -189,6 +189,11 @@ def print_summary(totals: Counter, elapsed: float) -> None:
              if k.startswith("bars:")]
     rows += [("pair records", totals["pairs"]), ("alerts", totals["alerts"])]
     rows += [("scan records", totals["scans"])] if totals["scans"] else []
+    if totals["quotes_read"]:
+        rows += [("quotes", totals["quotes_read"]), ("late quotes", totals["quotes_late"])]
+        rows += [(f"quote bars {k.partition(':')[2]}", v) for k, v in sorted(totals.items())
+                 if k.startswith("quote_bars:")]
+        rows += [("spread costs", totals["costs"])]
     dead = {k.partition(":")[2]: v for k, v in totals.items() if k.startswith("dead:")}
     rows += [("dead letters", sum(dead.values()))]
     rows += [(f"  {reason}", v) for reason, v in sorted(dead.items())]

@@ -1,10 +1,11 @@
 """The embedded store: one SQLite database (WAL: one writer, many readers).
 
-Tables ``bars``, ``pairs``, ``alerts``, ``deadletter``, ``health`` and ``scan`` hold the records of
-:mod:`pairflow.records` under their JSON field names, keyed like the Kafka topics (each table's
-record, key and time column are stated once, in :data:`TABLES`), and are
-written with idempotent upserts: replaying the same input twice leaves identical content, and a
-flow resumed after a crash rewrites what it replays without duplicates. Dead letters are keyed
+Tables ``bars``, ``quotes``, ``costs``, ``pairs``, ``alerts``, ``deadletter``, ``health`` and
+``scan`` hold the records of :mod:`pairflow.records` under their JSON field names, keyed like
+the Kafka topics (each table's record, key and time column are stated once, in
+:data:`TABLES`), and are written with idempotent upserts: replaying the same input twice leaves
+identical content, and a flow resumed after a crash rewrites what it replays without
+duplicates. Dead letters are keyed
 by a digest of (stage, reason, raw). Universe scan rows are kept for a retention period
 behind the newest scan written (``scan_retention_s``), so the table stays bounded.
 """
@@ -25,7 +26,17 @@ from typing import Any
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from pairflow.errors import StoreError
-from pairflow.records import Alert, Bar, DeadLetter, Health, PairStats, ScanRecord, field_names
+from pairflow.records import (
+    Alert,
+    Bar,
+    DeadLetter,
+    Health,
+    PairStats,
+    QuoteBar,
+    ScanRecord,
+    SpreadCost,
+    field_names,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +62,8 @@ class StoredTable:
 #: Every stored table by name.
 TABLES: dict[str, StoredTable] = {t.name: t for t in (
     StoredTable("bars", "bar", Bar, ("symbol", "timeframe", "start"), "end"),
+    StoredTable("quotes", "quote", QuoteBar, ("symbol", "timeframe", "start"), "end"),
+    StoredTable("costs", "cost", SpreadCost, ("pair", "timeframe", "ts"), "ts"),
     StoredTable("pairs", "pair", PairStats, ("pair", "timeframe", "ts"), "ts"),
     StoredTable("alerts", "alert", Alert, ("alert_id",), "ts"),
     StoredTable("deadletter", "deadletter", DeadLetter, ("id",), "ts"),

@@ -91,7 +91,8 @@ def _pair_step(config: PairflowConfig) -> Callable:
             from pairflow.pairs import PairState
 
             own = settings[bar.timeframe]
-            state = PairState(pair, bar.timeframe, own.estimator, own.alert_state())
+            state = PairState(pair, bar.timeframe, own.estimator, own.alert_state(),
+                              config.market, config.quotes)
         return state, state.update(leg, bar)
 
     return step
@@ -119,7 +120,7 @@ def source_of(config: PairflowConfig, on_progress: Callable | None = None,
     """The input of ``config.source``: files, the Binance feed or the ``ticks`` topic."""
     if config.source == "replay":
         source = ReplaySource(list(config.files), config.symbols, config.speed, on_progress,
-                              on_input_error)
+                              on_input_error, quotes=config.quotes, market=config.market)
         for spec in source.files:
             if spec.interval and spec.interval not in config.timeframes:
                 raise ConfigError(f"{spec.path.name} holds {spec.interval} candles: add "
@@ -168,7 +169,13 @@ def build_flow(
     is_dead = op.branch("split_dead", is_count.falses, lambda i: isinstance(i, DeadLetter))
     is_health = op.branch("split_health", is_dead.falses, lambda i: isinstance(i, Health))
     is_candle = op.branch("split_candles", is_health.falses, lambda i: isinstance(i, Bar))
-    feed = op.key_on("by_symbol", is_candle.falses, lambda item: item.symbol)
+    trade_items, quote_bars, quote_counts = is_candle.falses, [], []
+    if config.quotes:
+        from flows.quotes import split_quotes
+
+        trade_items, *quote_streams = split_quotes(config, trade_items)
+        quote_bars, quote_counts = [quote_streams[0]], [quote_streams[1]]
+    feed = op.key_on("by_symbol", trade_items, lambda item: item.symbol)
     # (symbol, TickChunk | Heartbeat | FeedGap)
     bar_out = op.key_rm("bars_out", op.stateful_batch(
         "bars", feed, lambda state: _BarLogic(state, config)))
@@ -177,7 +184,8 @@ def build_flow(
     bars_or_late = op.branch("split_late", bar_counts.falses, lambda i: isinstance(i, Bar))
     bars = op.merge("all_bars", bars_or_late.trues, is_candle.trues)
     # Bar
-    legs = op.flat_map("fan_out", bars, _fan_out(config))
+    legs = op.flat_map("fan_out", op.merge("quoted_bars", bars, *quote_bars) if quote_bars
+                       else bars, _fan_out(config))
     # ("Y/X|tf", (pair, leg, Bar))
     pair_out = op.key_rm("pairs_out", op.stateful_flat_map("pairs", legs, _pair_step(config)))
     # PairStats | Alert
@@ -185,13 +193,13 @@ def build_flow(
     # ScanRecord, or None without a universe
     dead = op.merge("dead", is_dead.trues, bars_or_late.falses)
     records = op.merge("records", bars, pair_out, dead, is_health.trues,
-                       *([scans] if scans else []))
-    # Bar | PairStats | Alert | DeadLetter | Health | ScanRecord
+                       *([scans] if scans else []), *quote_bars)
+    # Bar | PairStats | Alert | DeadLetter | Health | ScanRecord | QuoteBar | SpreadCost
     all_counts = op.merge("counts", is_count.trues, bar_counts.trues,
                           op.map("count_dead", dead, _dead_count),
                           op.map("count_pairs", pair_out, lambda r: Count(f"{r.kind}s", 1)),
                           *([op.map("count_scans", scans, lambda _: Count("scans", 1))]
-                            if scans else []))
+                            if scans else []), *quote_counts)
     op.output("tally", all_counts, CountSink(tally))
     if config.store:
         op.output("store", records, StoreSink(config.store, config.store_timeout_s,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 from collections.abc import Callable, Mapping
@@ -24,7 +25,7 @@ from pairflow.analytics.settings import HedgeMethod, parse_lag
 from pairflow.errors import ConfigError
 from pairflow.kafka_client import flat_table, kafka_client_from_env, parse_kafka_client
 from pairflow.pair_settings import PairSettings, WindowSpec, parse_window
-from pairflow.records import SYMBOL_PATTERN
+from pairflow.records import SYMBOL_PATTERN, split_symbol
 from pairflow.timeframes import parse_timeframes
 from pairflow.universe.settings import ScanSettings
 
@@ -77,6 +78,10 @@ class PairflowConfig:
         entry_z: |z| at or above which an alert enters.
         exit_z: |z| below which an entered alert exits (< ``entry_z``).
         cooldown_bars: bars after an exit during which no new entry fires.
+        max_pvalue: alert an entry only while the pair's Engle-Granger p-value is below this
+            (None: off).
+        net_of_cost: alert an entry only when the expected reversion to the exit threshold
+            beats the round-trip cost at the quotes (needs ``quotes``).
         lateness_s: allowed lateness of a trade behind the newest trade time, seconds.
         source: ``replay`` (files), ``live`` (Binance WebSocket) or ``kafka`` (ticks topic).
         files: input files of a replay.
@@ -86,6 +91,8 @@ class PairflowConfig:
         kafka_prefix: topic name prefix.
         kafka_partitions: partitions of topics pairflow creates.
         ticks_to_kafka: also publish normalised ticks to the ``ticks`` topic.
+        quotes: read ``@bookTicker`` quotes and write a quote bar (:class:`QuoteBar`) per
+            symbol and bar to the ``quotes`` table/topic.
         kafka_timeout_s: how long records wait for an unreachable broker before the run
             fails with an error.
         kafka_follow: with the ``kafka`` source, keep reading new ticks (False: stop at the
@@ -129,6 +136,8 @@ class PairflowConfig:
     entry_z: float = PairSettings.entry_z
     exit_z: float = PairSettings.exit_z
     cooldown_bars: int = PairSettings.cooldown_bars
+    max_pvalue: float | None = PairSettings.max_pvalue
+    net_of_cost: bool = PairSettings.net_of_cost
     lateness_s: float = 2.0
     source: SourceKind = "replay"
     files: tuple[str, ...] = ()
@@ -138,6 +147,7 @@ class PairflowConfig:
     kafka_prefix: str = "pairflow."
     kafka_partitions: int = 3
     ticks_to_kafka: bool = False
+    quotes: bool = False
     kafka_follow: bool = True
     kafka_timeout_s: float = 120.0
     kafka_client: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
@@ -176,11 +186,21 @@ class PairflowConfig:
     def _check_symbols(self) -> None:
         bad = [s for s in self.symbols if not SYMBOL_PATTERN.match(s)]
         if bad:
-            raise ConfigError(f"malformed symbol(s) {bad}: use upper-case names like BTCUSDT")
+            raise ConfigError(f"malformed symbol(s) {bad}: use upper-case names like BTCUSDT, "
+                              f"on a named market like cm:BTCUSD_PERP")
         if not self.symbols:
             raise ConfigError("no symbols: pass e.g. --symbols BTCUSDT,ETHUSDT or --universe")
         if len(set(self.symbols)) != len(self.symbols):
             raise ConfigError(f"symbols {list(self.symbols)} repeat a name")
+        named = [split_symbol(s) for s in self.symbols]
+        on_market = {(market or self.market, symbol) for market, symbol in named}
+        if len(on_market) != len(self.symbols):
+            raise ConfigError(f"symbols {list(self.symbols)} name one market's symbol twice "
+                              f"(a bare symbol is on the run's market, {self.market})")
+        if self.net_of_cost and not self.quotes:
+            raise ConfigError("net-of-cost alerts weigh the quotes: add --quotes")
+        if self.source == "live" and any(market for market, _ in named):
+            raise ConfigError("a live run reads one market (--market): name its symbols bare")
 
     def _check_pairs(self) -> None:
         for pair in self.pairs:
@@ -253,7 +273,8 @@ class PairflowConfig:
                             entry_z=self.entry_z, exit_z=self.exit_z,
                             cooldown_bars=self.cooldown_bars, beta=self.beta,
                             kalman_delta=self.kalman_delta, kalman_obs_var=self.kalman_obs_var,
-                            rls_lambda=self.rls_lambda)
+                            rls_lambda=self.rls_lambda, max_pvalue=self.max_pvalue,
+                            net_of_cost=self.net_of_cost)
 
     @property
     def scan_settings(self) -> ScanSettings:
@@ -369,8 +390,14 @@ def load_settings(
     return cls(**values)
 
 
+#: A market qualifier after upper-casing a name (``CM:BTCUSD_PERP``, ``BTCUSDT/CM:…``).
+_MARKET_PREFIX = re.compile(r"(^|/)(SPOT|USDM|CM):")
+
+
 def _upper_names(value: Any) -> tuple[str, ...]:
-    return tuple(item.upper() for item in _split(value))
+    """Symbols or pairs upper-cased, their market qualifiers lower-cased (``cm:BTCUSD_PERP``)."""
+    return tuple(_MARKET_PREFIX.sub(lambda m: f"{m.group(1)}{m.group(2).lower()}:", item.upper())
+                 for item in _split(value))
 
 
 def _timeframes(value: Any) -> tuple[str, ...]:

@@ -85,6 +85,8 @@ class PairSettings:
     kalman_delta: float = _HEDGE.kalman_delta
     kalman_obs_var: float | None = _HEDGE.kalman_obs_var
     rls_lambda: float = _HEDGE.rls_lambda
+    max_pvalue: float | None = None
+    net_of_cost: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lag", parse_lag(self.lag))
@@ -100,4 +102,5 @@ class PairSettings:
 
     def alert_state(self) -> AlertState:
         """A fresh alert state machine with these thresholds."""
-        return AlertState(self.entry_z, self.exit_z, self.cooldown_bars)
+        return AlertState(self.entry_z, self.exit_z, self.cooldown_bars, self.max_pvalue,
+                          self.net_of_cost)

@@ -6,6 +6,10 @@ other leg has moved past that end without one — then the end is a feed gap of 
 leg has not started yet) and the pair emits a record without statistics and with a reason.
 Statistics use only aligned bars, in end order, so results do not depend on how the legs'
 bars interleave (the same on one worker or many).
+
+With quotes, each leg's :class:`QuoteBar` s come too (their own watermark: before or after the
+bar of the same end); the executable spread of an end (:func:`pairflow.costs.spread_cost`) is
+emitted once both legs' quote bars and the statistics with a hedge ratio for it are in.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from dataclasses import dataclass, field
 
 from pairflow.alerts import AlertState
 from pairflow.analytics import EstimatorSettings, PairEstimator, PairResult
-from pairflow.records import Alert, Bar, PairStats
+from pairflow.costs import leg_fee_bps, spread_cost
+from pairflow.records import Alert, Bar, PairStats, QuoteBar, SpreadCost
 
 #: Ends buffered for one leg while the other has sent nothing at all; beyond this the oldest
 #: are released as "leg not started" so a dead leg cannot grow memory without bound.
@@ -31,23 +36,38 @@ class PairState:
         timeframe: the bars' timeframe.
         settings: estimator settings (window, price transform, lag policy).
         alerts: the alert state machine.
+        market: the run's market (the fee of a leg without a named market).
+        quotes: whether quote bars come (then each end's statistics wait for them).
     """
 
     pair: str
     timeframe: str
     settings: EstimatorSettings
     alerts: AlertState
+    market: str = "spot"
+    quotes: bool = False
     estimator: PairEstimator = field(init=False)
     pending: dict[int, list[Bar | None]] = field(default_factory=dict)
     latest_end: list[int | None] = field(default_factory=lambda: [None, None])
     first_end: list[int | None] = field(default_factory=lambda: [None, None])
+    #: Per end: the legs' quote bars and the (β, σ) of the statistics, until all are in.
+    quoted: dict[int, list] = field(default_factory=dict)
+    #: Net-of-cost alerts: statistics waiting for their end's cost, in end order, and the
+    #: costs not yet weighed.
+    waiting: list[PairStats] = field(default_factory=list)
+    costed: dict[int, SpreadCost] = field(default_factory=dict)
+    last_costed: int | None = None
 
     def __post_init__(self) -> None:
         self.estimator = PairEstimator(self.settings)
         self.legs = tuple(self.pair.split("/"))
+        self.fees = tuple(leg_fee_bps(leg, self.market) for leg in self.legs)
 
-    def update(self, leg: int, bar: Bar) -> list[PairStats | Alert]:
-        """Take the next bar of leg 0 (Y) or 1 (X); return the records now complete."""
+    def update(self, leg: int, bar: Bar | QuoteBar) -> list[PairStats | Alert | SpreadCost]:
+        """Take the next bar or quote bar of leg 0 (Y) or 1 (X); return the records completed."""
+        if isinstance(bar, QuoteBar):
+            costs = self._quoted(bar.end, leg, bar)
+            return [*costs, *self._weigh(costs)] if self.alerts.net_of_cost else costs
         slot = self.pending.setdefault(bar.end, [None, None])
         slot[leg] = bar
         self.latest_end[leg] = bar.end
@@ -73,12 +93,58 @@ class PairState:
             return len(self.pending) > MAX_PENDING
         return latest > end
 
-    def _aligned(self, end: int, y_bar: Bar, x_bar: Bar) -> list[PairStats | Alert]:
+    def _aligned(self, end: int, y_bar: Bar, x_bar: Bar) -> list:
         self.estimator.update(y_bar.close, x_bar.close)
         stats = self._record(end, self.estimator.result())
+        costs = (self._quoted(end, 2, (stats.beta, stats.spread_std))
+                 if self.quotes and stats.beta is not None else [])
+        if self.alerts.net_of_cost:
+            self.waiting.append(stats)
+            return [stats, *costs, *self._weigh(costs)]
         alerts = self.alerts.update(self.pair, self.timeframe, end, stats.zscore, stats.spread,
-                                    stats.beta)
-        return [stats, *alerts]
+                                    stats.beta, pvalue=stats.eg_pvalue)
+        return [stats, *alerts, *costs]
+
+    def _weigh(self, costs: list[SpreadCost]) -> list[Alert]:
+        """Alerts of the waiting statistics, in end order, as their ends' costs become known.
+
+        An end whose cost cannot come any more (a later end was costed: its quote bars are
+        missing) is weighed without one, so it fires no entry.
+        """
+        for cost in costs:
+            self.costed[cost.ts] = cost
+            self.last_costed = cost.ts
+        out: list[Alert] = []
+        while self.waiting:
+            stats = self.waiting[0]
+            cost = self.costed.pop(stats.ts, None)
+            hopeless = (stats.beta is None or len(self.waiting) > MAX_PENDING
+                        or (self.last_costed is not None and self.last_costed > stats.ts))
+            if cost is None and not hopeless:
+                break
+            del self.waiting[0]
+            out.extend(self.alerts.update(
+                self.pair, self.timeframe, stats.ts, stats.zscore, stats.spread, stats.beta,
+                pvalue=stats.eg_pvalue, sigma=stats.spread_std, cost=cost))
+        return out
+
+    def _quoted(self, end: int, part: int, value: QuoteBar | tuple) -> list[SpreadCost]:
+        """Hold a leg's quote bar (part 0, 1) or the statistics (2) of ``end``.
+
+        Returns the cost when all three are in. Each part arrives in end order, so ends at or
+        before a costed one are forgotten; at most ``MAX_PENDING`` ends wait.
+        """
+        slot = self.quoted.setdefault(end, [None, None, None])
+        slot[part] = value
+        if None in slot:
+            if len(self.quoted) > MAX_PENDING:
+                del self.quoted[min(self.quoted)]
+            return []
+        y, x, (beta, spread_std) = slot
+        for done in [e for e in self.quoted if e <= end]:
+            del self.quoted[done]
+        return [spread_cost(self.pair, self.timeframe, end, self.settings.price, beta,
+                            spread_std, y, x, *self.fees)]
 
     def _unaligned(self, end: int, y_bar: Bar | None, x_bar: Bar | None) -> PairStats:
         missing = 0 if y_bar is None else 1

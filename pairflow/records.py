@@ -3,7 +3,7 @@
 Times are integer microseconds since the Unix epoch, UTC. Prices and sizes are floats
 (Binance sends decimal strings; they are parsed once, at the edge). Every record serialises
 to one JSON object carrying its kind's schema version ``"v"`` (:func:`schema_version`: 1, the
-pair record 2); field names are the contract shared with Kafka
+pair and alert records 2); field names are the contract shared with Kafka
 consumers, the SQLite store and the CSV export (see ``docs/architecture.md``).
 """
 
@@ -22,19 +22,54 @@ import msgspec
 import numpy as np
 
 from pairflow.analytics.result import PairResult
+from pairflow.book_records import QuoteBar, SpreadCost
+from pairflow.slots import init_through_slots as _init_through_slots
 
 SCHEMA_VERSION = 1
 #: Record kinds whose contract changed since version 1: ``pair`` 2 added the hedge ratios
 #: ``beta_ols``, ``beta_kalman``, ``beta_rls``, ``beta_se`` and the estimator's ``hedge``.
-SCHEMA_VERSIONS: dict[str, int] = {"pair": 2}
+#: ``alert`` 2 added the executable prices ``y_price``, ``x_price`` and the net ``edge``.
+SCHEMA_VERSIONS: dict[str, int] = {"pair": 2, "alert": 2}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TickSource = Literal["live", "replay", "backfill"]
 AlertKind = Literal["enter_upper", "enter_lower", "exit"]
 
 
-#: An exchange symbol: upper-case letters and digits, as Binance spells them (``BTCUSDT``).
-SYMBOL_TEXT = "[A-Z0-9]{2,20}"
-SYMBOL_PATTERN = re.compile(f"^{SYMBOL_TEXT}$")
+#: An exchange symbol: upper-case letters and digits, as Binance spells them (``BTCUSDT``),
+#: with a contract suffix on futures (``BTCUSD_PERP``, ``BTCUSDT_240927``).
+SYMBOL_TEXT = "[A-Z0-9]{2,20}(?:_[A-Z0-9]{1,12})?"
+EXCHANGE_SYMBOL_PATTERN = re.compile(f"^{SYMBOL_TEXT}$")
+#: The Binance markets a symbol may name: spot, USDⓈ-M futures, COIN-M futures.
+MARKET_NAMES = ("spot", "usdm", "cm")
+#: A symbol as pairflow names it: an exchange symbol, optionally on a named market
+#: (``cm:BTCUSD_PERP``); a bare one is on the run's market.
+SYMBOL_PATTERN = re.compile(f"^(?:(?:{'|'.join(MARKET_NAMES)}):)?{SYMBOL_TEXT}$")
+_COINM_SYMBOL = re.compile("^[A-Z0-9]+USD_[A-Z0-9]+$")
+
+
+def split_symbol(name: str) -> tuple[str | None, str]:
+    """(market or None when bare, exchange symbol) of a symbol name.
+
+    >>> split_symbol("cm:BTCUSD_PERP"), split_symbol("BTCUSDT")
+    (('cm', 'BTCUSD_PERP'), (None, 'BTCUSDT'))
+    """
+    market, _, symbol = name.rpartition(":")
+    return market or None, symbol
+
+
+def frame_market(futures: bool, symbol: str) -> str:
+    """The market a frame came from: spot unless it is a futures frame.
+
+    COIN-M futures are those whose symbol is a USD pair with a contract suffix
+    (``BTCUSD_PERP``, ``ETHUSD_240927``); USDⓈ-M ones are USDT/USDC pairs.
+
+    >>> [frame_market(False, "BTCUSDT"), frame_market(True, "BTCUSDT"),
+    ...  frame_market(True, "BTCUSD_PERP")]
+    ['spot', 'usdm', 'cm']
+    """
+    if not futures:
+        return "spot"
+    return "cm" if _COINM_SYMBOL.match(symbol) else "usdm"
 
 #: Microseconds since the epoch exceed this after 1973; milliseconds will not before the
 #: year 5138, so one threshold tells the two units apart.
@@ -115,25 +150,6 @@ class Tick:
         return self.symbol
 
 
-def _init_through_slots(cls: type) -> type:
-    """Give a frozen slots dataclass (without defaults) a faster ``__init__``, same checks.
-
-    The generated ``__init__`` of a frozen dataclass calls ``object.__setattr__`` once per
-    field; setting each slot through its descriptor does the same at half the cost — a
-    replay makes a bar per window, 1.2 M quiet ones for one illiquid symbol-month at 1 s.
-    Instances stay frozen.
-    """
-    names = [f.name for f in dataclasses.fields(cls)]
-    scope = {f"_set_{name}": getattr(cls, name).__set__ for name in names}
-    body = "".join(f"    _set_{name}(self, {name})\n" for name in names)
-    exec(f"def __init__(self, {', '.join(names)}):\n{body}", scope)  # noqa: S102
-    init = scope["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__doc__ = cls.__init__.__doc__
-    cls.__init__ = init
-    return cls
-
-
 @_init_through_slots
 @dataclass(frozen=True, slots=True)
 class Bar:
@@ -165,6 +181,17 @@ class Bar:
     def key(self) -> str:
         """Kafka key and stream key: ``SYMBOL|timeframe``."""
         return f"{self.symbol}|{self.timeframe}"
+
+    @property
+    def taker_imbalance(self) -> float | None:
+        """Taker flow: (taker-buy − taker-sell volume) / volume; None without trades or sides.
+
+        >>> Bar("X", "1s", 0, 1, 1.0, 1.0, 1.0, 1.0, 4.0, 4.0, 1.0, 2, 3.0, 1, 2).taker_imbalance
+        0.5
+        """
+        if not self.volume or self.taker_buy_volume is None:
+            return None
+        return (2.0 * self.taker_buy_volume - self.volume) / self.volume
 
 
 class _PairRecord:
@@ -240,6 +267,13 @@ class Alert:
     threshold: float
     spread: float
     beta: float
+    #: The executable prices of the trade the alert calls for (entry: sell Y at its bid on
+    #: ``enter_upper``…; exit: the reverse) and, on an entry, the expected reversion to the
+    #: exit threshold net of the round-trip cost, in spread units; null when the alert was
+    #: not weighed against the quotes (cost-aware alerts off).
+    y_price: float | None = None
+    x_price: float | None = None
+    edge: float | None = None
 
     @property
     def key(self) -> str:
@@ -335,9 +369,10 @@ class ScanRecord:
         return f"{self.pair}|{self.timeframe}"
 
 
-Record = Tick | Bar | PairStats | Alert | DeadLetter | Health | ScanRecord
+Record = Tick | Bar | QuoteBar | SpreadCost | PairStats | Alert | DeadLetter | Health | ScanRecord
 RECORD_TYPES: dict[str, type] = {
-    cls.kind: cls for cls in (Tick, Bar, PairStats, Alert, DeadLetter, Health, ScanRecord)
+    cls.kind: cls for cls in (Tick, Bar, QuoteBar, SpreadCost, PairStats, Alert, DeadLetter,
+                              Health, ScanRecord)
 }
 #: The JSON name of ``Alert.alert_kind`` is ``kind`` (DESIGN.md); Python reserves ``kind``
 #: on every record class for the record type.

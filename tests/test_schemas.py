@@ -17,7 +17,9 @@ from pairflow.records import (
     DeadLetter,
     Health,
     PairStats,
+    QuoteBar,
     ScanRecord,
+    SpreadCost,
     Tick,
     field_names,
     schema_version,
@@ -26,8 +28,8 @@ from pairflow.records import (
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 #: Schema file stem of each record kind.
-SCHEMA_NAMES = {kind: kind for kind in ("tick", "bar", "pair", "alert", "deadletter", "health",
-                                         "scan")}
+SCHEMA_NAMES = {kind: kind for kind in ("tick", "bar", "quote", "cost", "pair", "alert",
+                                         "deadletter", "health", "scan")}
 
 
 def load_schema(kind: str) -> dict[str, Any]:
@@ -95,6 +97,13 @@ def sample_records() -> list[Any]:
                    **dict.fromkeys(["beta", "zscore", "corr", "half_life", "eg_stat",
                                     "eg_pvalue_yx", "eg_pvalue_xy", "eg_pvalue", "eg_qvalue",
                                     "variance_ratio", "hurst"])),
+        QuoteBar(bid=57_001.4, bid_qty=1.25, ask=57_001.5, ask_qty=0.5, spread_bps=0.0175,
+                 mean_spread_bps=0.02, max_spread_bps=0.3, imbalance=0.43, mean_imbalance=-0.1,
+                 microprice=57_001.47, quotes=4, **bar),
+        SpreadCost(pair="spot:BTCUSDT/cm:BTCUSD_PERP", timeframe="1s", ts=t0 + 1_000_000,
+                   beta=0.98, y_bid=61_685.99, y_ask=61_686.0, x_bid=61_668.6, x_ask=61_668.7,
+                   short_at=0.21, long_at=0.2100018, crossing=1.8e-6, fees=0.00297,
+                   round_trip_bps=15.0, round_trip_z=None),
     ]  # fmt: skip
 
 

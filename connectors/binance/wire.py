@@ -4,7 +4,8 @@ Handles combined-stream envelopes (``{"stream": "btcusdt@trade", "data": {...}}`
 payloads, for spot ``@trade`` (with or without the legacy ``b``/``a`` order ids), spot
 ``@aggTrade``, USDⓈ-M futures ``@trade`` (``X`` = ``MARKET`` are trades; other fills are
 skipped but keep trade-id contiguity) and futures ``@aggTrade`` (no ``M``). Other streams
-(``@bookTicker``, ``@depth…``, ``@kline…``, REST snapshots) are counted by kind and skipped.
+(``@depth…``, ``@kline…``, REST snapshots) are counted by kind and skipped; so is
+``@bookTicker`` unless the parser is asked for quotes (:mod:`connectors.binance.quotes`).
 
 Frames are decoded many at a time by msgspec (one JSON array per batch): decoding is the floor
 of the whole pipeline's cost. A batch with a bad frame is decoded again frame by frame so the
@@ -22,7 +23,16 @@ from typing import Annotated
 import msgspec
 import numpy as np
 
-from pairflow.records import SYMBOL_PATTERN, DeadLetter, TickSource, exchange_time_us
+from connectors.binance.quotes import QuoteClock, decode_quotes, quote_chunks
+from pairflow.quotes import QuoteChunk
+from pairflow.records import (
+    EXCHANGE_SYMBOL_PATTERN,
+    DeadLetter,
+    TickSource,
+    exchange_time_us,
+    frame_market,
+    split_symbol,
+)
 from pairflow.ticks import TickChunk
 
 #: Ids and times as numpy int64 holds them; larger numbers are bad input, not an overflow.
@@ -75,6 +85,7 @@ class ParsedFrames:
     """The result of parsing a batch: per-symbol chunks, dead letters, skipped counts."""
 
     chunks: dict[str, TickChunk] = field(default_factory=dict)
+    quotes: dict[str, QuoteChunk] = field(default_factory=dict)
     dead: list[DeadLetter] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
     frames: int = 0
@@ -135,9 +146,14 @@ class FrameParser:
 
     Args:
         symbols: the symbols to keep; trades of any other symbol are dead letters
-            (``unknown_symbol``).
+            (``unknown_symbol``). A symbol may name its market (``cm:BTCUSD_PERP``); then each
+            frame's market is told from the frame (:func:`~pairflow.records.frame_market`) and
+            chunks carry the symbol's name as given.
         source: the ``source`` of the ticks made (``replay``, ``live``, ``backfill``).
         stage: the dead-letter stage name.
+        quotes: parse ``@bookTicker`` frames into quote chunks (else they are counted as
+            skipped, like other streams).
+        market: the market of the bare symbols when some symbol names its market.
     """
 
     def __init__(
@@ -145,11 +161,23 @@ class FrameParser:
         symbols: frozenset[str] | set[str],
         source: TickSource,
         stage: str = "parse",
+        quotes: bool = False,
+        market: str = "spot",
     ):
         self.symbols = frozenset(symbols)
+        #: (market, exchange symbol) → name, when some symbol names its market; else None:
+        #: symbols are exchange symbols, whatever market a frame came from.
+        self._names: dict[tuple[str, str], str] | None = None
+        if any(split_symbol(name)[0] for name in self.symbols):
+            self._names = {}
+            for name in self.symbols:
+                named, exchange_symbol = split_symbol(name)
+                self._names[(named or market, exchange_symbol)] = name
         self.source = source
         self._stream_kinds: dict[bytes, str] = {}
         self.stage = stage
+        self.quotes = quotes
+        self._clock = QuoteClock()
 
     def parse(self, frames: list[tuple[int, bytes]],
               origin_at: Callable[[int], str] | None = None) -> ParsedFrames:
@@ -163,6 +191,8 @@ class FrameParser:
         where = origin_at or _nowhere
         enveloped: list[tuple[int, bytes, str | int]] = []
         raw: list[tuple[int, bytes, str | int]] = []
+        book: list[tuple[int, bytes, bool]] = []
+        quoting = self.quotes
         kinds = self._stream_kinds
         prefix = len(_STREAM_PREFIX)
         for index, (recv, frame) in enumerate(frames):
@@ -172,14 +202,13 @@ class FrameParser:
                 kind = kinds.get(stream)
                 if kind is None:
                     kind = kinds[stream] = stream_kind(stream.decode("ascii", "replace"))
-                if kind in _TRADE_KINDS:
-                    enveloped.append((recv, frame, index))
-                else:
-                    out.skipped[kind] += 1
-                continue
-            kind, in_envelope = _classify(frame)
+                in_envelope = True
+            else:
+                kind, in_envelope = _classify(frame)
             if kind in _TRADE_KINDS:
                 (enveloped if in_envelope else raw).append((recv, frame, index))
+            elif quoting and kind == "bookTicker":
+                book.append((recv, frame, in_envelope))
             elif kind:
                 out.skipped[kind] += 1
             else:
@@ -193,7 +222,26 @@ class FrameParser:
         for chunk in parts:
             previous = out.chunks.get(chunk.symbol)
             out.chunks[chunk.symbol] = chunk if previous is None else _concat(previous, chunk)
+        if quoting:
+            self._quotes(book, out)
         return out
+
+    def _quotes(self, book: list[tuple[int, bytes, bool]], out: ParsedFrames) -> None:
+        """Quote chunks of the batch's ``bookTicker`` frames, timed (spot) by the trades.
+
+        The clock learns from every batch's trades, with quotes or not.
+        """
+        chunks = {}
+        if book:
+            recv, payloads = decode_quotes([r for r, _, _ in book], [f for _, f, _ in book],
+                                           [e for _, _, e in book], out.skipped)
+            names = [self.name_of(p.T is not None, p.s) for p in payloads]
+            chunks = quote_chunks(recv, payloads, names, self.symbols, out.skipped)
+        for symbol in sorted(chunks.keys() | out.chunks.keys()):
+            timed = self._clock.time(symbol, chunks.get(symbol), out.chunks.get(symbol),
+                                     out.skipped)
+            if timed is not None and len(timed):
+                out.quotes[symbol] = timed
 
     def _decode(self, batch, many, one, enveloped, where, parts: list[TickChunk], out) -> None:
         try:
@@ -255,6 +303,8 @@ class FrameParser:
         """
         n = len(payloads)
         symbols = [p.s for p in payloads]
+        names = symbols if self._names is None else [self.name_of(p.M is None, p.s)
+                                                     for p in payloads]
         kinds = {p.e for p in payloads}
         trade_ids = [p.t for p in payloads]
         if kinds == {"trade"} and None not in trade_ids:
@@ -278,9 +328,10 @@ class FrameParser:
         if market.count(None) != n:
             ghost = np.array([x is not None and x != "MARKET" for x in market])
             ok |= ghost & (times > 0)
-        usable = {s: bool(SYMBOL_PATTERN.match(s)) and s in self.symbols for s in set(symbols)}
+        usable = {n: bool(EXCHANGE_SYMBOL_PATTERN.match(s)) and n in self.symbols
+                  for s, n in set(zip(symbols, names, strict=True))}
         if not all(usable.values()):
-            ok &= np.array([usable[s] for s in symbols])
+            ok &= np.array([usable[n] for n in names])
         if streams is not None:
             stream_symbol = {st: st.partition("@")[0].upper() for st in set(streams)}
             carried = [stream_symbol[st] for st in streams]
@@ -292,7 +343,7 @@ class FrameParser:
         ts = exchange_time_us(times)
         maker = np.array([p.m for p in payloads], np.bool_)
         for symbol in sorted({s for s, good in usable.items() if good}):
-            mask = ok if len(usable) == 1 else ok & (np.array(symbols) == symbol)
+            mask = ok if len(usable) == 1 else ok & (np.array(names) == symbol)
             trades = mask & ~ghost
             if ghost.any():
                 for kind in (market[i] for i in np.flatnonzero(mask & ghost).tolist()):
@@ -332,10 +383,11 @@ class FrameParser:
             return "missing_field: aggTrade needs `a`, `f` and `l`"
         elif p.l < p.f:
             return f"bad_value: aggTrade last id {p.l} < first id {p.f}"
-        if not SYMBOL_PATTERN.match(p.s):
+        if not EXCHANGE_SYMBOL_PATTERN.match(p.s):
             return f"bad_symbol: {p.s!r} is not an upper-case Binance symbol"
-        if p.s not in self.symbols:
-            return f"unknown_symbol: {p.s} is not among {sorted(self.symbols)}"
+        name = self.name_of(p.M is None, p.s)
+        if name not in self.symbols:
+            return f"unknown_symbol: {name} is not among {sorted(self.symbols)}"
         if not (math.isfinite(p.p) and math.isfinite(p.q)):
             return f"non_finite: price {p.p} qty {p.q}"
         if p.p <= 0 or p.q <= 0:
@@ -344,6 +396,13 @@ class FrameParser:
         if p.T <= 0:
             return f"bad_value: trade time {p.T}"
         return None
+
+    def name_of(self, futures: bool, symbol: str) -> str:
+        """The name chunks carry for an exchange symbol of a spot or futures frame."""
+        if self._names is None:
+            return symbol
+        market = frame_market(futures, symbol)
+        return self._names.get((market, symbol), f"{market}:{symbol}")
 
     def _dead(self, reason: str, frame: bytes, origin: str, recv_ts: int) -> DeadLetter:
         return DeadLetter(self.stage, reason, frame.decode("utf-8", "replace"), recv_ts, origin)

@@ -11,6 +11,8 @@ DEFAULT_PREFIX: Final = "pairflow."
 TOPIC_SUFFIXES: Final[dict[str, str]] = {
     "tick": "ticks",
     "bar": "bars",
+    "quote": "quotes",
+    "cost": "costs",
     "pair": "pairs",
     "alert": "alerts",
     "deadletter": "deadletter",

@@ -14,6 +14,7 @@ from connectors.replay.files import decompressed_size, read_ahead
 from connectors.replay.formats import InputFile
 from connectors.replay.readers import file_blocks
 from pairflow.errors import InputFileError
+from pairflow.quotes import QuoteChunk
 from pairflow.records import Bar, DeadLetter
 from pairflow.ticks import TickChunk
 
@@ -30,6 +31,7 @@ class ReplayBatch:
     skipped: Counter
     frames: int = 0
     bars: list[Bar] = field(default_factory=list)
+    quotes: list[QuoteChunk] = field(default_factory=list)
 
 
 @dataclass
@@ -136,16 +138,20 @@ class MergedReplay:
         files: the input files (any order; they are sorted by first receive time, then path).
         symbols: the symbols to keep.
         stage: the dead-letter stage name for bad lines.
+        quotes: parse recordings' ``@bookTicker`` frames into quote chunks too.
+        market: the market of bare symbols when some symbol names its market.
     """
 
-    def __init__(self, files: list[InputFile], symbols: frozenset[str], stage: str = "replay"):
+    def __init__(self, files: list[InputFile], symbols: frozenset[str], stage: str = "replay",
+                 quotes: bool = False, market: str = "spot"):
         ordered = sorted(files, key=lambda f: (f.first_key, str(f.path)))
         self.paths = [f.path for f in ordered]
         #: Decompressed bytes in all files: with :attr:`bytes_read`, the progress of a replay.
         self.total_bytes = sum(decompressed_size(p) for p in self.paths)
         # One counter per file: each file is read on its own thread.
         self._bytes_read: list[list[int]] = []
-        self._parser = FrameParser(symbols, "replay", stage=stage)
+        self._parser = FrameParser(symbols, "replay", stage=stage, quotes=quotes,
+                                   market=market)
 
         def open_blocks(spec: InputFile) -> Iterator[Block]:
             self._bytes_read.append([0])
@@ -280,6 +286,7 @@ class MergedReplay:
         out.skipped.update(parsed.skipped)
         out.dead.extend(parsed.dead)
         out.chunks.extend(parsed.chunks.values())
+        out.quotes.extend(parsed.quotes.values())
         for column in (pending.frames, pending.keys, pending.files, pending.lines,
                        pending.sizes):
             column.clear()

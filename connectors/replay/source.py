@@ -16,10 +16,11 @@ from connectors.replay.merge import MergedReplay
 from connectors.replay.readers import BLOCK_LINES
 from pairflow.errors import InputFileError
 from pairflow.metrics import Count, counts
+from pairflow.quotes import QuoteChunk
 from pairflow.records import SYMBOL_PATTERN, Bar, DeadLetter
 from pairflow.ticks import Heartbeat, TickChunk
 
-ReplayItem = TickChunk | Bar | DeadLetter | Heartbeat | Count
+ReplayItem = TickChunk | QuoteChunk | Bar | DeadLetter | Heartbeat | Count
 
 
 class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
@@ -43,6 +44,10 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
         on_input_error: called with each file that could not be read to its end (cut short,
             corrupt) once the replay has emitted everything else; without it the first such
             error is raised then.
+        quotes: also emit recordings' ``@bookTicker`` quotes as
+            :class:`~pairflow.quotes.QuoteChunk` s (after the batch's tick chunks).
+        market: the market of bare symbols when some symbol names its market
+            (``cm:BTCUSD_PERP``).
     """
 
     def __init__(
@@ -52,12 +57,15 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
         speed: float | None = None,
         on_progress: Callable[[float, float], None] | None = None,
         on_input_error: Callable[[InputFileError], None] | None = None,
+        quotes: bool = False,
+        market: str = "spot",
     ):
         if not paths:
             raise InputFileError("no input file given")
         bad = [s for s in symbols if not SYMBOL_PATTERN.match(s)]
         if bad:
-            raise InputFileError(f"malformed symbols {bad}: use upper-case names like BTCUSDT")
+            raise InputFileError(f"malformed symbols {bad}: use upper-case names like BTCUSDT "
+                                 "or cm:BTCUSD_PERP")
         if speed is not None and speed <= 0:
             raise InputFileError(f"replay speed must be > 0, got {speed}")
         self.files = [inspect_file(p) for p in paths]
@@ -65,6 +73,8 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
         self.speed = speed
         self.on_progress = on_progress
         self.on_input_error = on_input_error
+        self.quotes = quotes
+        self.market = market
 
     def list_parts(self) -> list[str]:
         """The single replay partition."""
@@ -78,7 +88,8 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
 class _ReplayPartition(StatefulSourcePartition[ReplayItem, int]):
     def __init__(self, source: ReplaySource, skip_lines: int):
         self._source = source
-        self._replay = MergedReplay(source.files, frozenset(source.symbols))
+        self._replay = MergedReplay(source.files, frozenset(source.symbols),
+                                    quotes=source.quotes, market=source.market)
         self._finished = False
         self._reported = 0
         self._wall_origin: float | None = None
@@ -105,6 +116,9 @@ class _ReplayPartition(StatefulSourcePartition[ReplayItem, int]):
             return []
         out = self._replay.read(BLOCK_LINES, until if until is not True else None)
         items: list[ReplayItem] = [c for c in out.chunks if len(c)]
+        if out.quotes:
+            items.extend(out.quotes)
+            items.append(Count("quotes_read", sum(len(q) for q in out.quotes)))
         items.extend(out.bars)
         items.extend(counts(Counter(f"bars:{bar.timeframe}" for bar in out.bars)))
         items.extend(out.dead)
