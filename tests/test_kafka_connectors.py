@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -245,6 +246,8 @@ def test_ticks_round_trip_through_kafka_with_dead_letters(
     assert {d.stage for d in dead} == {TICK_DEAD_STAGE}
     # Each names its origin: the topic, partition and offset it was read at.
     assert all(f"(topic {topic} partition " in d.reason and " offset " in d.reason for d in dead)
+    assert all(re.fullmatch(rf"{re.escape(topic)}/\d+@\d+", d.origin) for d in dead)
+    assert len({d.origin for d in dead}) == len(dead)
     reasons = " | ".join(d.reason for d in dead)
     assert "malformed" in reasons and "$.v" in reasons and "missing required field" in reasons
     assert "bad mark" in reasons

@@ -44,7 +44,8 @@ def _dead(message: Message, reason: str) -> DeadLetter:
     """A dead letter naming the message's origin (topic, partition, offset)."""
     where = f"topic {message.topic()} partition {message.partition()} offset {message.offset()}"
     raw = (message.value() or b"").decode("utf-8", errors="replace")
-    return DeadLetter(TICK_DEAD_STAGE, f"{reason} ({where})", raw, _now_us())
+    return DeadLetter(TICK_DEAD_STAGE, f"{reason} ({where})", raw, _now_us(),
+                      f"{message.topic()}/{message.partition()}@{message.offset()}")
 
 
 class _TickPartition(StatefulSourcePartition[TickItem, int]):
