@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -62,21 +63,43 @@ def _free_ports(count: int) -> list[int]:
 
 
 def _workers(bootstrap: str, prefix: str, store: Path, *extra: str) -> None:
-    """Two `pairflow worker` processes of one cluster over the ticks topic, to its end."""
-    addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+    """Two `pairflow worker` processes of one cluster over the ticks topic, to its end.
+
+    A worker that fails leaves the other one retrying its connection forever, so both are
+    watched together; a cluster that fails to form (a worker could not listen on its port: the
+    free ports picked here may be taken by another process meanwhile) is started once more on
+    fresh ports, and a second failure reports both workers' output.
+    """
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PAIRFLOW_")}
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker", "--symbols", ",".join(SYMBOLS),
-         "--kafka", bootstrap, "--kafka-prefix", prefix, "--no-follow", "--store", str(store),
-         "-i", str(i), "-a", addresses, *extra],
-        cwd=ROOT, env={**clean, "PAIRFLOW_KAFKA_PARTITIONS": PARTITIONS},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
-    try:
-        outputs = [p.communicate(timeout=180) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    assert [p.returncode for p in procs] == [0, 0], outputs
+    for attempt in range(2):
+        addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+        logs = [store.with_name(f"{store.stem}-worker{i}-{attempt}.log") for i in range(2)]
+        procs = []
+        for i, log in enumerate(logs):
+            with log.open("w") as out:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "app.cli", "worker", "--symbols", ",".join(SYMBOLS),
+                     "--kafka", bootstrap, "--kafka-prefix", prefix, "--no-follow", "--store",
+                     str(store), "-i", str(i), "-a", addresses, *extra],
+                    cwd=ROOT, env={**clean, "PAIRFLOW_KAFKA_PARTITIONS": PARTITIONS},
+                    stdout=out, stderr=subprocess.STDOUT, text=True))
+        deadline = time.monotonic() + 180
+        try:
+            while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+                if any(p.poll() not in (None, 0) for p in procs):
+                    break  # one failed: the other would wait for it forever
+                time.sleep(0.2)
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+        codes = [p.returncode for p in procs]
+        if codes == [0, 0]:
+            return
+        outputs = [log.read_text() for log in logs]
+        if attempt == 0 and "Address already in use" in "".join(outputs):
+            continue
+        raise AssertionError(f"workers ended with {codes}: {outputs}")
 
 
 def test_workers_fed_by_kafka_make_the_live_flows_records(tmp_path, tape, kafka_broker,
