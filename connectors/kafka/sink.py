@@ -17,22 +17,27 @@ from pairflow.errors import SinkError
 from pairflow.records import to_json
 
 
-class _KafkaRecordPartition(StatelessSinkPartition[Any]):
-    def __init__(self, producer: DeliveringProducer, topic_prefix: str) -> None:
+class ProducerPartition(StatelessSinkPartition[Any]):
+    """A sink partition over one :class:`DeliveringProducer`: the delivery protocol.
+
+    The first failed delivery is raised by the next batch (or by ``close``); a partition whose
+    failure was raised abandons its queue at ``close`` instead of raising again. Subclasses say
+    only how a batch's items are produced (:meth:`produce_items`).
+    """
+
+    def __init__(self, producer: DeliveringProducer) -> None:
         self._producer = producer
-        self._prefix = topic_prefix
         self._failed = False
 
+    def produce_items(self, items: list[Any]) -> None:
+        """Hand the batch's items to the producer."""
+        raise NotImplementedError
+
     def write_batch(self, items: list[Any]) -> None:
+        """Produce a batch; raise the first failed delivery seen so far."""
         try:
             self._producer.raise_if_failed()
-            for record in items:
-                kind = getattr(record, "kind", None)
-                if kind is None:
-                    msg = f"KafkaRecordSink got {type(record).__name__}, not a pairflow record"
-                    raise SinkError(msg)
-                topic = topic_for(kind, self._prefix)
-                self._producer.produce(topic, record_key(record), to_json(record))
+            self.produce_items(items)
             # Serve delivery reports without waiting, so failures surface at the next batch.
             self._producer.poll(0)
             self._producer.raise_if_failed()
@@ -41,12 +46,28 @@ class _KafkaRecordPartition(StatelessSinkPartition[Any]):
             raise
 
     def close(self) -> None:
+        """Flush what is queued, or abandon it after a raised failure."""
         if self._failed:
             # The failure has been raised and ends the run; Bytewax closes the partition while
             # unwinding, when raising again would abort the process.
             self._producer.abandon()
         else:
             self._producer.close()
+
+
+class _KafkaRecordPartition(ProducerPartition):
+    def __init__(self, producer: DeliveringProducer, topic_prefix: str) -> None:
+        super().__init__(producer)
+        self._prefix = topic_prefix
+
+    def produce_items(self, items: list[Any]) -> None:
+        for record in items:
+            kind = getattr(record, "kind", None)
+            if kind is None:
+                msg = f"KafkaRecordSink got {type(record).__name__}, not a pairflow record"
+                raise SinkError(msg)
+            topic = topic_for(kind, self._prefix)
+            self._producer.produce(topic, record_key(record), to_json(record))
 
 
 class KafkaRecordSink(DynamicSink[Any]):

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.outputs import DynamicSink
 
 from connectors.kafka.admin import ensure_topics
 from connectors.kafka.producer import DeliveringProducer, DeliveryStats, producer_config
+from connectors.kafka.sink import ProducerPartition
 from connectors.kafka.topics import DEFAULT_PREFIX, topic_for
 from connectors.kafka.wire import MARK_HEADER, encode_chunk, encode_mark
 from pairflow.errors import SinkError
@@ -23,38 +24,22 @@ from pairflow.ticks import FeedGap, Heartbeat, TickChunk
 TickOut = TickChunk | Heartbeat | FeedGap
 
 
-class _TickSinkPartition(StatelessSinkPartition[TickOut]):
+class _TickSinkPartition(ProducerPartition):
     def __init__(self, producer: DeliveringProducer, topic: str) -> None:
-        self._producer = producer
+        super().__init__(producer)
         self._topic = topic
-        self._failed = False
 
-    def write_batch(self, items: list[TickOut]) -> None:
-        try:
-            self._producer.raise_if_failed()
-            for item in items:
-                if isinstance(item, TickChunk):
-                    self._producer.produce_values(self._topic, item.symbol, encode_chunk(item))
-                elif isinstance(item, Heartbeat | FeedGap):
-                    kind, value = encode_mark(item)
-                    self._producer.produce(self._topic, item.symbol, value,
-                                           headers=[(MARK_HEADER, kind.encode())])
-                else:
-                    msg = f"KafkaTickSink got {type(item).__name__}, not ticks or a mark"
-                    raise SinkError(msg)
-            self._producer.poll(0)  # failures surface at the next batch
-            self._producer.raise_if_failed()
-        except SinkError:
-            self._failed = True
-            raise
-
-    def close(self) -> None:
-        if self._failed:
-            # The failure was raised and ends the run; raising again while Bytewax unwinds
-            # would abort the process.
-            self._producer.abandon()
-        else:
-            self._producer.close()
+    def produce_items(self, items: list[TickOut]) -> None:
+        for item in items:
+            if isinstance(item, TickChunk):
+                self._producer.produce_values(self._topic, item.symbol, encode_chunk(item))
+            elif isinstance(item, Heartbeat | FeedGap):
+                kind, value = encode_mark(item)
+                self._producer.produce(self._topic, item.symbol, value,
+                                       headers=[(MARK_HEADER, kind.encode())])
+            else:
+                msg = f"KafkaTickSink got {type(item).__name__}, not ticks or a mark"
+                raise SinkError(msg)
 
 
 class KafkaTickSink(DynamicSink[TickOut]):
