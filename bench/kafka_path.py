@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -45,6 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "bench"))
 import tapes  # noqa: E402
+
+from tests.helpers import free_ports  # noqa: E402
 
 PARTITIONS = 2
 SYMBOLS = "BTCUSDT,ETHUSDT"
@@ -86,16 +87,6 @@ def _bars(store: Path) -> list[tuple]:
         return sorted(db.execute("SELECT * FROM bars"))
 
 
-def _free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in socks]
-    for sock in socks:
-        sock.close()
-    return ports
-
-
 def _replay(tape: Path, store: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "app.cli", "replay", str(tape), "--symbols", SYMBOLS,
             "--timeframes", "1m", "--store", str(store), *extra]
@@ -117,7 +108,7 @@ def workers(tape: Path, ticks: int, bootstrap: str, prefix: str, work: Path) -> 
                 "kafka_follow": "false", "kafka_partitions": str(PARTITIONS),
                 "symbols": SYMBOLS, "timeframes": "1s,1m,5m"}
     one = _timed([flow], [_env(**settings, store=str(work / "one.db"))])
-    addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(2))
     env_two = _env(**settings, store=str(work / "two.db"))
     two = _timed([[*flow, "-i", str(i), "-a", addresses] for i in range(2)], [env_two] * 2)
     reference = _timed([[sys.executable, "-m", "app.cli", "replay", str(tape), "--symbols",

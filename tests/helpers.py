@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import socket
 import sqlite3
 import subprocess
 import time
@@ -371,3 +372,14 @@ def wait_for_bars(store: Path, process: subprocess.Popen | None = None, *, above
             raise AssertionError(f"the run ended before writing bars: {process.communicate()}")
         assert time.monotonic() < deadline, f"the run wrote no bars in {timeout_s:g} s"
         time.sleep(0.2)
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that are free now (for a worker cluster)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports

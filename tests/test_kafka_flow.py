@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from connectors.store import StoreReader
 from flows.pairs import build_flow
 from pairflow.config import load_config
 from pairflow.records import schema_version
-from tests.helpers import store_records, wait_for_bars
+from tests.helpers import free_ports, store_records, wait_for_bars
 from tests.kafka_helpers import consume_records, wait_for_kafka_client
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,16 +91,6 @@ def test_ticks_through_kafka_give_the_same_bars_and_pairs(tmp_path, kafka_broker
     assert from_kafka["alerts"] == direct["alerts"]
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 def test_one_worker_two_workers_and_two_processes_give_the_same_records(tmp_path):
     run_main(build_flow(_config(tmp_path, "one")))
     cluster_main(build_flow(_config(tmp_path, "two")), [], 0, worker_count_per_proc=2)
@@ -114,7 +103,7 @@ def test_one_worker_two_workers_and_two_processes_give_the_same_records(tmp_path
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PAIRFLOW_")}, **env}
     # Two processes of one cluster, as `python -m bytewax.run -i/-a` deploys them, on free
     # ports (a fixed pair would meet any other cluster on this machine).
-    addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+    addresses = ";".join(f"127.0.0.1:{port}" for port in free_ports(2))
     procs = [subprocess.Popen([sys.executable, "-m", "bytewax.run", "flows.pairs:flow",
                                "-i", str(i), "-a", addresses], cwd=ROOT, env=env)
              for i in range(2)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from connectors.metrics import CountTally
 from flows.pairs import build_flow
 from pairflow.config import load_config
 from tests.binance_server import BinanceTestServer, Faults, Tape
-from tests.helpers import store_records
+from tests.helpers import free_ports, store_records
 from tests.kafka_helpers import consume_records
 from tests.live.harness import (
     FAST_ENV,
@@ -52,16 +51,6 @@ def tape() -> Tape:
     return Tape.load(start_s=200.0, length_s=80.0)
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 def _workers(bootstrap: str, prefix: str, store: Path, *extra: str) -> None:
     """Two `pairflow worker` processes of one cluster over the ticks topic, to its end.
 
@@ -72,7 +61,7 @@ def _workers(bootstrap: str, prefix: str, store: Path, *extra: str) -> None:
     """
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PAIRFLOW_")}
     for attempt in range(2):
-        addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+        addresses = ";".join(f"127.0.0.1:{port}" for port in free_ports(2))
         logs = [store.with_name(f"{store.stem}-worker{i}-{attempt}.log") for i in range(2)]
         procs = []
         for i, log in enumerate(logs):
