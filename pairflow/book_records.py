@@ -20,6 +20,10 @@ class QuoteBar:
     USDⓈ-M, contracts on COIN-M). ``bid``…``microprice`` describe the book at the close (the
     last quote before ``end``); ``mean_*`` are time-weighted over the window; ``quotes`` counts
     the quotes timed in the window (0: the book carried in from before).
+
+    Perpetual legs also carry, from the exchange's ``@markPrice`` stream, the mark price, the
+    funding rate and the next funding time (µs) last published before ``end``; null where no
+    mark price came (spot, delivery contracts, recordings without the stream).
     """
 
     kind: ClassVar[str] = "quote"
@@ -38,6 +42,9 @@ class QuoteBar:
     mean_imbalance: float
     microprice: float
     quotes: int
+    mark_price: float | None
+    funding_rate: float | None
+    next_funding_ts: int | None
 
     @property
     def key(self) -> str:

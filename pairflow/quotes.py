@@ -260,7 +260,8 @@ def _window_bars(symbol: str, timeframe: str, length: int, book: _Book, first: i
                                                         book.ask_qty))
     spreads, imbalances, micros = spread.tolist(), imbalance.tolist(), micro.tolist()
     return [QuoteBar(symbol, timeframe, start, start + length, bid[i], bid_qty[i], ask[i],
-                     ask_qty[i], spreads[i], mean, top, imbalances[i], mean_imb, micros[i], n)
+                     ask_qty[i], spreads[i], mean, top, imbalances[i], mean_imb, micros[i], n,
+                     None, None, None)
             for start, i, mean, top, mean_imb, n in rows]
 
 

@@ -29,7 +29,8 @@ SCHEMA_VERSION = 1
 #: Record kinds whose contract changed since version 1: ``pair`` 2 added the hedge ratios
 #: ``beta_ols``, ``beta_kalman``, ``beta_rls``, ``beta_se`` and the estimator's ``hedge``.
 #: ``alert`` 2 added the executable prices ``y_price``, ``x_price`` and the net ``edge``.
-SCHEMA_VERSIONS: dict[str, int] = {"pair": 2, "alert": 2}
+#: ``quote`` 2 added the perpetual's ``mark_price``, ``funding_rate`` and ``next_funding_ts``.
+SCHEMA_VERSIONS: dict[str, int] = {"pair": 2, "alert": 2, "quote": 2}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TickSource = Literal["live", "replay", "backfill"]
 AlertKind = Literal["enter_upper", "enter_lower", "exit"]

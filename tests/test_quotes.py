@@ -92,7 +92,9 @@ def reference_bars(quotes: pd.DataFrame, symbol: str, timeframe: str) -> list[di
             mean_spread_bps=math.fsum(spread[i] * d for i, d in segments) / total,
             max_spread_bps=max(spread[i] for i, _ in segments),
             imbalance=imb[c], mean_imbalance=math.fsum(imb[i] * d for i, d in segments) / total,
-            microprice=(ask[c] * bq[c] + bid[c] * aq[c]) / (aq[c] + bq[c]), quotes=hi - lo))
+            microprice=(ask[c] * bq[c] + bid[c] * aq[c]) / (aq[c] + bq[c]), quotes=hi - lo,
+            # The shared tapes carry no @markPrice stream.
+            mark_price=None, funding_rate=None, next_funding_ts=None))
     return out
 
 

@@ -75,7 +75,7 @@ def _inputs(n: int = 160):
         bars.append([Bar(symbol, "1s", i * 10, i * 10 + 10, c, c, c, c, 1.0, c, c, 1, 0.0, i, i)
                      for i, c in enumerate(closes.tolist())])
         quotes.append([QuoteBar(symbol, "1s", i * 10, i * 10 + 10, c * 0.9999, 1.0, c * 1.0001,
-                                1.0, 2.0, 2.0, 2.0, 0.0, 0.0, c, 3)
+                                1.0, 2.0, 2.0, 2.0, 0.0, 0.0, c, 3, None, None, None)
                        for i, c in enumerate(closes.tolist())])
     return bars, quotes
 

@@ -17,7 +17,8 @@ SPOT_BTC = SPOT_DIR / "btcusdt_20240809.gz"
 
 
 def _quote(bid: float, ask: float) -> QuoteBar:
-    return QuoteBar("S", "1s", 0, 1, bid, 1.0, ask, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1)
+    return QuoteBar("S", "1s", 0, 1, bid, 1.0, ask, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1,
+                    None, None, None)
 
 
 def reference(price, beta, std, y, x, fee_y, fee_x):
