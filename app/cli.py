@@ -103,6 +103,10 @@ def replay(
                                                  "the `ticks` topic (needs --kafka).")] = False,
     quotes: Annotated[bool, typer.Option(help="Also read the recordings' @bookTicker quotes "
                                          "into quote bars (`quotes` table/topic).")] = False,
+    contract_size: Annotated[str | None, typer.Option(help=described(
+        "USD per contract of COIN-M symbols, SYMBOL=USD,… (COIN-M trades count contracts; "
+        "bars state coins and USD).", "Binance's: 100 for BTC contracts, 10 for others"))
+    ] = None,
     max_pvalue: Annotated[float | None, typer.Option(help="Alert an entry only while the pair's "
                                                      "Engle-Granger p-value is below this.")
                           ] = None,
@@ -126,7 +130,8 @@ def replay(
          "timeframes": timeframes, "pairs": pairs, "store": str(store) if store else None,
          "kafka": kafka, "speed": speed, "lateness_s": lateness, "kafka_prefix": kafka_prefix,
          "ticks_to_kafka": ticks_to_kafka or None, "quotes": quotes or None,
-         "max_pvalue": max_pvalue, "net_of_cost": net_of_cost or None,
+         "contract_sizes": contract_size, "max_pvalue": max_pvalue,
+         "net_of_cost": net_of_cost or None,
          "recovery_dir": str(recovery_dir) if recovery_dir else None,
          "snapshot_s": snapshot_interval,
          **analytics_options(window, price, lag, entry_z, exit_z, cooldown, beta=beta,

@@ -56,8 +56,9 @@ class _BarLogic(StatefulBatchLogic):
         out: list[Any] = []
         tally: Counter = Counter()
         if self.builder is None:
-            self.builder = BarBuilder(values[0].symbol, self.config.timeframes,
-                                      self.config.lateness_us)
+            symbol = values[0].symbol
+            self.builder = BarBuilder(symbol, self.config.timeframes, self.config.lateness_us,
+                                      self.config.contract_size(symbol))
         for item in values:
             if isinstance(item, FeedGap):
                 self.builder.gap(item)
@@ -120,7 +121,8 @@ def source_of(config: PairflowConfig, on_progress: Callable | None = None,
     """The input of ``config.source``: files, the Binance feed or the ``ticks`` topic."""
     if config.source == "replay":
         source = ReplaySource(list(config.files), config.symbols, config.speed, on_progress,
-                              on_input_error, quotes=config.quotes, market=config.market)
+                              on_input_error, quotes=config.quotes, market=config.market,
+                              contract_sizes=dict(config.contract_sizes))
         for spec in source.files:
             if spec.interval and spec.interval not in config.timeframes:
                 raise ConfigError(f"{spec.path.name} holds {spec.interval} candles: add "

@@ -11,6 +11,11 @@ lateness is decided per tick in arrival order and a bar is an order-independent 
 close are the prices of the smallest and largest ``(ts, trade_id)``, sums are exact), the bars
 do not depend on how the ticks are cut into chunks, to the last bit.
 
+Units: ``volume`` and ``taker_buy_volume`` are in the traded coin and ``quote_volume`` in the
+quote currency. COIN-M trades count contracts of a fixed USD face value (``contract_size``), so
+there a trade of ``q`` contracts at ``p`` adds ``size·q / p`` coins and ``size·q`` USD
+(:mod:`pairflow.contracts`).
+
 Quiet windows (no trade, feed healthy) become ``trades = 0`` bars at the previous close. A
 window is *not* a bar when it lies in a feed gap: either declared by the source
 (:class:`~pairflow.ticks.FeedGap`) or shown by the exchange trade ids, which are contiguous per
@@ -61,7 +66,7 @@ class _Ticks:
     ts: np.ndarray
     ids: np.ndarray
     price: np.ndarray
-    qty: np.ndarray
+    volume: np.ndarray  # coins (COIN-M contracts converted)
     quote: np.ndarray
     taker_buy: np.ndarray
     first_ids: np.ndarray
@@ -77,7 +82,7 @@ class _Ticks:
                 _Ticks(*(column[at:] for column in self.columns())))
 
     def columns(self) -> tuple[np.ndarray, ...]:
-        return (self.ts, self.ids, self.price, self.qty, self.quote, self.taker_buy,
+        return (self.ts, self.ids, self.price, self.volume, self.quote, self.taker_buy,
                 self.first_ids, self.last_ids)
 
     @staticmethod
@@ -136,6 +141,8 @@ class BarBuilder:
         symbol: the symbol whose ticks this builder folds.
         timeframes: timeframe names (``1s``, ``1m`` …).
         lateness_us: allowed lateness of a tick behind the largest trade time seen.
+        contract_size: USD per contract of a COIN-M symbol (its trade sizes are contracts);
+            None where trade sizes are coins.
 
     >>> import numpy as np
     >>> from pairflow.ticks import TickChunk, Heartbeat
@@ -154,10 +161,12 @@ class BarBuilder:
     [(1000000, 10.0, 0), (2000000, 11.0, 1)]
     """
 
-    def __init__(self, symbol: str, timeframes: list[str] | tuple[str, ...], lateness_us: int):
+    def __init__(self, symbol: str, timeframes: list[str] | tuple[str, ...], lateness_us: int,
+                 contract_size: float | None = None):
         if lateness_us < 0:
             raise ValueError(f"lateness must be >= 0 µs, got {lateness_us}")
         self.symbol = symbol
+        self.contract_size = contract_size
         self.lateness_us = lateness_us
         self._frames = [_TimeframeState(tf, timeframe_us(tf)) for tf in timeframes]
         self._max_ts = _NO_TS
@@ -247,9 +256,14 @@ class BarBuilder:
         """Hold the chunk's ticks, sorted, in every timeframe's open windows."""
         order = np.lexsort((chunk.trade_id, chunk.ts))
         price = chunk.price[order]
-        qty = chunk.qty[order]
-        ticks = _Ticks(chunk.ts[order], chunk.trade_id[order], price, qty, price * qty,
-                       np.where(chunk.buyer_is_maker[order], 0.0, qty),
+        if self.contract_size is None:
+            coins = chunk.qty[order]
+            quote = price * coins
+        else:
+            quote = chunk.qty[order] * self.contract_size
+            coins = quote / price
+        ticks = _Ticks(chunk.ts[order], chunk.trade_id[order], price, coins, quote,
+                       np.where(chunk.buyer_is_maker[order], 0.0, coins),
                        chunk.first_trade_id[order], chunk.last_trade_id[order])
         for frame in self._frames:
             frame.held.append(ticks)
@@ -384,7 +398,7 @@ def _traded_windows(ticks: _Ticks | None, length: int) -> _Windows:
         high=np.maximum.reduceat(ticks.price, starts),
         low=np.minimum.reduceat(ticks.price, starts),
         close=ticks.price[bounds[1:] - 1],
-        volume=segment_sums(ticks.qty, bounds),
+        volume=segment_sums(ticks.volume, bounds),
         quote=segment_sums(ticks.quote, bounds),
         trades=np.add.reduceat(ticks.last_ids - ticks.first_ids + 1, starts),
         taker_buy=segment_sums(ticks.taker_buy, bounds),

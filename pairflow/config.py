@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from pairflow.analytics.settings import HedgeMethod, parse_lag
+from pairflow.contracts import contract_size
 from pairflow.errors import ConfigError
 from pairflow.kafka_client import flat_table, kafka_client_from_env, parse_kafka_client
 from pairflow.pair_settings import PairSettings, WindowSpec, parse_window
-from pairflow.records import SYMBOL_PATTERN, split_symbol
+from pairflow.records import SYMBOL_PATTERN, is_coinm, split_symbol
 from pairflow.timeframes import parse_timeframes
 from pairflow.universe.settings import ScanSettings
 
@@ -93,6 +94,8 @@ class PairflowConfig:
         ticks_to_kafka: also publish normalised ticks to the ``ticks`` topic.
         quotes: read ``@bookTicker`` quotes and write a quote bar (:class:`QuoteBar`) per
             symbol and bar to the ``quotes`` table/topic.
+        contract_sizes: USD per contract of COIN-M symbols, as ``(exchange symbol, USD)``
+            pairs overriding Binance's specification (100 for BTC contracts, 10 for others).
         kafka_timeout_s: how long records wait for an unreachable broker before the run
             fails with an error.
         kafka_follow: with the ``kafka`` source, keep reading new ticks (False: stop at the
@@ -148,6 +151,7 @@ class PairflowConfig:
     kafka_partitions: int = 3
     ticks_to_kafka: bool = False
     quotes: bool = False
+    contract_sizes: tuple[tuple[str, float], ...] = ()
     kafka_follow: bool = True
     kafka_timeout_s: float = 120.0
     kafka_client: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
@@ -201,6 +205,13 @@ class PairflowConfig:
             raise ConfigError("net-of-cost alerts weigh the quotes: add --quotes")
         if self.source == "live" and any(market for market, _ in named):
             raise ConfigError("a live run reads one market (--market): name its symbols bare")
+        for symbol, size in self.contract_sizes:
+            if not is_coinm(symbol):
+                raise ConfigError(f"contract size of {symbol}: only COIN-M contracts "
+                                  f"(BTCUSD_PERP, ETHUSD_240927 …) count contracts")
+            if not 0 < size < float("inf"):
+                raise ConfigError(f"contract size of {symbol} must be a positive number of "
+                                  f"USD, got {size}")
 
     def _check_pairs(self) -> None:
         for pair in self.pairs:
@@ -288,6 +299,10 @@ class PairflowConfig:
     def lateness_us(self) -> int:
         """Allowed lateness in µs."""
         return round(self.lateness_s * 1_000_000)
+
+    def contract_size(self, symbol: str) -> float | None:
+        """USD per contract of a COIN-M symbol (None on spot and USDⓈ-M)."""
+        return contract_size(symbol, dict(self.contract_sizes))
 
     def legs(self, pair: str) -> tuple[str, str]:
         """The (Y, X) symbols of a pair."""
@@ -400,6 +415,30 @@ def _upper_names(value: Any) -> tuple[str, ...]:
                  for item in _split(value))
 
 
+def parse_named_numbers(value: Any) -> tuple[tuple[str, float], ...]:
+    """``NAME=NUMBER`` settings: a mapping (a TOML table) or the text ``A=1,B=2.5``.
+
+    Raises:
+        ValueError: a malformed item, a value that is not a number, or a repeated name.
+
+    >>> parse_named_numbers("BTCUSD_PERP=100, ethusd_perp=10"), parse_named_numbers({"X": 1})
+    ((('BTCUSD_PERP', 100.0), ('ETHUSD_PERP', 10.0)), (('X', 1.0),))
+    """
+    if isinstance(value, Mapping):
+        items = [(str(k), v) for k, v in value.items()]
+    else:
+        items = [tuple(part.partition("=")[::2]) for part in _split(value)]
+        if any(not name.strip() or not number.strip() for name, number in items):
+            raise ValueError("write NAME=NUMBER, comma-separated (BTCUSD_PERP=100,ETHUSD_PERP=10)")
+    named: dict[str, float] = {}
+    for name, number in items:
+        key = name.strip().upper()
+        if key in named:
+            raise ValueError(f"{key} is given twice")
+        named[key] = float(number)
+    return tuple(named.items())
+
+
 def _timeframes(value: Any) -> tuple[str, ...]:
     items = _split(value)
     return parse_timeframes(list(items)) if items else ()
@@ -410,7 +449,7 @@ _CONFIG_PARSERS: dict[str, Callable[[Any], Any]] = {
     "symbols": _upper_names, "pairs": _upper_names, "universe": _upper_names,
     "timeframes": _timeframes,
     "lag": parse_lag, "speed": parse_speed, "window": parse_window,
-    "kafka_client": parse_kafka_client,
+    "kafka_client": parse_kafka_client, "contract_sizes": parse_named_numbers,
 }
 
 

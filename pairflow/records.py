@@ -48,6 +48,15 @@ SYMBOL_PATTERN = re.compile(f"^(?:(?:{'|'.join(MARKET_NAMES)}):)?{SYMBOL_TEXT}$"
 _COINM_SYMBOL = re.compile("^[A-Z0-9]+USD_[A-Z0-9]+$")
 
 
+def is_coinm(symbol: str) -> bool:
+    """Whether an exchange symbol is a COIN-M contract: a USD pair with a contract suffix.
+
+    >>> is_coinm("BTCUSD_PERP"), is_coinm("ETHUSD_240927"), is_coinm("BTCUSDT_240927")
+    (True, True, False)
+    """
+    return bool(_COINM_SYMBOL.match(symbol))
+
+
 def split_symbol(name: str) -> tuple[str | None, str]:
     """(market or None when bare, exchange symbol) of a symbol name.
 
@@ -70,7 +79,7 @@ def frame_market(futures: bool, symbol: str) -> str:
     """
     if not futures:
         return "spot"
-    return "cm" if _COINM_SYMBOL.match(symbol) else "usdm"
+    return "cm" if is_coinm(symbol) else "usdm"
 
 #: Microseconds since the epoch exceed this after 1973; milliseconds will not before the
 #: year 5138, so one threshold tells the two units apart.

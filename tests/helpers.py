@@ -100,8 +100,11 @@ def raw_trades(paths: Iterable[Path]) -> dict[str, list[RawTrade]]:
 
 
 def plain_bars(trades: Iterable[RawTrade], symbol: str, timeframe: str,
-               quiet: bool = True) -> list[dict[str, Any]]:
+               quiet: bool = True, contract_usd: float | None = None) -> list[dict[str, Any]]:
     """Bars of one symbol computed the obvious way, as dicts in the Bar field order.
+
+    ``contract_usd``: the trades count COIN-M contracts of that many USD each; volumes are
+    then in coins (USD / price per trade) and the quote volume in USD.
 
     Duplicates (same trade id) count once. Windows ``[k·L, (k+1)·L)`` on trade time; open is
     the trade with the smallest (ts, id), close the largest. With ``quiet``, every window
@@ -131,15 +134,19 @@ def plain_bars(trades: Iterable[RawTrade], symbol: str, timeframe: str,
                     strict=True)))
             continue
         group = sorted(group, key=lambda t: (t.ts_us, t.trade_id))
-        volume = math.fsum(t.qty for t in group)
-        quote = math.fsum(t.price * t.qty for t in group)
+        usd = [contract_usd * t.qty for t in group] if contract_usd else None
+        coins = ([u / t.price for u, t in zip(usd, group, strict=True)] if usd
+                 else [t.qty for t in group])
+        volume = math.fsum(coins)
+        quote = math.fsum(usd) if usd else math.fsum(t.price * t.qty for t in group)
         bars.append({
             "symbol": symbol, "timeframe": timeframe, "start": start, "end": end,
             "open": group[0].price, "high": max(t.price for t in group),
             "low": min(t.price for t in group), "close": group[-1].price,
             "volume": volume, "quote_volume": quote, "vwap": quote / volume,
             "trades": sum(t.last_id - t.first_id + 1 for t in group),
-            "taker_buy_volume": math.fsum(t.qty for t in group if not t.buyer_is_maker),
+            "taker_buy_volume": math.fsum(c for c, t in zip(coins, group, strict=True)
+                                          if not t.buyer_is_maker),
             "first_trade_id": min(t.first_id for t in group),
             "last_trade_id": max(t.last_id for t in group),
         })

@@ -91,12 +91,15 @@ def test_a_spot_coinm_basis_pair_replays_with_bars_equal_to_a_plain_aggregation(
     run_replay([SPOT_BTC, COINM_BTC], db, symbols=["spot:BTCUSDT", "cm:BTCUSD_PERP"],
                pairs="spot:BTCUSDT/cm:BTCUSD_PERP", timeframes="1s,1m", window="30",
                quotes=True)
-    for path, exchange_symbol, name in ((SPOT_BTC, "BTCUSDT", "spot:BTCUSDT"),
-                                        (COINM_BTC, "BTCUSD_PERP", "cm:BTCUSD_PERP")):
+    # COIN-M trades count contracts, 100 USD each for BTCUSD_PERP (the exchange's contract
+    # specification): its bars state coins and USD like the spot leg's.
+    for path, exchange_symbol, name, contract_usd in (
+            (SPOT_BTC, "BTCUSDT", "spot:BTCUSDT", None),
+            (COINM_BTC, "BTCUSD_PERP", "cm:BTCUSD_PERP", 100.0)):
         trades = raw_trades([path])[exchange_symbol]
         for timeframe in ("1s", "1m"):
-            want = [dict(b, symbol=name) for b in plain_bars(trades, exchange_symbol,
-                                                             timeframe)]
+            want = [dict(b, symbol=name) for b in plain_bars(trades, exchange_symbol, timeframe,
+                                                             contract_usd=contract_usd)]
             got = store_bars(db, name, timeframe)
             assert not bar_mismatches(got, want), bar_mismatches(got, want)
     pairs = [row for row in table_rows(db, "pairs") if row[1] == "1s"]
@@ -105,3 +108,55 @@ def test_a_spot_coinm_basis_pair_replays_with_bars_equal_to_a_plain_aggregation(
     assert len(with_z) > 200
     quoted = {row[0] for row in table_rows(db, "quotes")}
     assert quoted == {"spot:BTCUSDT", "cm:BTCUSD_PERP"}
+
+
+def _coinm_trade_rows(trades) -> list[str]:
+    # data.binance.vision COIN-M trades: id, price, qty (contracts), base_qty (coins), time (ms)
+    return [f"{t.trade_id},{t.price!r},{t.qty!r},{100.0 * t.qty / t.price!r},"
+            f"{t.ts_us // 1000},{'true' if t.buyer_is_maker else 'false'}" for t in trades]
+
+
+def test_coinm_dumps_state_coins_and_usd(tmp_path):
+    """COIN-M trades and klines dumps (data.binance.vision layouts) give bars in coins and USD."""
+    trades = raw_trades([COINM_BTC])["BTCUSD_PERP"]
+    dump = tmp_path / "BTCUSD_PERP-trades-2024-08-09.csv"
+    dump.write_text("id,price,qty,base_qty,time,is_buyer_maker\n"
+                    + "\n".join(_coinm_trade_rows(trades)) + "\n")
+    in_contracts = [b for b in plain_bars(trades, "BTCUSD_PERP", "1m") if b["trades"]]
+    in_coins = [b for b in plain_bars(trades, "BTCUSD_PERP", "1m", contract_usd=100.0)
+                if b["trades"]]
+    # COIN-M klines count contracts in `volume` / `taker_buy_volume` and coins in the columns
+    # the other markets use for quote volumes.
+    klines = tmp_path / "BTCUSD_PERP-1m-2024-08-09.csv"
+    klines.write_text(
+        "open_time,open,high,low,close,volume,close_time,base_volume,count,taker_buy_volume,"
+        "taker_buy_base_volume,ignore\n" + "\n".join(
+            f"{c['start'] // 1000},{c['open']!r},{c['high']!r},{c['low']!r},{c['close']!r},"
+            f"{c['volume']!r},{(c['end'] - 1) // 1000},{b['volume']!r},{c['trades']},"
+            f"{c['taker_buy_volume']!r},{b['taker_buy_volume']!r},0"
+            for c, b in zip(in_contracts, in_coins, strict=True)) + "\n")
+    for files, db_name, ids in (([dump], "trades.db", True), ([klines], "klines.db", False)):
+        db = tmp_path / db_name
+        run_replay(files, db, symbols=["BTCUSD_PERP"], timeframes="1m")
+        want = [b if ids else {**b, "first_trade_id": None, "last_trade_id": None}
+                for b in plain_bars(trades, "BTCUSD_PERP", "1m", contract_usd=100.0)]
+        got = store_bars(db, "BTCUSD_PERP", "1m")
+        assert not bar_mismatches(got, want), bar_mismatches(got, want)
+        assert got[0]["quote_volume"] == pytest.approx(100.0 * in_contracts[0]["volume"])
+    # A user's contract size overrides the exchange's specification.
+    db = tmp_path / "half.db"
+    run_replay([dump], db, symbols=["BTCUSD_PERP"], timeframes="1m",
+               contract_sizes="BTCUSD_PERP=50")
+    got = store_bars(db, "BTCUSD_PERP", "1m")
+    assert got[0]["quote_volume"] == pytest.approx(50.0 * in_contracts[0]["volume"])
+
+
+def test_contract_sizes_are_checked_at_start_up():
+    assert _config(symbols="BTCUSD_PERP", contract_sizes="btcusd_perp=50").contract_size(
+        "BTCUSD_PERP") == 50.0
+    assert _config(symbols="BTCUSDT").contract_size("BTCUSDT") is None
+    for bad, message in (("BTCUSDT=5", "only COIN-M"), ("BTCUSD_PERP=-1", "positive"),
+                         ("BTCUSD_PERP", "NAME=NUMBER"), ("BTCUSD_PERP=1,btcusd_perp=2",
+                                                          "twice")):
+        with pytest.raises(ConfigError, match=message):
+            _config(symbols="BTCUSDT", contract_sizes=bad)

@@ -5,6 +5,10 @@ A candle is a bar already made, so it goes to the pair step directly (no ticks).
 - *klines CSV* (data.binance.vision, any interval including spot ``1s``; header or not; ms or
   µs times): ``open_time, open, high, low, close, volume, close_time, quote_volume, count,
   taker_buy_volume, taker_buy_quote_volume, ignore``;
+  COIN-M klines count contracts (``volume``, ``taker_buy_volume``) and put the coin volumes in
+  the quote columns (``base_volume``, ``taker_buy_base_volume``); their bars state coins and
+  USD like the other markets' (:mod:`pairflow.contracts`): ``volume`` the coin volume,
+  ``quote_volume`` contracts × the contract size, ``taker_buy_volume`` the taker-buy coin volume;
 - *OHLCV CSV*: header ``open_time,open,high,low,close,volume`` (``open_time`` in ms, the
   candle's start); quote volume, trade count and taker-buy volume are unknown, so null.
 
@@ -41,13 +45,18 @@ from pairflow.timeframes import timeframe_us
 #: Columns read: open_time, open, high, low, close, volume, then (klines only) quote volume,
 #: trade count and taker-buy volume.
 _KLINE_COLUMNS = (0, 1, 2, 3, 4, 5, 7, 8, 9)
+#: The same of COIN-M klines: base (coin) volume, contracts (× the contract size: USD), trade
+#: count and taker-buy base volume.
+_COINM_KLINE_COLUMNS = (0, 1, 2, 3, 4, 7, 5, 8, 10)
+_QUOTE_SLOT = 5
 _OHLCV_COLUMNS = (0, 1, 2, 3, 4, 5)
 _PRICE_NAMES = ("open", "high", "low", "close", "volume", "quote_volume", "trades",
                 "taker_buy_volume")
 
 
 def candle_blocks(spec: InputFile, symbols: frozenset[str], stage: str,
-                  progress: list[int]) -> Iterator[CandleBlock]:
+                  progress: list[int], contract_usd: float | None = None
+                  ) -> Iterator[CandleBlock]:
     """The blocks of a klines or OHLCV CSV, parsed.
 
     Args:
@@ -55,9 +64,13 @@ def candle_blocks(spec: InputFile, symbols: frozenset[str], stage: str,
         symbols: the symbols to keep; candles of another symbol are all dead letters.
         stage: the dead-letter stage name.
         progress: ``progress[0]`` is increased by the decompressed bytes read.
+        contract_usd: USD per contract when the file holds COIN-M klines, else None.
     """
     origin = str(spec.path.resolve())
-    columns = _KLINE_COLUMNS if spec.layout == "klines_csv" else _OHLCV_COLUMNS
+    if spec.layout != "klines_csv":
+        columns = _OHLCV_COLUMNS
+    else:
+        columns = _KLINE_COLUMNS if contract_usd is None else _COINM_KLINE_COLUMNS
     for block in iter_blocks(spec.path, progress, CSV_BLOCK_BYTES):
         if block.first_line == 1 and spec.header:
             block = without_header(block)
@@ -77,6 +90,8 @@ def candle_blocks(spec: InputFile, symbols: frozenset[str], stage: str,
                      for i in np.flatnonzero(bad).tolist()]
             dead.sort(key=lambda letter: int(letter.origin.rpartition(":")[2]))
             start, values = start[~bad], values[~bad]
+        if contract_usd is not None:
+            values[:, _QUOTE_SLOT] *= contract_usd
         yield CandleBlock(spec.symbol or "", spec.interval or "", start, values, dead)
 
 

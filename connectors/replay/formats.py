@@ -26,7 +26,13 @@ _CSV_NAME = re.compile(f"^({SYMBOL_TEXT})-(trades|aggTrades|[0-9]+[smhdwM]|1mo)-
 _OHLCV_HEADER = ["open_time", "open", "high", "low", "close", "volume"]
 _KLINES_HEADER = ["open_time", "open", "high", "low", "close", "volume", "close_time",
                   "quote_volume", "count", "taker_buy_volume", "taker_buy_quote_volume", "ignore"]
+#: COIN-M klines name the coin volumes where the others have quote volumes.
+_COINM_KLINES_HEADER = ["open_time", "open", "high", "low", "close", "volume", "close_time",
+                        "base_volume", "count", "taker_buy_volume", "taker_buy_base_volume",
+                        "ignore"]
 _TRADES_HEADER = ["id", "price", "qty", "quote_qty", "time", "is_buyer_maker"]
+#: COIN-M trades carry the coin quantity where the others carry the quote quantity.
+_COINM_TRADES_HEADER = ["id", "price", "qty", "base_qty", "time", "is_buyer_maker"]
 _AGG_HEADER = ["agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id",
                "transact_time", "is_buyer_maker"]
 
@@ -115,7 +121,8 @@ def _candle_layout(path: Path, fields: list[str], has_header: bool, interval: st
             f"{path}: {interval} candles are not supported: bars are aligned to the epoch, so "
             "the interval must be whole seconds, minutes, hours or days (1s … 1d)") from None
     names = [f.strip().lower() for f in fields]
-    if len(names) == len(_KLINES_HEADER) and (not has_header or names == _KLINES_HEADER):
+    if len(names) == len(_KLINES_HEADER) and (
+            not has_header or names in (_KLINES_HEADER, _COINM_KLINES_HEADER)):
         return "klines_csv"
     if len(names) == len(_OHLCV_HEADER) and (not has_header or names == _OHLCV_HEADER):
         return "ohlcv_csv"
@@ -129,7 +136,7 @@ def _csv_layout(fields: list[str], has_header: bool) -> Layout | None:
     if has_header:
         if names[: len(_AGG_HEADER)] == _AGG_HEADER:
             return "aggtrades_csv"
-        if names[: len(_TRADES_HEADER)] == _TRADES_HEADER:
+        if names[: len(_TRADES_HEADER)] in (_TRADES_HEADER, _COINM_TRADES_HEADER):
             return "trades_csv"
         return None
     # Spot trades have 7 columns (…, time, is_buyer_maker, is_best_match), futures trades 6;

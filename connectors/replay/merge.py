@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -140,10 +140,12 @@ class MergedReplay:
         stage: the dead-letter stage name for bad lines.
         quotes: parse recordings' ``@bookTicker`` frames into quote chunks too.
         market: the market of bare symbols when some symbol names its market.
+        contract_sizes: USD per contract of COIN-M symbols overriding Binance's specification.
     """
 
     def __init__(self, files: list[InputFile], symbols: frozenset[str], stage: str = "replay",
-                 quotes: bool = False, market: str = "spot"):
+                 quotes: bool = False, market: str = "spot",
+                 contract_sizes: Mapping[str, float] | None = None):
         ordered = sorted(files, key=lambda f: (f.first_key, str(f.path)))
         self.paths = [f.path for f in ordered]
         #: Decompressed bytes in all files: with :attr:`bytes_read`, the progress of a replay.
@@ -155,7 +157,7 @@ class MergedReplay:
 
         def open_blocks(spec: InputFile) -> Iterator[Block]:
             self._bytes_read.append([0])
-            return file_blocks(spec, symbols, stage, self._bytes_read[-1])
+            return file_blocks(spec, symbols, stage, self._bytes_read[-1], contract_sizes)
 
         #: Files that could not be read to their end (cut short, corrupt), in order met.
         self.failures: list[InputFileError] = []

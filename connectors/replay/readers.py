@@ -7,7 +7,7 @@ tick NDJSON is parsed here into one symbol's columns; CSV dumps (``csv_ticks``,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import msgspec
@@ -19,6 +19,7 @@ from connectors.replay.csv_candles import candle_blocks
 from connectors.replay.csv_ticks import csv_tick_blocks
 from connectors.replay.files import iter_blocks
 from connectors.replay.formats import InputFile
+from pairflow.contracts import contract_size
 from pairflow.records import DeadLetter, Tick
 from pairflow.ticks import TickChunk
 
@@ -28,7 +29,8 @@ _POWERS_OF_TEN = 10 ** np.arange(18, -1, -1, dtype=np.int64)
 
 
 def file_blocks(spec: InputFile, symbols: frozenset[str], stage: str,
-                progress: list[int]) -> Iterator[Block]:
+                progress: list[int], contract_sizes: Mapping[str, float] | None = None
+                ) -> Iterator[Block]:
     """The blocks of one file, read lazily.
 
     Args:
@@ -36,6 +38,8 @@ def file_blocks(spec: InputFile, symbols: frozenset[str], stage: str,
         symbols: the symbols to keep (recordings' frames are filtered later, by the parser).
         stage: the dead-letter stage name for bad lines.
         progress: ``progress[0]`` is increased by the decompressed bytes read.
+        contract_sizes: USD per contract of COIN-M symbols overriding Binance's
+            specification (candles state coins and USD).
     """
     if spec.layout == "recording":
         return _recording_blocks(spec.path, stage, progress)
@@ -50,7 +54,8 @@ def file_blocks(spec: InputFile, symbols: frozenset[str], stage: str,
         if spec.layout == "ticks_parquet":
             return parquet_tick_blocks(spec.path, symbols, stage, progress)
         return parquet_candle_blocks(spec.path, symbols, stage, progress)
-    return candle_blocks(spec, symbols, stage, progress)
+    return candle_blocks(spec, symbols, stage, progress,
+                         contract_size(spec.symbol or "", contract_sizes))
 
 
 # -------------------------------------------------------------------------- recordings

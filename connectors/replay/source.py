@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,8 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
             :class:`~pairflow.quotes.QuoteChunk` s (after the batch's tick chunks).
         market: the market of bare symbols when some symbol names its market
             (``cm:BTCUSD_PERP``).
+        contract_sizes: USD per contract of COIN-M symbols overriding Binance's specification
+            (COIN-M candles are read in coins and USD).
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
         on_input_error: Callable[[InputFileError], None] | None = None,
         quotes: bool = False,
         market: str = "spot",
+        contract_sizes: Mapping[str, float] | None = None,
     ):
         if not paths:
             raise InputFileError("no input file given")
@@ -75,6 +78,7 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
         self.on_input_error = on_input_error
         self.quotes = quotes
         self.market = market
+        self.contract_sizes = dict(contract_sizes or {})
 
     def list_parts(self) -> list[str]:
         """The single replay partition."""
@@ -89,7 +93,8 @@ class _ReplayPartition(StatefulSourcePartition[ReplayItem, int]):
     def __init__(self, source: ReplaySource, skip_lines: int):
         self._source = source
         self._replay = MergedReplay(source.files, frozenset(source.symbols),
-                                    quotes=source.quotes, market=source.market)
+                                    quotes=source.quotes, market=source.market,
+                                    contract_sizes=source.contract_sizes)
         self._finished = False
         self._reported = 0
         self._wall_origin: float | None = None
