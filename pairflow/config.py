@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from pairflow.analytics.settings import HedgeMethod, parse_lag
+from pairflow.costs import DEFAULT_FEE_BPS, parse_fee_bps
 from pairflow.errors import ConfigError
 from pairflow.kafka_client import flat_table, kafka_client_from_env, parse_kafka_client
 from pairflow.pair_settings import PairSettings, WindowSpec, parse_window
+from pairflow.pnl import DEFAULT_NOTIONAL, PnlSettings, check_notional
 from pairflow.records import SYMBOL_PATTERN, split_symbol
 from pairflow.timeframes import parse_timeframes
 from pairflow.universe.settings import ScanSettings
@@ -93,6 +95,12 @@ class PairflowConfig:
         ticks_to_kafka: also publish normalised ticks to the ``ticks`` topic.
         quotes: read ``@bookTicker`` quotes and write a quote bar (:class:`QuoteBar`) per
             symbol and bar to the ``quotes`` table/topic.
+        fee_bps: taker fee per market (``spot``, ``usdm``, ``cm``) in bps of the traded
+            notional, as sorted ``(market, bps)`` pairs; given as ``spot=10,cm=4`` or a TOML
+            table, unnamed markets keep their defaults. Used by the executable spread and the
+            paper P&L.
+        notional: leg Y's notional per paper trade, in the quote currency.
+        pnl: paper-trade the alert rule of every watched pair (``trades`` and ``pnl``).
         kafka_timeout_s: how long records wait for an unreachable broker before the run
             fails with an error.
         kafka_follow: with the ``kafka`` source, keep reading new ticks (False: stop at the
@@ -148,6 +156,9 @@ class PairflowConfig:
     kafka_partitions: int = 3
     ticks_to_kafka: bool = False
     quotes: bool = False
+    fee_bps: tuple[tuple[str, float], ...] = tuple(DEFAULT_FEE_BPS.items())
+    notional: float = DEFAULT_NOTIONAL
+    pnl: bool = True
     kafka_follow: bool = True
     kafka_timeout_s: float = 120.0
     kafka_client: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
@@ -182,6 +193,14 @@ class PairflowConfig:
             raise ConfigError(f"scan_retention_days must be > 0 (or unset: keep all), got "
                               f"{self.scan_retention_days}")
         self._check_run()
+        self._check_trading()
+
+    def _check_trading(self) -> None:
+        try:
+            object.__setattr__(self, "fee_bps", parse_fee_bps(self.fee_bps))
+        except ValueError as error:
+            raise ConfigError(f"fee_bps: {error}") from error
+        check_notional(self.notional)
 
     def _check_symbols(self) -> None:
         bad = [s for s in self.symbols if not SYMBOL_PATTERN.match(s)]
@@ -275,6 +294,11 @@ class PairflowConfig:
                             kalman_delta=self.kalman_delta, kalman_obs_var=self.kalman_obs_var,
                             rls_lambda=self.rls_lambda, max_pvalue=self.max_pvalue,
                             net_of_cost=self.net_of_cost)
+
+    def pnl_settings(self, pair: str) -> PnlSettings:
+        """The paper-trading settings of a watched pair (its legs' fees and funding)."""
+        return PnlSettings.for_pair(pair, self.market, self.price, self.notional,
+                                    dict(self.fee_bps))
 
     @property
     def scan_settings(self) -> ScanSettings:
@@ -410,7 +434,7 @@ _CONFIG_PARSERS: dict[str, Callable[[Any], Any]] = {
     "symbols": _upper_names, "pairs": _upper_names, "universe": _upper_names,
     "timeframes": _timeframes,
     "lag": parse_lag, "speed": parse_speed, "window": parse_window,
-    "kafka_client": parse_kafka_client,
+    "kafka_client": parse_kafka_client, "fee_bps": parse_fee_bps,
 }
 
 
