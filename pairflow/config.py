@@ -418,7 +418,7 @@ def load_settings(
 _MARKET_PREFIX = re.compile(r"(^|/)(SPOT|USDM|CM):")
 
 
-def _upper_names(value: Any) -> tuple[str, ...]:
+def upper_names(value: Any) -> tuple[str, ...]:
     """Symbols or pairs upper-cased, their market qualifiers lower-cased (``cm:BTCUSD_PERP``)."""
     return tuple(_MARKET_PREFIX.sub(lambda m: f"{m.group(1)}{m.group(2).lower()}:", item.upper())
                  for item in _split(value))
@@ -431,7 +431,7 @@ def _timeframes(value: Any) -> tuple[str, ...]:
 
 #: Conversions of the fields whose text form is more than their type.
 _CONFIG_PARSERS: dict[str, Callable[[Any], Any]] = {
-    "symbols": _upper_names, "pairs": _upper_names, "universe": _upper_names,
+    "symbols": upper_names, "pairs": upper_names, "universe": upper_names,
     "timeframes": _timeframes,
     "lag": parse_lag, "speed": parse_speed, "window": parse_window,
     "kafka_client": parse_kafka_client, "fee_bps": parse_fee_bps,
