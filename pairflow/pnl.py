@@ -268,8 +268,10 @@ class PaperTrader:
                 continue
             due = self.funding_due[leg]
             if due is not None and due[0] <= ts:
-                funding_ts, rate, mark = due
-                if held is not None and held.entry_ts < funding_ts:
+                # Held from an end before F: an F at or before the entry end was passed (and
+                # forgotten) when that end was booked, before the entry.
+                _, rate, mark = due
+                if held is not None:
                     held.funding -= held.qty[leg] * mark * rate
                 self.funding_due[leg] = None
             quote = quotes[leg]
