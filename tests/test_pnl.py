@@ -385,3 +385,13 @@ def test_basis_pair_without_quotes_trades_at_the_closes(tmp_path):
     got = _check_against_recompute(db, fees=(7.0, 2.0), notional=2500.0)
     assert {row["priced_at"] for row in got} == {"close"}
     assert {row["notional"] for row in got} == {2500.0}
+
+
+def test_the_command_line_reports_a_bad_fee_in_one_line(tmp_path):
+    from tests.test_cli import assert_user_error, pairflow
+
+    assert_user_error(pairflow("replay", SPOT_BTC, "--symbols", "BTCUSDT", "--store",
+                               tmp_path / "x.db", "--fee-bps", "spot=ten"),
+                      "fee_bps", "spot fee 'ten' is not a number of bps")
+    assert_user_error(pairflow("export", "--store", tmp_path / "x.db", "--kind", "trades",
+                               "--symbol", "BTCUSDT", "--out", "-"), "--symbol filters")
