@@ -20,13 +20,16 @@ from app.options import (
     Cooldown,
     EntryZ,
     ExitZ,
+    FeeBps,
     Kafka,
     KafkaPrefix,
     KalmanDelta,
     KalmanObsVar,
     Lag,
     Lateness,
+    Notional,
     Pairs,
+    Pnl,
     Price,
     RecoveryDir,
     RlsLambda,
@@ -43,6 +46,7 @@ from app.options import (
     analytics_options,
     described,
     scan_options,
+    trading_options,
 )
 from app.runner import RECOVERY_PARTITIONS, ensure_recovery_dir, print_summary, run_flow
 from pairflow.config import load_config
@@ -114,6 +118,9 @@ def replay(
                                               "reversion to the exit threshold beats the "
                                               "round-trip cost at the quotes (needs "
                                               "--quotes).")] = False,
+    fee_bps: FeeBps = None,
+    notional: Notional = None,
+    pnl: Pnl = None,
     workers: Workers = 1,
     recovery_dir: RecoveryDir = None,
     snapshot_interval: SnapshotInterval = None,
@@ -137,7 +144,8 @@ def replay(
          **analytics_options(window, price, lag, entry_z, exit_z, cooldown, beta=beta,
                             kalman_delta=kalman_delta, kalman_obs_var=kalman_obs_var,
                             rls_lambda=rls_lambda),
-         **scan_options(universe, scan_timeframe, scan_window, scan_every)},
+         **scan_options(universe, scan_timeframe, scan_window, scan_every),
+         **trading_options(fee_bps, notional, pnl)},
         toml_path=config_file,
     )
     input_errors: list[InputFileError] = []

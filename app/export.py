@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from pairflow.errors import ConfigError
-from pairflow.records import iso_to_us, write_csv
+from pairflow.records import field_names, iso_to_us, write_csv
 
 
 def register(app: typer.Typer) -> None:
@@ -21,14 +21,16 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def export(
         store: Annotated[Path, typer.Option(help="SQLite store written by replay/live.")],
-        kind: Annotated[str, typer.Option(help="bars, pairs, alerts, scan or deadletter.")],
+        kind: Annotated[str, typer.Option(help="bars, quotes, costs, pairs, alerts, trades, "
+                                          "pnl, scan, deadletter or health.")],
         out: Annotated[str, typer.Option(help="File to write, or - for stdout (CSV only).")],
         file_format: Annotated[str | None, typer.Option(
             "--format", help="csv or parquet (default: parquet for a .parquet file, else csv).",
         )] = None,
-        symbol: Annotated[str | None, typer.Option(help="Only this symbol (bars).")] = None,
+        symbol: Annotated[str | None, typer.Option(
+            help="Only this symbol (bars, quotes).")] = None,
         pair: Annotated[str | None, typer.Option(
-            help="Only this pair Y/X (pairs, alerts, scan).")] = None,
+            help="Only this pair Y/X (pairs, alerts, costs, trades, pnl, scan).")] = None,
         timeframe: Annotated[str | None, typer.Option(help="Only this timeframe.")] = None,
         start: Annotated[str | None, typer.Option(
             help="From this ISO-8601 time (inclusive).")] = None,
@@ -71,17 +73,19 @@ def register(app: typer.Typer) -> None:
 def _filters(kind: str, symbol: str | None, pair: str | None,
              timeframe: str | None) -> dict[str, Any]:
     """The equality filters of an export, checked against what the kind has."""
+    from connectors.store import TABLES
+    from pairflow.config import upper_names
+
     if symbol and pair:
         raise ConfigError("give --symbol or --pair, not both")
+    columns = field_names(TABLES[kind].record)
     where: dict[str, Any] = {}
-    if symbol:
-        if kind != "bars":
-            raise ConfigError("--symbol filters bars; use --pair for pairs, alerts and scan")
-        where["symbol"] = symbol.upper()
-    if pair:
-        if kind not in ("pairs", "alerts", "scan"):
-            raise ConfigError("--pair filters pairs, alerts and scan; use --symbol for bars")
-        where["pair"] = pair.upper()
+    for column, value in (("symbol", symbol), ("pair", pair)):
+        if value:
+            if column not in columns:
+                have = [name for name, t in TABLES.items() if column in field_names(t.record)]
+                raise ConfigError(f"--{column} filters {', '.join(have)}")
+            where[column] = upper_names(value)[0]
     if timeframe:
         if kind == "deadletter":
             raise ConfigError("dead letters have no timeframe")

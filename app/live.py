@@ -20,13 +20,16 @@ from app.options import (
     Cooldown,
     EntryZ,
     ExitZ,
+    FeeBps,
     Kafka,
     KafkaPrefix,
     KalmanDelta,
     KalmanObsVar,
     Lag,
     Lateness,
+    Notional,
     Pairs,
+    Pnl,
     Price,
     RecoveryDir,
     RlsLambda,
@@ -45,6 +48,7 @@ from app.options import (
     config_default,
     described,
     scan_options,
+    trading_options,
     with_default,
 )
 from app.runner import print_summary, run_flow
@@ -92,6 +96,9 @@ def live(
     kalman_delta: KalmanDelta = None,
     kalman_obs_var: KalmanObsVar = None,
     rls_lambda: RlsLambda = None,
+    fee_bps: FeeBps = None,
+    notional: Notional = None,
+    pnl: Pnl = None,
     recovery_dir: RecoveryDir = None,
     snapshot_interval: SnapshotInterval = None,
     workers: Workers = 1,
@@ -117,7 +124,8 @@ def live(
          **analytics_options(window, price, lag, entry_z, exit_z, cooldown, beta=beta,
                             kalman_delta=kalman_delta, kalman_obs_var=kalman_obs_var,
                             rls_lambda=rls_lambda),
-         **scan_options(universe, scan_timeframe, scan_window, scan_every)},
+         **scan_options(universe, scan_timeframe, scan_window, scan_every),
+         **trading_options(fee_bps, notional, pnl)},
         toml_path=config_file)
     try:
         totals, elapsed = run_flow(config, workers, show_progress=False)

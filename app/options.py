@@ -27,7 +27,8 @@ def config_default(name: str) -> Any:
 
 def _shown(value: Any) -> str:
     if isinstance(value, tuple):
-        return ",".join(map(str, value))
+        return ",".join(f"{item[0]}={_shown(item[1])}" if isinstance(item, tuple) else str(item)
+                        for item in value)
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
@@ -102,6 +103,14 @@ ScanWindow = Annotated[int | None, typer.Option(help=with_default(
     "Aligned bars in each scanned pair's window.", "scan_window"))]
 ScanEvery = Annotated[int | None, typer.Option(help=with_default(
     "Bars between universe scans.", "scan_every"))]
+FeeBps = Annotated[str | None, typer.Option("--fee-bps", help=with_default(
+    "Taker fee per market in bps, MARKET=BPS pairs (markets not named keep theirs), for the "
+    "executable spread and the paper P&L.", "fee_bps"))]
+Notional = Annotated[float | None, typer.Option(help=with_default(
+    "Leg Y's notional per paper trade of the alert rule, in the quote currency.", "notional"))]
+Pnl = Annotated[bool | None, typer.Option("--pnl/--no-pnl", help=with_default(
+    "Paper-trade each pair's alerts (taker fills at the quotes, else the closes; fees; "
+    "funding) to the `trades` and `pnl` tables/topics.", "pnl"))]
 Workers = Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker threads.")]
 
 
@@ -115,6 +124,12 @@ def analytics_options(window: str | None, price: str | None, lag: str | None,
             "exit_z": exit_z, "cooldown_bars": cooldown, "beta": beta,
             "kalman_delta": kalman_delta, "kalman_obs_var": kalman_obs_var,
             "rls_lambda": rls_lambda}
+
+
+def trading_options(fee_bps: str | None, notional: float | None,
+                    pnl: bool | None) -> dict[str, Any]:
+    """The fee and paper P&L flags as configuration keys (``None``: not given)."""
+    return {"fee_bps": fee_bps, "notional": notional, "pnl": pnl}
 
 
 def scan_options(universe: str | None, scan_timeframe: str | None, scan_window: int | None,

@@ -189,6 +189,8 @@ def print_summary(totals: Counter, elapsed: float) -> None:
              if k.startswith("bars:")]
     rows += [("pair records", totals["pairs"]), ("alerts", totals["alerts"])]
     rows += [("scan records", totals["scans"])] if totals["scans"] else []
+    # A summary comes with every paper entry and exit: none means no position was ever taken.
+    rows += [("paper round trips", totals["trades"])] if totals["pnls"] else []
     if totals["quotes_read"]:
         rows += [("quotes", totals["quotes_read"]), ("late quotes", totals["quotes_late"])]
         rows += [(f"quote bars {k.partition(':')[2]}", v) for k, v in sorted(totals.items())

@@ -1,13 +1,14 @@
 """The embedded store: one SQLite database (WAL: one writer, many readers).
 
-Tables ``bars``, ``quotes``, ``costs``, ``pairs``, ``alerts``, ``deadletter``, ``health`` and
-``scan`` hold the records of :mod:`pairflow.records` under their JSON field names, keyed like
-the Kafka topics (each table's record, key and time column are stated once, in
-:data:`TABLES`), and are written with idempotent upserts: replaying the same input twice leaves
-identical content, and a flow resumed after a crash rewrites what it replays without
-duplicates. Dead letters are keyed
-by a digest of (stage, reason, raw). Universe scan rows are kept for a retention period
-behind the newest scan written (``scan_retention_s``), so the table stays bounded.
+Tables ``bars``, ``quotes``, ``costs``, ``pairs``, ``alerts``, ``trades``, ``pnl``,
+``deadletter``, ``health`` and ``scan`` hold the records of :mod:`pairflow.records` under
+their JSON field names, keyed like the Kafka topics (each table's record, key and time column
+are stated once, in :data:`TABLES`), and are written with idempotent upserts: replaying the
+same input twice leaves identical content, and a flow resumed after a crash rewrites what it
+replays without duplicates. Dead letters are keyed by a digest of (stage, reason, raw).
+Universe scan rows are kept for a retention period behind the newest scan written
+(``scan_retention_s``), so the table stays bounded. The ``pnl`` table holds the latest
+summary of each pair and timeframe.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from pairflow.records import (
     DeadLetter,
     Health,
     PairStats,
+    PnlSummary,
     QuoteBar,
+    RoundTrip,
     ScanRecord,
     SpreadCost,
     field_names,
@@ -66,6 +69,8 @@ TABLES: dict[str, StoredTable] = {t.name: t for t in (
     StoredTable("costs", "cost", SpreadCost, ("pair", "timeframe", "ts"), "ts"),
     StoredTable("pairs", "pair", PairStats, ("pair", "timeframe", "ts"), "ts"),
     StoredTable("alerts", "alert", Alert, ("alert_id",), "ts"),
+    StoredTable("trades", "trade", RoundTrip, ("trade_id",), "exit_ts"),
+    StoredTable("pnl", "pnl", PnlSummary, ("pair", "timeframe"), "ts"),
     StoredTable("deadletter", "deadletter", DeadLetter, ("id",), "ts"),
     StoredTable("health", "health", Health, ("stream", "ts"), "ts"),
     StoredTable("scan", "scan", ScanRecord, ("pair", "timeframe", "ts"), "ts"),

@@ -9,7 +9,8 @@ variables or the TOML file named by ``PAIRFLOW_CONFIG``), or through ``pairflow 
     source ── TickChunk | Heartbeat | FeedGap ─► bars (per symbol) ─► Bar ─► fan_out ─►
              ├ Bar (candles read as bars) ─────────────────────────► Bar ─┘      │
              └ DeadLetter, Count                   └ late → DeadLetter         │
-                                                  pairs (per Y/X|tf): PairStats, Alert
+                                                  pairs (per Y/X|tf): PairStats, Alert,
+                                                  SpreadCost, RoundTrip, PnlSummary
                                                   universe (one key): ScanRecord
     Bar, PairStats, Alert, DeadLetter, ScanRecord ─► store (SQLite) and/or Kafka;  Count ─► tally
 """
@@ -93,7 +94,8 @@ def _pair_step(config: PairflowConfig) -> Callable:
 
             own = settings[bar.timeframe]
             state = PairState(pair, bar.timeframe, own.estimator, own.alert_state(),
-                              config.market, config.quotes)
+                              config.market, config.quotes, dict(config.fee_bps),
+                              config.pnl_settings(pair) if config.pnl else None)
         return state, state.update(leg, bar)
 
     return step
@@ -190,13 +192,14 @@ def build_flow(
                        else bars, _fan_out(config))
     # ("Y/X|tf", (pair, leg, Bar))
     pair_out = op.key_rm("pairs_out", op.stateful_flat_map("pairs", legs, _pair_step(config)))
-    # PairStats | Alert
+    # PairStats | Alert | SpreadCost | RoundTrip | PnlSummary
     scans = universe_scans(config, bars)
     # ScanRecord, or None without a universe
     dead = op.merge("dead", is_dead.trues, bars_or_late.falses)
     records = op.merge("records", bars, pair_out, dead, is_health.trues,
                        *([scans] if scans else []), *quote_bars)
-    # Bar | PairStats | Alert | DeadLetter | Health | ScanRecord | QuoteBar | SpreadCost
+    # Bar | PairStats | Alert | SpreadCost | RoundTrip | PnlSummary | DeadLetter | Health
+    # | ScanRecord | QuoteBar
     all_counts = op.merge("counts", is_count.trues, bar_counts.trues,
                           op.map("count_dead", dead, _dead_count),
                           op.map("count_pairs", pair_out, lambda r: Count(f"{r.kind}s", 1)),

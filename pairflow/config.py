@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from pairflow.analytics.settings import HedgeMethod, parse_lag
-from pairflow.contracts import contract_size
+from pairflow.contracts import contract_size, parse_contract_sizes
+from pairflow.costs import DEFAULT_FEE_BPS, parse_fee_bps
 from pairflow.errors import ConfigError
 from pairflow.kafka_client import flat_table, kafka_client_from_env, parse_kafka_client
 from pairflow.pair_settings import PairSettings, WindowSpec, parse_window
-from pairflow.records import SYMBOL_PATTERN, is_coinm, split_symbol
+from pairflow.pnl import DEFAULT_NOTIONAL, PnlSettings, check_notional
+from pairflow.records import SYMBOL_PATTERN, split_symbol
 from pairflow.timeframes import parse_timeframes
 from pairflow.universe.settings import ScanSettings
 
@@ -96,6 +98,12 @@ class PairflowConfig:
             symbol and bar to the ``quotes`` table/topic.
         contract_sizes: USD per contract of COIN-M symbols, as ``(exchange symbol, USD)``
             pairs overriding Binance's specification (100 for BTC contracts, 10 for others).
+        fee_bps: taker fee per market (``spot``, ``usdm``, ``cm``) in bps of the traded
+            notional, as sorted ``(market, bps)`` pairs; given as ``spot=10,cm=4`` or a TOML
+            table, unnamed markets keep their defaults. Used by the executable spread and the
+            paper P&L.
+        notional: leg Y's notional per paper trade, in the quote currency.
+        pnl: paper-trade the alert rule of every watched pair (``trades`` and ``pnl``).
         kafka_timeout_s: how long records wait for an unreachable broker before the run
             fails with an error.
         kafka_follow: with the ``kafka`` source, keep reading new ticks (False: stop at the
@@ -152,6 +160,9 @@ class PairflowConfig:
     ticks_to_kafka: bool = False
     quotes: bool = False
     contract_sizes: tuple[tuple[str, float], ...] = ()
+    fee_bps: tuple[tuple[str, float], ...] = tuple(DEFAULT_FEE_BPS.items())
+    notional: float = DEFAULT_NOTIONAL
+    pnl: bool = True
     kafka_follow: bool = True
     kafka_timeout_s: float = 120.0
     kafka_client: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
@@ -186,6 +197,14 @@ class PairflowConfig:
             raise ConfigError(f"scan_retention_days must be > 0 (or unset: keep all), got "
                               f"{self.scan_retention_days}")
         self._check_run()
+        self._check_trading()
+
+    def _check_trading(self) -> None:
+        try:
+            object.__setattr__(self, "fee_bps", parse_fee_bps(self.fee_bps))
+        except ValueError as error:
+            raise ConfigError(f"fee_bps: {error}") from error
+        check_notional(self.notional)
 
     def _check_symbols(self) -> None:
         bad = [s for s in self.symbols if not SYMBOL_PATTERN.match(s)]
@@ -205,13 +224,6 @@ class PairflowConfig:
             raise ConfigError("net-of-cost alerts weigh the quotes: add --quotes")
         if self.source == "live" and any(market for market, _ in named):
             raise ConfigError("a live run reads one market (--market): name its symbols bare")
-        for symbol, size in self.contract_sizes:
-            if not is_coinm(symbol):
-                raise ConfigError(f"contract size of {symbol}: only COIN-M contracts "
-                                  f"(BTCUSD_PERP, ETHUSD_240927 …) count contracts")
-            if not 0 < size < float("inf"):
-                raise ConfigError(f"contract size of {symbol} must be a positive number of "
-                                  f"USD, got {size}")
 
     def _check_pairs(self) -> None:
         for pair in self.pairs:
@@ -286,6 +298,11 @@ class PairflowConfig:
                             kalman_delta=self.kalman_delta, kalman_obs_var=self.kalman_obs_var,
                             rls_lambda=self.rls_lambda, max_pvalue=self.max_pvalue,
                             net_of_cost=self.net_of_cost)
+
+    def pnl_settings(self, pair: str) -> PnlSettings:
+        """The paper-trading settings of a watched pair (its legs' fees and funding)."""
+        return PnlSettings.for_pair(pair, self.market, self.price, self.notional,
+                                    dict(self.fee_bps))
 
     @property
     def scan_settings(self) -> ScanSettings:
@@ -409,34 +426,10 @@ def load_settings(
 _MARKET_PREFIX = re.compile(r"(^|/)(SPOT|USDM|CM):")
 
 
-def _upper_names(value: Any) -> tuple[str, ...]:
+def upper_names(value: Any) -> tuple[str, ...]:
     """Symbols or pairs upper-cased, their market qualifiers lower-cased (``cm:BTCUSD_PERP``)."""
     return tuple(_MARKET_PREFIX.sub(lambda m: f"{m.group(1)}{m.group(2).lower()}:", item.upper())
                  for item in _split(value))
-
-
-def parse_named_numbers(value: Any) -> tuple[tuple[str, float], ...]:
-    """``NAME=NUMBER`` settings: a mapping (a TOML table) or the text ``A=1,B=2.5``.
-
-    Raises:
-        ValueError: a malformed item, a value that is not a number, or a repeated name.
-
-    >>> parse_named_numbers("BTCUSD_PERP=100, ethusd_perp=10"), parse_named_numbers({"X": 1})
-    ((('BTCUSD_PERP', 100.0), ('ETHUSD_PERP', 10.0)), (('X', 1.0),))
-    """
-    if isinstance(value, Mapping):
-        items = [(str(k), v) for k, v in value.items()]
-    else:
-        items = [tuple(part.partition("=")[::2]) for part in _split(value)]
-        if any(not name.strip() or not number.strip() for name, number in items):
-            raise ValueError("write NAME=NUMBER, comma-separated (BTCUSD_PERP=100,ETHUSD_PERP=10)")
-    named: dict[str, float] = {}
-    for name, number in items:
-        key = name.strip().upper()
-        if key in named:
-            raise ValueError(f"{key} is given twice")
-        named[key] = float(number)
-    return tuple(named.items())
 
 
 def _timeframes(value: Any) -> tuple[str, ...]:
@@ -446,10 +439,11 @@ def _timeframes(value: Any) -> tuple[str, ...]:
 
 #: Conversions of the fields whose text form is more than their type.
 _CONFIG_PARSERS: dict[str, Callable[[Any], Any]] = {
-    "symbols": _upper_names, "pairs": _upper_names, "universe": _upper_names,
+    "symbols": upper_names, "pairs": upper_names, "universe": upper_names,
     "timeframes": _timeframes,
     "lag": parse_lag, "speed": parse_speed, "window": parse_window,
-    "kafka_client": parse_kafka_client, "contract_sizes": parse_named_numbers,
+    "kafka_client": parse_kafka_client, "contract_sizes": parse_contract_sizes,
+    "fee_bps": parse_fee_bps,
 }
 
 

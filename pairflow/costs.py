@@ -20,12 +20,48 @@ spread's standard deviation σ, so it compares with a move of z directly.
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from pairflow.records import QuoteBar, SpreadCost, split_symbol
+from pairflow.named_values import named_items
+from pairflow.records import MARKET_NAMES, QuoteBar, SpreadCost, split_symbol
 
 #: Taker fee per market in bps of the traded notional (Binance's base tier).
 DEFAULT_FEE_BPS: dict[str, float] = {"spot": 10.0, "usdm": 5.0, "cm": 5.0}
+#: The largest fee accepted, bps (1 %): anything above is a typo, not a tier.
+MAX_FEE_BPS = 100.0
 _BPS = 10_000.0
+_FEE_HINT = "use MARKET=BPS pairs, e.g. spot=10,usdm=5,cm=5"
+
+
+def parse_fee_bps(value: Any) -> tuple[tuple[str, float], ...]:
+    """The taker fee of every market, bps, from what a user gave: the one check of ``fee_bps``.
+
+    Accepts a mapping ``{market: bps}`` (a TOML table), ``(market, bps)`` pairs, or the text
+    ``MARKET=BPS,...``; markets not named keep their :data:`DEFAULT_FEE_BPS`.
+
+    Raises:
+        ValueError: a malformed value, an unknown or repeated market, or a fee outside
+            ``[0, MAX_FEE_BPS]``.
+
+    >>> parse_fee_bps("spot=7.5")
+    (('spot', 7.5), ('usdm', 5.0), ('cm', 5.0))
+    """
+    items = named_items(value, _FEE_HINT)
+    fees = dict(DEFAULT_FEE_BPS)
+    markets = [market.lower() for market, _ in items]
+    if len(set(markets)) != len(markets):
+        raise ValueError("a market is given twice")
+    for market, (_, bps) in zip(markets, items, strict=True):
+        if market not in MARKET_NAMES:
+            raise ValueError(f"unknown market {market!r}: name {', '.join(MARKET_NAMES)}")
+        try:
+            fee = float(bps)
+        except (TypeError, ValueError):
+            raise ValueError(f"{market} fee {bps!r} is not a number of bps") from None
+        if isinstance(bps, bool) or not 0 <= fee <= MAX_FEE_BPS:
+            raise ValueError(f"{market} fee {bps!r} bps must be between 0 and {MAX_FEE_BPS:g}")
+        fees[market] = fee
+    return tuple((market, fees[market]) for market in MARKET_NAMES)
 
 
 def leg_fee_bps(symbol: str, run_market: str, fees: dict[str, float] | None = None) -> float:

@@ -10,6 +10,11 @@ bars interleave (the same on one worker or many).
 With quotes, each leg's :class:`QuoteBar` s come too (their own watermark: before or after the
 bar of the same end); the executable spread of an end (:func:`pairflow.costs.spread_cost`) is
 emitted once both legs' quote bars and the statistics with a hedge ratio for it are in.
+
+With paper P&L on, each aligned end goes to the pair's :class:`~pairflow.pnl.PaperTrader`, in
+end order, once its alerts are decided and (with quotes) both legs' quote bars of that end are
+in or can no longer come (that leg already sent a later one): then the end is filled at the
+closes.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from dataclasses import dataclass, field
 from pairflow.alerts import AlertState
 from pairflow.analytics import EstimatorSettings, PairEstimator, PairResult
 from pairflow.costs import leg_fee_bps, spread_cost
-from pairflow.records import Alert, Bar, PairStats, QuoteBar, SpreadCost
+from pairflow.pnl import PaperTrader, PnlSettings
+from pairflow.records import Alert, Bar, PairStats, PnlSummary, QuoteBar, RoundTrip, SpreadCost
 
 #: Ends buffered for one leg while the other has sent nothing at all; beyond this the oldest
 #: are released as "leg not started" so a dead leg cannot grow memory without bound.
@@ -38,6 +44,8 @@ class PairState:
         alerts: the alert state machine.
         market: the run's market (the fee of a leg without a named market).
         quotes: whether quote bars come (then each end's statistics wait for them).
+        fee_bps: taker fee per market, bps (None: the defaults).
+        pnl: paper-trade the alerts with these settings (None: no P&L).
     """
 
     pair: str
@@ -46,6 +54,8 @@ class PairState:
     alerts: AlertState
     market: str = "spot"
     quotes: bool = False
+    fee_bps: dict[str, float] | None = None
+    pnl: PnlSettings | None = None
     estimator: PairEstimator = field(init=False)
     pending: dict[int, list[Bar | None]] = field(default_factory=dict)
     latest_end: list[int | None] = field(default_factory=lambda: [None, None])
@@ -57,17 +67,32 @@ class PairState:
     waiting: list[PairStats] = field(default_factory=list)
     costed: dict[int, SpreadCost] = field(default_factory=dict)
     last_costed: int | None = None
+    #: Paper P&L: per aligned end, the legs' closes and (once decided) its alerts, in end
+    #: order; the legs' quote bars by end and each leg's latest quote bar end.
+    ledger: dict[int, list] = field(default_factory=dict)
+    books: dict[int, list[QuoteBar | None]] = field(default_factory=dict)
+    latest_book: list[int | None] = field(default_factory=lambda: [None, None])
 
     def __post_init__(self) -> None:
         self.estimator = PairEstimator(self.settings)
         self.legs = tuple(self.pair.split("/"))
-        self.fees = tuple(leg_fee_bps(leg, self.market) for leg in self.legs)
+        self.fees = tuple(leg_fee_bps(leg, self.market, self.fee_bps) for leg in self.legs)
+        self.trader = (PaperTrader(self.pair, self.timeframe, self.pnl)
+                       if self.pnl is not None else None)
 
-    def update(self, leg: int, bar: Bar | QuoteBar) -> list[PairStats | Alert | SpreadCost]:
+    def update(self, leg: int, bar: Bar | QuoteBar) -> list[PairStats | Alert | SpreadCost
+                                                            | RoundTrip | PnlSummary]:
         """Take the next bar or quote bar of leg 0 (Y) or 1 (X); return the records completed."""
         if isinstance(bar, QuoteBar):
             costs = self._quoted(bar.end, leg, bar)
-            return [*costs, *self._weigh(costs)] if self.alerts.net_of_cost else costs
+            out = [*costs, *self._weigh(costs)] if self.alerts.net_of_cost else costs
+            if self.trader is None:
+                return out
+            self.books.setdefault(bar.end, [None, None])[leg] = bar
+            self.latest_book[leg] = bar.end
+            if len(self.books) > MAX_PENDING:
+                del self.books[min(self.books)]
+            return [*out, *self._book()]
         slot = self.pending.setdefault(bar.end, [None, None])
         slot[leg] = bar
         self.latest_end[leg] = bar.end
@@ -96,14 +121,40 @@ class PairState:
     def _aligned(self, end: int, y_bar: Bar, x_bar: Bar) -> list:
         self.estimator.update(y_bar.close, x_bar.close)
         stats = self._record(end, self.estimator.result())
+        if self.trader is not None:
+            self.ledger[end] = [y_bar.close, x_bar.close, None]
         costs = (self._quoted(end, 2, (stats.beta, stats.spread_std))
                  if self.quotes and stats.beta is not None else [])
         if self.alerts.net_of_cost:
             self.waiting.append(stats)
-            return [stats, *costs, *self._weigh(costs)]
+            return [stats, *costs, *self._weigh(costs), *self._book()]
         alerts = self.alerts.update(self.pair, self.timeframe, end, stats.zscore, stats.spread,
                                     stats.beta, pvalue=stats.eg_pvalue)
-        return [stats, *alerts, *costs]
+        self._decided(end, alerts)
+        return [stats, *alerts, *costs, *self._book()]
+
+    def _decided(self, end: int, alerts: list[Alert]) -> None:
+        """Note the alerts of aligned end ``end`` for the paper P&L."""
+        if self.trader is not None:
+            self.ledger[end][2] = alerts
+
+    def _book(self) -> list[RoundTrip | PnlSummary]:
+        """Paper-trade the ledger's ends whose alerts and quote bars are settled, in order."""
+        out: list[RoundTrip | PnlSummary] = []
+        while self.ledger:
+            end = next(iter(self.ledger))
+            y_close, x_close, alerts = self.ledger[end]
+            books = self.books.get(end, [None, None])
+            settled = not self.quotes or len(self.ledger) > MAX_PENDING or all(
+                book is not None or (latest is not None and latest > end)
+                for book, latest in zip(books, self.latest_book, strict=True))
+            if alerts is None or not settled:
+                break
+            del self.ledger[end]
+            for done in [e for e in self.books if e <= end]:
+                del self.books[done]
+            out.extend(self.trader.update(end, y_close, x_close, *books, alerts))
+        return out
 
     def _weigh(self, costs: list[SpreadCost]) -> list[Alert]:
         """Alerts of the waiting statistics, in end order, as their ends' costs become known.
@@ -123,9 +174,11 @@ class PairState:
             if cost is None and not hopeless:
                 break
             del self.waiting[0]
-            out.extend(self.alerts.update(
+            alerts = self.alerts.update(
                 self.pair, self.timeframe, stats.ts, stats.zscore, stats.spread, stats.beta,
-                pvalue=stats.eg_pvalue, sigma=stats.spread_std, cost=cost))
+                pvalue=stats.eg_pvalue, sigma=stats.spread_std, cost=cost)
+            self._decided(stats.ts, alerts)
+            out.extend(alerts)
         return out
 
     def _quoted(self, end: int, part: int, value: QuoteBar | tuple) -> list[SpreadCost]:

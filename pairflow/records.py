@@ -23,6 +23,7 @@ import numpy as np
 
 from pairflow.analytics.result import PairResult
 from pairflow.book_records import QuoteBar, SpreadCost
+from pairflow.pnl_records import PnlSummary, RoundTrip
 from pairflow.slots import init_through_slots as _init_through_slots
 
 SCHEMA_VERSION = 1
@@ -379,10 +380,11 @@ class ScanRecord:
         return f"{self.pair}|{self.timeframe}"
 
 
-Record = Tick | Bar | QuoteBar | SpreadCost | PairStats | Alert | DeadLetter | Health | ScanRecord
+Record = (Tick | Bar | QuoteBar | SpreadCost | PairStats | Alert | RoundTrip | PnlSummary
+          | DeadLetter | Health | ScanRecord)
 RECORD_TYPES: dict[str, type] = {
-    cls.kind: cls for cls in (Tick, Bar, QuoteBar, SpreadCost, PairStats, Alert, DeadLetter,
-                              Health, ScanRecord)
+    cls.kind: cls for cls in (Tick, Bar, QuoteBar, SpreadCost, PairStats, Alert, RoundTrip,
+                              PnlSummary, DeadLetter, Health, ScanRecord)
 }
 #: The JSON name of ``Alert.alert_kind`` is ``kind`` (DESIGN.md); Python reserves ``kind``
 #: on every record class for the record type.
@@ -436,7 +438,8 @@ def from_json(cls: type, payload: bytes | str) -> Any:
 
 
 #: Fields holding µs timestamps; CSV writes them as ISO-8601 UTC with microseconds.
-TIME_FIELDS = frozenset({"start", "end", "ts", "recv_ts", "as_of"})
+TIME_FIELDS = frozenset({"start", "end", "ts", "recv_ts", "as_of", "entry_ts", "exit_ts",
+                         "open_since"})
 
 
 def write_csv(handle: Any, cls: type, rows: Iterable[dict[str, Any]]) -> None:

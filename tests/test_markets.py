@@ -155,8 +155,9 @@ def test_contract_sizes_are_checked_at_start_up():
     assert _config(symbols="BTCUSD_PERP", contract_sizes="btcusd_perp=50").contract_size(
         "BTCUSD_PERP") == 50.0
     assert _config(symbols="BTCUSDT").contract_size("BTCUSDT") is None
-    for bad, message in (("BTCUSDT=5", "only COIN-M"), ("BTCUSD_PERP=-1", "positive"),
-                         ("BTCUSD_PERP", "NAME=NUMBER"), ("BTCUSD_PERP=1,btcusd_perp=2",
-                                                          "twice")):
+    for bad, message in (("BTCUSDT=5", "not a COIN-M contract"),
+                         ("BTCUSD_PERP=-1", "positive"), ("BTCUSD_PERP=x", "not a number"),
+                         ("BTCUSD_PERP", "SYMBOL=USD"), ("BTCUSD_PERP=1,btcusd_perp=2",
+                                                         "twice")):
         with pytest.raises(ConfigError, match=message):
             _config(symbols="BTCUSDT", contract_sizes=bad)

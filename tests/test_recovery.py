@@ -66,6 +66,9 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(
     finished = subprocess.run(command, cwd=ROOT, capture_output=True, timeout=120)
     assert finished.returncode == 0, finished.stderr.decode()
     assert _content(crashed) == _content(clean)
+    # The paper P&L resumes from the pair state's snapshot too: the same round trips and summary.
+    paper = store_records(clean, ("trades", "pnl"))
+    assert paper["trades"] and store_records(crashed, ("trades", "pnl")) == paper
     # Kafka: at-least-once. The records made after the last snapshot before each kill went out
     # again after the restart; deduplicated, the topics equal the uninterrupted run's, which
     # has no repeats, and the store.

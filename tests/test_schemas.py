@@ -17,7 +17,9 @@ from pairflow.records import (
     DeadLetter,
     Health,
     PairStats,
+    PnlSummary,
     QuoteBar,
+    RoundTrip,
     ScanRecord,
     SpreadCost,
     Tick,
@@ -29,7 +31,7 @@ from pairflow.records import (
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 #: Schema file stem of each record kind.
 SCHEMA_NAMES = {kind: kind for kind in ("tick", "bar", "quote", "cost", "pair", "alert",
-                                         "deadletter", "health", "scan")}
+                                         "trade", "pnl", "deadletter", "health", "scan")}
 
 
 def load_schema(kind: str) -> dict[str, Any]:
@@ -105,6 +107,18 @@ def sample_records() -> list[Any]:
                    beta=0.98, y_bid=61_685.99, y_ask=61_686.0, x_bid=61_668.6, x_ask=61_668.7,
                    short_at=0.21, long_at=0.2100018, crossing=1.8e-6, fees=0.00297,
                    round_trip_bps=15.0, round_trip_z=None),
+        RoundTrip(trade_id="spot:BTCUSDT/cm:BTCUSD_PERP|1s|1723075201000000",
+                  pair="spot:BTCUSDT/cm:BTCUSD_PERP", timeframe="1s", side="short",
+                  entry_ts=t0 + 1_000_000, exit_ts=t0 + 4_000_000, beta=0.97, price="log",
+                  notional=10_000.0, priced_at="quotes", y_qty=-0.1622, x_qty=0.1573,
+                  y_entry=61_652.57, x_entry=61_640.7, y_exit=61_640.0, x_exit=61_637.1,
+                  y_fee_bps=10.0, x_fee_bps=5.0, fees=29.6, funding=0.0,
+                  funding_unknown_bars=3, gross_pnl=1.47, net_pnl=-28.13),
+        PnlSummary(pair="spot:BTCUSDT/cm:BTCUSD_PERP", timeframe="1s", ts=t0 + 9_000_000,
+                   notional=10_000.0, round_trips=0, wins=0, hit_rate=None, total_net_pnl=0.0,
+                   mean_net_pnl=None, total_fees=0.0, total_funding=0.0, equity=-29.9,
+                   max_drawdown=29.9, sharpe=None, bars=9, position="long",
+                   open_since=t0 + 9_000_000, open_pnl=-29.9),
     ]  # fmt: skip
 
 
@@ -164,6 +178,13 @@ def test_schemas_reject_what_the_contract_forbids() -> None:
     assert alert["kind"] == "enter_upper"
     assert _errors("alert", {**alert, "kind": "enter"})
     assert _errors("alert", {**alert, "zscore": None})
+    trade = msgspec.json.decode(to_json(sample_records()[-2]))
+    assert _errors("trade", {**trade, "side": "upper"})
+    assert _errors("trade", {**trade, "priced_at": "mid"})
+    assert _errors("trade", {**trade, "fees": -1.0})
+    summary = msgspec.json.decode(to_json(sample_records()[-1]))
+    assert _errors("pnl", {**summary, "hit_rate": 1.5})
+    assert _errors("pnl", {**summary, "position": "open"})
 
 
 def test_a_store_written_before_pair_schema_2_gains_its_columns(tmp_path):

@@ -15,6 +15,8 @@ TOPIC_SUFFIXES: Final[dict[str, str]] = {
     "cost": "costs",
     "pair": "pairs",
     "alert": "alerts",
+    "trade": "trades",
+    "pnl": "pnl",
     "deadletter": "deadletter",
     "health": "health",
     "scan": "scan",
