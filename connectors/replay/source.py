@@ -16,11 +16,11 @@ from connectors.replay.merge import MergedReplay
 from connectors.replay.readers import BLOCK_LINES
 from pairflow.errors import InputFileError
 from pairflow.metrics import Count, counts
-from pairflow.quotes import QuoteChunk
+from pairflow.quotes import MarkChunk, QuoteChunk
 from pairflow.records import SYMBOL_PATTERN, Bar, DeadLetter
 from pairflow.ticks import Heartbeat, TickChunk
 
-ReplayItem = TickChunk | QuoteChunk | Bar | DeadLetter | Heartbeat | Count
+ReplayItem = TickChunk | QuoteChunk | MarkChunk | Bar | DeadLetter | Heartbeat | Count
 
 
 class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
@@ -45,7 +45,8 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
             corrupt) once the replay has emitted everything else; without it the first such
             error is raised then.
         quotes: also emit recordings' ``@bookTicker`` quotes as
-            :class:`~pairflow.quotes.QuoteChunk` s (after the batch's tick chunks).
+            :class:`~pairflow.quotes.QuoteChunk` s and their ``@markPrice`` updates as
+            :class:`~pairflow.quotes.MarkChunk` s (after the batch's tick chunks).
         market: the market of bare symbols when some symbol names its market
             (``cm:BTCUSD_PERP``).
     """
@@ -119,6 +120,9 @@ class _ReplayPartition(StatefulSourcePartition[ReplayItem, int]):
         if out.quotes:
             items.extend(out.quotes)
             items.append(Count("quotes_read", sum(len(q) for q in out.quotes)))
+        if out.marks:
+            items.extend(out.marks)
+            items.append(Count("marks_read", sum(len(m) for m in out.marks)))
         items.extend(out.bars)
         items.extend(counts(Counter(f"bars:{bar.timeframe}" for bar in out.bars)))
         items.extend(out.dead)
