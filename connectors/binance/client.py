@@ -261,9 +261,11 @@ class LiveClient:
                         0.9 * st.interarrival_s + 0.1 * gap
                 st.last_msg = now
             self.accept(st, chunk)
+        # Marks before the batch's quotes: a quote that closes a window must find the marks
+        # published before its end in place.
+        self.out.extend(parsed.marks.values())
         for symbol, quotes in parsed.quotes.items():
             self._take_quotes(self.symbols[symbol], quotes, now)
-        self.out.extend(parsed.marks.values())
         while self.offsets and now - self.offsets[0][0] > OFFSET_MEMORY_S:
             self.offsets.popleft()
 

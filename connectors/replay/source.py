@@ -46,7 +46,7 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
             error is raised then.
         quotes: also emit recordings' ``@bookTicker`` quotes as
             :class:`~pairflow.quotes.QuoteChunk` s and their ``@markPrice`` updates as
-            :class:`~pairflow.quotes.MarkChunk` s (after the batch's tick chunks).
+            :class:`~pairflow.quotes.MarkChunk` s (after the batch's tick chunks, marks first).
         market: the market of bare symbols when some symbol names its market
             (``cm:BTCUSD_PERP``).
     """
@@ -117,12 +117,14 @@ class _ReplayPartition(StatefulSourcePartition[ReplayItem, int]):
             return []
         out = self._replay.read(BLOCK_LINES, until if until is not True else None)
         items: list[ReplayItem] = [c for c in out.chunks if len(c)]
+        if out.marks:
+            # Before the batch's quotes: a quote that closes a window must find the marks
+            # published before its end in place (marks only decorate bars, never close them).
+            items.extend(out.marks)
+            items.append(Count("marks_read", sum(len(m) for m in out.marks)))
         if out.quotes:
             items.extend(out.quotes)
             items.append(Count("quotes_read", sum(len(q) for q in out.quotes)))
-        if out.marks:
-            items.extend(out.marks)
-            items.append(Count("marks_read", sum(len(m) for m in out.marks)))
         items.extend(out.bars)
         items.extend(counts(Counter(f"bars:{bar.timeframe}" for bar in out.bars)))
         items.extend(out.dead)
