@@ -31,6 +31,12 @@ What the loop thread does, per symbol:
   :class:`~connectors.binance.supervisor.ConnectionSupervisor`; the overlap is deduplicated
   by id.
 
+With ``quotes``, each symbol's ``@bookTicker`` (and a perpetual's ``@markPrice@1s``) rides on
+its trades' connection. Quotes go out as received (the parser drops those whose update id does
+not advance); they cannot be backfilled, so after each outage a ``QuoteGap`` per symbol spans
+the quote time from its last quote before to its first after, and the quote step makes no bar
+over it.
+
 Where each part lives: ids in :mod:`~connectors.binance.sequencer`, health counters in
 :mod:`~connectors.binance.health`, backfill, watchdog and heartbeat policy in
 :class:`~connectors.binance.client.LiveClient`, settings in :mod:`~connectors.binance.settings`.
