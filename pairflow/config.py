@@ -257,6 +257,9 @@ class PairflowConfig:
         if self.ingest_only and (self.source != "live" or not self.kafka):
             raise ConfigError("ingest-only runs read the live feed and need --kafka BOOTSTRAP "
                               "(replays publish ticks with --ticks-to-kafka)")
+        if self.quotes and (self.ingest_only or self.source == "kafka"):
+            raise ConfigError("quotes come from recordings or the live feed in this process; "
+                              "the Kafka ticks topic carries none: drop quotes")
 
     @property
     def kafka_client_config(self) -> dict[str, str]:

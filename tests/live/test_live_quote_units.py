@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from connectors.binance.settings import LiveSettings
 from connectors.binance.wire import FrameParser
+from pairflow.config import load_config
+from pairflow.errors import ConfigError
 from pairflow.quotes import MarkChunk, QuoteBarBuilder, QuoteChunk, QuoteGap
 
 
@@ -94,3 +97,10 @@ def test_quote_streams_share_the_trades_connection():
     assert futures.symbols_per_connection == 2
     assert LiveSettings(market="usdm").stream_url(["BTCUSDT"]).endswith("?streams="
                                                                          "btcusdt@aggTrade")
+
+
+@pytest.mark.parametrize("given", [{"source": "live", "ingest_only": True, "kafka": "k:9092"},
+                                   {"source": "kafka", "kafka": "k:9092", "store": "x.db"}])
+def test_quotes_over_kafka_ticks_are_refused_at_start_up(given):
+    with pytest.raises(ConfigError, match="drop quotes"):
+        load_config({**given, "symbols": "BTCUSDT", "quotes": True}, env={})
