@@ -25,6 +25,8 @@ from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
+import msgspec
+
 DATA_DIR = Path("/work/shared/data/binance-spot-2024-08-08")
 #: First aggregate id of the derived aggTrade view (any base works; ids stay contiguous).
 AGG_BASE = 900_000_000
@@ -122,21 +124,34 @@ class MarkUpdate:
                           separators=(",", ":")).encode()
 
 
+class _BookIds(msgspec.Struct):
+    s: str
+    u: int
+
+
+class _BookFrame(msgspec.Struct):
+    data: _BookIds
+
+
+#: Reads only the symbol and update id of a captured book ticker (130 k of them, quickly).
+_book_ids = msgspec.json.Decoder(list[_BookFrame])
+
+
 @lru_cache(maxsize=1)
 def _all_quotes() -> tuple[TapeQuote, ...]:
     offsets: dict[str, int] = {}
     for t in _all_trades():
-        offsets[t.symbol] = min(offsets.get(t.symbol, t.recv_ns), t.recv_ns - t.time_ms * 10**6)
+        lag = t.recv_ns - t.time_ms * 10**6
+        offsets[t.symbol] = min(offsets.get(t.symbol, lag), lag)
     quotes = []
     for path in sorted(DATA_DIR.glob("*.gz")):
         with gzip.open(path, "rb") as handle:
-            for line in handle:
-                recv, _, frame = line.rstrip(b"\n").partition(b" ")
-                if b'@bookTicker"' not in frame[:40]:
-                    continue
-                d = json.loads(frame)["data"]
-                quotes.append(TapeQuote(int(recv), d["s"], d["u"],
-                                        (int(recv) - offsets[d["s"]]) // 10**6, frame))
+            lines = handle.read().splitlines()
+        books = [line.partition(b" ") for line in lines if b'@bookTicker"' in line[:60]]
+        decoded = _book_ids.decode(b"[" + b",".join(frame for _, _, frame in books) + b"]")
+        for (recv, _, frame), book in zip(books, decoded, strict=True):
+            recv_ns, d = int(recv), book.data
+            quotes.append(TapeQuote(recv_ns, d.s, d.u, (recv_ns - offsets[d.s]) // 10**6, frame))
     quotes.sort(key=lambda q: (q.time_ms, q.recv_ns))
     return tuple(quotes)
 
