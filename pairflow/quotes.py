@@ -30,7 +30,9 @@ force is unknown there): no quote bar is made for a window that overlaps it.
 A perpetual's ``@markPrice`` updates (:class:`MarkChunk`) set ``mark_price``,
 ``funding_rate`` and ``next_funding_ts`` of each bar: the values of the last update with event
 time before ``end`` (null before the first one, and the funding fields null where the update
-carried none). They only decorate bars: they neither open nor close a window.
+carried none; null too when a :class:`QuoteGap` began after that update and before ``end``:
+updates may have been missed in it). They only decorate bars: they neither open nor close a
+window.
 """
 
 from __future__ import annotations
@@ -287,7 +289,10 @@ class QuoteBarBuilder:
             return
         start = min(f.next_window * f.length_us for f in self._frames)
         self._marks = self._marks.since_last_before(start)
-        self._gaps = [(s, e) for s, e in self._gaps if e > start]
+        # A gap still matters while a window may overlap it or a kept mark precedes it.
+        first_mark = int(self._marks.ts[0]) if len(self._marks.ts) else None
+        self._gaps = [(s, e) for s, e in self._gaps
+                      if e > start or (first_mark is not None and first_mark <= s)]
 
     def _emit(self, frame: _Frame, closing: _Book | None, limit: int) -> list[QuoteBar]:
         """Quote bars of windows ``frame.next_window`` … ``limit − 1`` with a book in force."""
@@ -307,7 +312,8 @@ class QuoteBarBuilder:
         frame.carried = _Book(*(c[-1:] for c in book.columns()))
         if last <= first:
             return []
-        return _window_bars(self.symbol, frame.name, length, book, first, last, self._marks)
+        return _window_bars(self.symbol, frame.name, length, book, first, last, self._marks,
+                            self._gaps)
 
 
 def _split(held: list[_Book], end: int) -> tuple[_Book | None, list[_Book]]:
@@ -325,11 +331,13 @@ def _split(held: list[_Book], end: int) -> tuple[_Book | None, list[_Book]]:
 
 
 def _window_bars(symbol: str, timeframe: str, length: int, book: _Book, first: int,
-                 last: int, marks: _Marks) -> list[QuoteBar]:
+                 last: int, marks: _Marks, gaps: list[tuple[int, int]]) -> list[QuoteBar]:
     """Quote bars of windows ``first`` … ``last − 1`` that have a book in force.
 
     ``book`` is sorted by time; its first row may lie before window ``first`` (carried in).
-    ``marks`` give each bar the last mark-price update before its end.
+    ``marks`` give each bar the last mark-price update before its end, unless a gap begins
+    between that update and the end (updates may have been missed in it: the values are
+    unknown until the next one).
     """
     starts = np.arange(first, last, dtype=np.int64) * length
     # Segments: cut the time line at every quote and every window bound; each segment has
@@ -358,6 +366,10 @@ def _window_bars(symbol: str, timeframe: str, length: int, book: _Book, first: i
     close = np.searchsorted(book.ts, starts + length, side="left") - 1
     micro = (book.ask * book.bid_qty + book.bid * book.ask_qty) / (book.ask_qty + book.bid_qty)
     marked = np.searchsorted(marks.ts, starts + length, side="left") - 1
+    for gap_start, _ in gaps:
+        missed = (marked >= 0) & (gap_start < starts + length)
+        missed[missed] &= marks.ts[marked[missed]] <= gap_start
+        marked[missed] = -1
     rows = zip(starts[has_book].tolist(), close[has_book].tolist(),
                mean_spread[has_book].tolist(), max_spread[has_book].tolist(),
                mean_imbalance[has_book].tolist(), quotes[has_book].tolist(),

@@ -104,3 +104,19 @@ def test_quote_streams_share_the_trades_connection():
 def test_quotes_over_kafka_ticks_are_refused_at_start_up(given):
     with pytest.raises(ConfigError, match="drop quotes"):
         load_config({**given, "symbols": "BTCUSDT", "quotes": True}, env={})
+
+
+def test_a_mark_from_before_a_gap_is_not_carried_past_it():
+    builder = QuoteBarBuilder("X", ["1s"], lateness_us=0)
+    one = lambda e_us, price: MarkChunk("X", np.zeros(1, np.int64),  # noqa: E731
+                                        np.array([e_us]), np.array([price]),
+                                        np.array([0.0001]), np.array([8_000_000]))
+    builder.mark(one(400_000, 10.0))
+    bars = builder.update(_quotes([100_000, 1_500_000], [1.0, 2.0])).bars
+    builder.gap(QuoteGap("X", 1_500_000, 2_200_000))
+    bars += builder.update(_quotes([2_200_000, 4_100_000], [3.0, 4.0])).bars
+    builder.mark(one(3_500_000, 11.0))
+    bars += builder.flush().bars
+    # Window 3 ends after the gap with no update since it: unknown. Window 4 has the new one.
+    assert [(b.start // 1_000_000, b.mark_price) for b in bars] == [(0, 10.0), (3, None),
+                                                                     (4, 11.0)]
