@@ -264,6 +264,8 @@ class LiveClient:
         # Marks before the batch's quotes: a quote that closes a window must find the marks
         # published before its end in place.
         self.out.extend(parsed.marks.values())
+        self.tally["marks_read"] += sum(len(m) for m in parsed.marks.values())
+        self.tally["quotes_read"] += sum(len(q) for q in parsed.quotes.values())
         for symbol, quotes in parsed.quotes.items():
             self._take_quotes(self.symbols[symbol], quotes, now)
         while self.offsets and now - self.offsets[0][0] > OFFSET_MEMORY_S:

@@ -140,31 +140,79 @@ def test_spot_quotes_across_a_reconnect(tmp_path, tape):
     assert {"btcusdt@bookTicker", "ethusdt@bookTicker"} <= health
 
 
-def test_futures_quotes_and_mark_prices(tmp_path, tape):
-    """USDⓈ-M: quotes timed by T, mark price and funding the last sent before each bar end;
-    the recording replays to the same quote bars."""
-    record_dir = tmp_path / "rec"
-    with BinanceTestServer(tape, SPEED, market="usdm") as server:
-        totals, store = live_with_quotes(tmp_path, server, tape, "usdm", record_dir)
-        sent = [json.loads(frame)["data"] for _, frame in server.sent_extra]
-    assert totals["ticks_read"] == sum(map(len, tape.aggs.values())), totals
-    marks = pd.DataFrame([d for d in sent if d.get("e") == "markPriceUpdate"])
-    assert len(marks) > 40
+def recorded_marks(record_dir: Path) -> pd.DataFrame:
+    """The mark-price updates the client received, in receive order."""
+    rows = []
+    for path in sorted(record_dir.glob("*.gz")):
+        with gzip.open(path, "rb") as handle:
+            for line in handle:
+                message = json.loads(line.split(b" ", 1)[1])
+                if message["stream"].endswith("@markPrice@1s"):
+                    rows.append(message["data"])
+    return pd.DataFrame(rows)
+
+
+def with_marks(rows: list[dict], marks: pd.DataFrame, gap: tuple[int, int] | None) -> None:
+    """Give each expected bar the last update received with ``E`` before its end, unless the
+    gap began between that update and the end."""
+    for row in rows:
+        before = marks[marks.E * 1000 < row["end"]]
+        if not len(before):
+            continue
+        last = before.iloc[-1]
+        if gap is not None and last.E * 1000 <= gap[0] < row["end"]:
+            continue
+        row.update(mark_price=float(last.p), funding_rate=float(last.r),
+                   next_funding_ts=int(last["T"]) * 1000)
+
+
+@pytest.mark.parametrize("outage", [False, True], ids=["clean", "reconnect"])
+def test_futures_quotes_and_mark_prices(tmp_path, tape, outage):
+    """``pairflow live --market usdm --quotes``: quotes timed by T; mark price and funding of
+    each bar the last received before its end (all that was sent, without an outage); no bar
+    over an outage; a clean run's recording replays to the same quote bars."""
+    app = typer.Typer()
+    register(app)
+    record_dir, store = tmp_path / "rec", tmp_path / "live.db"
+    faults = Faults(events=[(12.0, "abrupt_close", None)] if outage else [])
+    with BinanceTestServer(tape, SPEED, faults, market="usdm") as server, env(FAST_ENV):
+        result = CliRunner().invoke(app, [
+            "live", "--symbols", ",".join(SYMBOLS), "--timeframes", TIMEFRAMES,
+            "--market", "usdm", "--quotes", "--ws-url", server.ws_url,
+            "--rest-url", server.rest_url, "--store", str(store), "--record", str(record_dir),
+            "--duration", str((tape.last_ms - tape.first_ms) / 1000 / SPEED + 3)])
+        serial_of = sent_by_connection(server)
+        sent_marks = [frame for _, frame in server.sent_extra if b"markPriceUpdate" in frame]
+    assert result.exit_code == 0, result.output
+    assert "quote bars 1s" in result.output
+    # No trade lost: the bars hold every exchange trade of the tape.
+    bars = bars_of(store)
+    assert sum(r["trades"] for r in bars if r["timeframe"] == "1s") == len(tape.trades)
+    assert_bars_equal(comparable(bars, tape), comparable(replay_bars(tmp_path, tape), tape))
+    reconnects = max(r["reconnects"] for r in StoreReader(store).query("health"))
+    assert (reconnects >= 1) == outage
+
     frames = recorded_frames(record_dir)
+    marks = recorded_marks(record_dir)
+    sent = [json.loads(frame)["data"] for frame in sent_marks]
+    assert len(marks) > 40 and all(m in sent for m in marks.to_dict("records"))
+    if not outage:
+        assert len(marks) == len(sent)
     live = quote_rows(store)
-    assert len(live) > 60
     for symbol in SYMBOLS:
-        mine = marks[marks.s == symbol]
-        want = expected_bars(frames, symbol)
-        for row in want:
-            before = mine[mine.E * 1000 < row["end"]]
-            if len(before):
-                last = before.iloc[-1]
-                row.update(mark_price=float(last.p), funding_rate=float(last.r),
-                           next_funding_ts=int(last["T"]) * 1000)
+        gap = None
+        if outage:
+            quotes = frames[(frames.kind == "quote") & (frames.symbol == symbol)]
+            connection = quotes.u.map(lambda u, s=symbol: serial_of[(s, u)])
+            gap = (int(quotes.time[connection == 1].max()),
+                   int(quotes.time[connection > 1].min()))
+        want = expected_bars(frames, symbol, gap)
+        with_marks(want, marks[marks.s == symbol], gap)
         got = [r for r in live if r["symbol"] == symbol]
         assert got == want, symbol
         assert sum(r["mark_price"] is not None for r in got) > len(got) // 2
+    if outage:
+        return
     # The recording carries the book tickers and mark prices: its replay makes the same bars.
     replayed = tmp_path / "replay.db"
     config = load_config({"source": "replay", "symbols": ",".join(SYMBOLS), "quotes": True,
