@@ -67,6 +67,10 @@ class LiveClient:
             if settings.quotes:
                 st.quote_health = StreamHealth(s, settings.quote_streams(s)[0],
                                                settings.health_every_s)
+                if resume:
+                    # A resumed run does not know the book since the snapshot: no quote bar
+                    # for a window still open then, up to its first quote.
+                    st.quote_outage_from = 0
         self.recorder = (FrameRecorder(settings.record_dir, f"binance-{name}")
                          if settings.record_dir else None)
         self.backfill_recorder = (BackfillRecorder(settings.record_dir, name, self.kind)

@@ -120,3 +120,22 @@ def test_a_mark_from_before_a_gap_is_not_carried_past_it():
     # Window 3 ends after the gap with no update since it: unknown. Window 4 has the new one.
     assert [(b.start // 1_000_000, b.mark_price) for b in bars] == [(0, 10.0), (3, None),
                                                                      (4, 11.0)]
+
+
+def test_a_resumed_run_declares_the_book_unknown_until_its_first_quote():
+    from collections import deque
+
+    from connectors.binance.client import LiveClient
+
+    frames = [(5_000, _book("BTCUSDT", 7, "1", "2", 3)), (5_001, _book("BTCUSDT", 8, "1", "2", 4))]
+    items: dict[bool, list] = {}
+    for resumed in (False, True):
+        out: deque = deque()
+        client = LiveClient("usdm-0", ("BTCUSDT",), LiveSettings(market="usdm", quotes=True),
+                            {"BTCUSDT": 41} if resumed else {}, out)
+        client.frames = list(frames)
+        client.process_frames()
+        items[resumed] = [item for item in out if isinstance(item, QuoteGap | QuoteChunk)]
+    assert [type(item) for item in items[False]] == [QuoteChunk]
+    gap, quotes = items[True]
+    assert gap == QuoteGap("BTCUSDT", 0, 3_000) and quotes.ts.tolist() == [3_000, 4_000]
