@@ -32,7 +32,7 @@ from pairflow.universe.settings import ScanSettings
 T = TypeVar("T")
 
 SourceKind = Literal["replay", "live", "kafka"]
-Market = Literal["spot", "usdm"]
+Market = Literal["spot", "usdm", "cm"]
 MARKETS: tuple[str, ...] = get_args(Market)
 
 
@@ -103,7 +103,8 @@ class PairflowConfig:
             ``.``). Never shown: values may be secrets.
         ingest_only: only normalise and publish ticks, heartbeats, gaps and health to Kafka
             (``pairflow ingest``); workers reading the ``ticks`` topic make the bars.
-        market: ``spot`` or ``usdm`` (USDⓈ-M futures), for the live source.
+        market: ``spot``, ``usdm`` (USDⓈ-M futures) or ``cm`` (COIN-M futures), for the live
+            source and the bare symbols of a replay.
         ws_url: base WebSocket URL of the live source (None: Binance's).
         rest_url: base REST URL for backfills (None: Binance's).
         record_dir: directory where the live source records raw frames, or None.
