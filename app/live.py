@@ -52,8 +52,8 @@ from app.signals import sigterm_interrupts
 from pairflow.config import load_config
 from pairflow.errors import ConfigError
 
-Market = Annotated[str | None, typer.Option(help=with_default("spot or usdm (USDⓈ-M futures).",
-                                                              "market"))]
+Market = Annotated[str | None, typer.Option(help=with_default(
+    "spot, usdm (USDⓈ-M futures) or cm (COIN-M futures).", "market"))]
 WsUrl = Annotated[str | None, typer.Option("--ws-url", help=described(
     "Base WebSocket URL.", "Binance's for the market"))]
 RestUrl = Annotated[str | None, typer.Option("--rest-url", help=described(

@@ -8,14 +8,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.binance.quotes import perpetual
-from connectors.binance.rest import USDM_REST_URL, RestKind
+from connectors.binance.rest import CM_REST_URL, SPOT_REST_URL, USDM_REST_URL, RestKind
 from connectors.binance.supervisor import SupervisorSettings
 from pairflow.config import check_market, load_settings
 from pairflow.errors import ConfigError
 
-SPOT_WS_URL = "wss://stream.binance.com:9443"
-USDM_WS_URL = "wss://fstream.binance.com/market"
-SPOT_REST_URL_DEFAULT = "https://api.binance.com"
+#: Binance's WebSocket base URL of each market.
+WS_URLS = {"spot": "wss://stream.binance.com:9443", "usdm": "wss://fstream.binance.com/market",
+           "cm": "wss://dstream.binance.com"}
+#: Binance's REST base URL of each market.
+REST_URLS = {"spot": SPOT_REST_URL, "usdm": USDM_REST_URL, "cm": CM_REST_URL}
 #: Binance's limit of streams per connection.
 MAX_STREAMS = 1024
 #: The variable holding the REST API key (besides ``PAIRFLOW_LIVE_API_KEY``).
@@ -27,8 +29,9 @@ class LiveSettings:
     """Tuning of the live source; every field can be set by ``PAIRFLOW_LIVE_<NAME>``.
 
     Attributes:
-        market: ``spot`` or ``usdm``.
-        stream_kind: ``trade`` or ``aggTrade``; None: ``trade`` on spot, ``aggTrade`` on usdm.
+        market: ``spot``, ``usdm`` (USDⓈ-M futures) or ``cm`` (COIN-M futures).
+        stream_kind: ``trade`` or ``aggTrade``; None: ``trade`` on spot, ``aggTrade`` on
+            futures.
         ws_url: base WebSocket URL (None: Binance's for the market).
         rest_url: base REST URL (None: Binance's for the market).
         api_key: sent as ``X-MBX-APIKEY`` to REST (``PAIRFLOW_BINANCE_API_KEY``).
@@ -112,13 +115,12 @@ class LiveSettings:
     @property
     def base_ws_url(self) -> str:
         """The WebSocket base URL."""
-        return (self.ws_url or (SPOT_WS_URL if self.market == "spot" else USDM_WS_URL)).rstrip("/")
+        return (self.ws_url or WS_URLS[self.market]).rstrip("/")
 
     @property
     def base_rest_url(self) -> str:
         """The REST base URL."""
-        return self.rest_url or (SPOT_REST_URL_DEFAULT if self.market == "spot"
-                                 else USDM_REST_URL)
+        return self.rest_url or REST_URLS[self.market]
 
     @property
     def supervision(self) -> SupervisorSettings:

@@ -2,14 +2,16 @@
 
 WebSocket (``websockets``): combined streams ``/stream?streams=btcusdt@trade/ethusdt@trade``
 (``@trade`` frames exactly as captured, ``@aggTrade`` frames derived from them; with a tape
-loaded with quotes, ``@bookTicker`` frames — spot: as captured; ``market="usdm"``: the futures
-view derived from them — and, on ``usdm``, a synthetic ``@markPrice@1s`` series, see
+loaded with quotes, ``@bookTicker`` frames — spot and COIN-M: as captured; ``market="usdm"``:
+the futures view derived from the spot ones — and, on ``usdm`` and ``cm``, a synthetic
+``@markPrice@1s`` series, see
 :mod:`tests.binance_server.tape`: the captures have no mark price), raw ``/ws``
 with ``SUBSCRIBE`` / ``UNSUBSCRIBE`` / ``LIST_SUBSCRIPTIONS`` (replies ``{"result":null,"id":1}``),
 pings every ``ping_interval_s`` (answered pongs are handled by the library), more than 5
 incoming messages a second closes with 1008 like Binance. HTTP (``aiohttp``):
-``/api/v3/aggTrades``, ``/api/v3/historicalTrades``, ``/api/v3/trades``, ``/fapi/v1/aggTrades``
-answered from the same tape, only with trades already "published" (trade time <= tape clock);
+``/api/v3/aggTrades``, ``/api/v3/historicalTrades``, ``/api/v3/trades``, ``/fapi/v1/aggTrades``,
+``/dapi/v1/aggTrades``, ``/dapi/v1/historicalTrades`` answered from the same tape, only with
+trades already "published" (trade time <= tape clock);
 ``/api/v3/ticker/24hr`` (and ``/fapi/v1/…``) with each symbol's totals over the whole tape.
 
 The tape clock starts at the first WebSocket connection (so a client connecting first sees the
@@ -97,8 +99,9 @@ class BinanceTestServer:
         speed: tape seconds per wall second.
         faults: fault switches.
         ping_interval_s: server pings (Binance: every 20 s).
-        market: ``spot`` (book tickers as captured, no mark price) or ``usdm`` (book tickers
-            in the futures form, and the synthetic mark-price series).
+        market: ``spot`` (book tickers as captured, no mark price), ``usdm`` (book tickers
+            of the spot capture in the futures form, and the synthetic mark-price series) or
+            ``cm`` (for the COIN-M capture: book tickers as captured, synthetic mark prices).
     """
 
     def __init__(self, tape: Tape, speed: float = 50.0, faults: Faults | None = None,
@@ -134,10 +137,10 @@ class BinanceTestServer:
             ((a.T, a.a, s) for s, rows in tape.aggs.items() for a in rows))
         #: Quote and mark-price frames in tape-time order: (time ms, stream, frame).
         self._extra = sorted(
-            [(q.time_ms, q.stream, q.frame if market == "spot" else q.futures_frame())
+            [(q.time_ms, q.stream, q.futures_frame() if market == "usdm" else q.frame)
              for q in tape.quotes]
             + ([(m.time_ms, m.stream, m.frame()) for m in tape.marks()]
-               if market == "usdm" and tape.quotes else []), key=lambda e: e[0])
+               if market != "spot" and tape.quotes else []), key=lambda e: e[0])
         self._extra_times = [e[0] for e in self._extra]
         #: Every quote and mark-price frame sent: (connection serial, frame), in sending order.
         self.sent_extra: list[tuple[int, bytes]] = []
@@ -181,9 +184,9 @@ class BinanceTestServer:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         app = web.Application()
-        for path in ("/api/v3/aggTrades", "/fapi/v1/aggTrades"):
+        for path in ("/api/v3/aggTrades", "/fapi/v1/aggTrades", "/dapi/v1/aggTrades"):
             app.router.add_get(path, self._rest_aggs)
-        for path in ("/api/v3/historicalTrades", "/api/v3/trades"):
+        for path in ("/api/v3/historicalTrades", "/api/v3/trades", "/dapi/v1/historicalTrades"):
             app.router.add_get(path, self._rest_trades)
         for path in ("/api/v3/ticker/24hr", "/fapi/v1/ticker/24hr"):
             app.router.add_get(path, self._rest_ticker)

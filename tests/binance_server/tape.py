@@ -6,8 +6,9 @@ The captures in ``../shared/data/binance-spot-2024-08-08`` hold combined-stream 
 views for the REST endpoints and a derived aggregate-trade view (consecutive trades of one
 taker order — same time, price and side — form one aggregate, as Binance aggregates them).
 
-With ``quotes``, the slice's ``@bookTicker`` frames come too (:class:`TapeQuote`). Spot book
-tickers carry no time, so the tape places each on its clock at its receive time minus the
+With ``quotes``, the slice's ``@bookTicker`` frames come too (:class:`TapeQuote`). Futures
+book tickers (the COIN-M capture, :data:`COINM_DIR`) are placed on the tape clock at their
+``T``. Spot book tickers carry no time, so the tape places each at its receive time minus the
 symbol's capture offset: the smallest ``receive − trade time`` over all the symbol's trades of
 the capture (the recording machine's clock lag plus the smallest latency, about 1.3 s).
 The futures view of a quote (:meth:`TapeQuote.futures_frame`) is *derived*: the same book with
@@ -28,6 +29,8 @@ from pathlib import Path
 import msgspec
 
 DATA_DIR = Path("/work/shared/data/binance-spot-2024-08-08")
+#: The COIN-M capture (BTCUSD_PERP, ETHUSD_PERP: futures frames, book tickers with ``T``).
+COINM_DIR = Path("/work/shared/data/binance-coinm-2024-08-09")
 #: First aggregate id of the derived aggTrade view (any base works; ids stay contiguous).
 AGG_BASE = 900_000_000
 
@@ -127,6 +130,7 @@ class MarkUpdate:
 class _BookIds(msgspec.Struct):
     s: str
     u: int
+    T: int | None = None  # futures book tickers carry their time
 
 
 class _BookFrame(msgspec.Struct):
@@ -137,29 +141,30 @@ class _BookFrame(msgspec.Struct):
 _book_ids = msgspec.json.Decoder(list[_BookFrame])
 
 
-@lru_cache(maxsize=1)
-def _all_quotes() -> tuple[TapeQuote, ...]:
+@lru_cache(maxsize=2)
+def _all_quotes(capture: Path) -> tuple[TapeQuote, ...]:
     offsets: dict[str, int] = {}
-    for t in _all_trades():
+    for t in _all_trades(capture):
         lag = t.recv_ns - t.time_ms * 10**6
         offsets[t.symbol] = min(offsets.get(t.symbol, lag), lag)
     quotes = []
-    for path in sorted(DATA_DIR.glob("*.gz")):
+    for path in sorted(capture.glob("*.gz")):
         with gzip.open(path, "rb") as handle:
             lines = handle.read().splitlines()
         books = [line.partition(b" ") for line in lines if b'@bookTicker"' in line[:60]]
         decoded = _book_ids.decode(b"[" + b",".join(frame for _, _, frame in books) + b"]")
         for (recv, _, frame), book in zip(books, decoded, strict=True):
             recv_ns, d = int(recv), book.data
-            quotes.append(TapeQuote(recv_ns, d.s, d.u, (recv_ns - offsets[d.s]) // 10**6, frame))
+            time_ms = d.T if d.T is not None else (recv_ns - offsets[d.s]) // 10**6
+            quotes.append(TapeQuote(recv_ns, d.s, d.u, time_ms, frame))
     quotes.sort(key=lambda q: (q.time_ms, q.recv_ns))
     return tuple(quotes)
 
 
-@lru_cache(maxsize=1)
-def _all_trades() -> tuple[TapeTrade, ...]:
+@lru_cache(maxsize=2)
+def _all_trades(capture: Path) -> tuple[TapeTrade, ...]:
     trades = []
-    for path in sorted(DATA_DIR.glob("*.gz")):
+    for path in sorted(capture.glob("*.gz")):
         with gzip.open(path, "rb") as handle:
             for line in handle:
                 recv, _, frame = line.rstrip(b"\n").partition(b" ")
@@ -192,12 +197,14 @@ class Tape:
 
     @classmethod
     def load(cls, start_s: float = 0.0, length_s: float | None = None,
-             symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"), quotes: bool = False) -> Tape:
+             symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"), quotes: bool = False,
+             capture: Path = DATA_DIR) -> Tape:
         """The trades (with ``quotes``, book tickers too) of tape time in a span.
 
-        The span is ``[t0 + start_s, t0 + start_s + length_s)``, t0 the first trade's time.
+        The span is ``[t0 + start_s, t0 + start_s + length_s)``, t0 the first trade's time;
+        ``capture`` the directory of the recordings (spot, or :data:`COINM_DIR`).
         """
-        everything = _all_trades()
+        everything = _all_trades(capture)
         t0 = min(t.time_ms for t in everything)
         lo = t0 + int(start_s * 1000)
         hi = lo + int(length_s * 1000) if length_s is not None else 1 << 62
@@ -205,8 +212,8 @@ class Tape:
         # Receive order on the recording can put a trade of a later T before an earlier
         # one across symbols; the server sends in trade-time order per symbol anyway.
         chosen.sort(key=lambda t: (t.time_ms, t.recv_ns))
-        books = [q for q in _all_quotes() if lo <= q.time_ms < hi and q.symbol in symbols] \
-            if quotes else []
+        books = [q for q in _all_quotes(capture) if lo <= q.time_ms < hi
+                 and q.symbol in symbols] if quotes else []
         return cls(chosen, quotes=books)
 
     def marks(self) -> list[MarkUpdate]:

@@ -26,6 +26,7 @@ from flows.pairs import build_flow
 from pairflow.config import load_config
 from pairflow.records import QuoteBar, field_names
 from tests.binance_server import BinanceTestServer, Faults, Tape
+from tests.binance_server.tape import COINM_DIR
 from tests.live.harness import (
     FAST_ENV,
     SYMBOLS,
@@ -40,6 +41,7 @@ from tests.test_quotes import raw_frames, reference_bars, reference_quotes
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(90)]
 SPEED = 20.0
+COINM_SYMBOLS = ("BTCUSD_PERP", "ETHUSD_PERP")
 FIELDS = field_names(QuoteBar)
 
 
@@ -166,19 +168,38 @@ def with_marks(rows: list[dict], marks: pd.DataFrame, gap: tuple[int, int] | Non
                    next_funding_ts=int(last["T"]) * 1000)
 
 
-@pytest.mark.parametrize("outage", [False, True], ids=["clean", "reconnect"])
-def test_futures_quotes_and_mark_prices(tmp_path, tape, outage):
-    """``pairflow live --market usdm --quotes``: quotes timed by T; mark price and funding of
-    each bar the last received before its end (all that was sent, without an outage); no bar
-    over an outage; a clean run's recording replays to the same quote bars."""
+def replay_reference(tmp_path: Path, tape: Tape, symbols: tuple[str, ...]) -> list[dict]:
+    """Bars of a clean replay of the tape's trades."""
+    store = tmp_path / "reference.db"
+    config = load_config({"source": "replay", "files": [str(tape.write_recording(
+        tmp_path / "tape.gz"))], "symbols": ",".join(symbols), "timeframes": TIMEFRAMES,
+        "store": str(store)}, env={})
+    run_main(build_flow(config))
+    return bars_of(store)
+
+
+@pytest.mark.parametrize(("market", "outage"), [("usdm", False), ("usdm", True), ("cm", False)],
+                         ids=["usdm", "usdm-reconnect", "coinm"])
+def test_futures_quotes_and_mark_prices(tmp_path, tape, market, outage):
+    """``pairflow live --market usdm|cm --quotes``: quotes timed by T; mark price and funding
+    of each bar the last received before its end (all that was sent, without an outage); no
+    bar over an outage; a clean run's recording replays to the same quote bars.
+
+    USDⓈ-M serves the spot tape's books in the futures form; COIN-M the COIN-M capture as it
+    is (contracts, ``ps``).
+    """
+    symbols = SYMBOLS if market == "usdm" else COINM_SYMBOLS
+    if market == "cm":
+        tape = Tape.load(start_s=100.0, length_s=30.0, symbols=symbols, quotes=True,
+                         capture=COINM_DIR)
     app = typer.Typer()
     register(app)
     record_dir, store = tmp_path / "rec", tmp_path / "live.db"
     faults = Faults(events=[(12.0, "abrupt_close", None)] if outage else [])
-    with BinanceTestServer(tape, SPEED, faults, market="usdm") as server, env(FAST_ENV):
+    with BinanceTestServer(tape, SPEED, faults, market=market) as server, env(FAST_ENV):
         result = CliRunner().invoke(app, [
-            "live", "--symbols", ",".join(SYMBOLS), "--timeframes", TIMEFRAMES,
-            "--market", "usdm", "--quotes", "--ws-url", server.ws_url,
+            "live", "--symbols", ",".join(symbols), "--timeframes", TIMEFRAMES,
+            "--market", market, "--quotes", "--ws-url", server.ws_url,
             "--rest-url", server.rest_url, "--store", str(store), "--record", str(record_dir),
             "--duration", str((tape.last_ms - tape.first_ms) / 1000 / SPEED + 3)])
         serial_of = sent_by_connection(server)
@@ -188,7 +209,8 @@ def test_futures_quotes_and_mark_prices(tmp_path, tape, outage):
     # No trade lost: the bars hold every exchange trade of the tape.
     bars = bars_of(store)
     assert sum(r["trades"] for r in bars if r["timeframe"] == "1s") == len(tape.trades)
-    assert_bars_equal(comparable(bars, tape), comparable(replay_bars(tmp_path, tape), tape))
+    assert_bars_equal(comparable(bars, tape),
+                      comparable(replay_reference(tmp_path, tape, symbols), tape))
     reconnects = max(r["reconnects"] for r in StoreReader(store).query("health"))
     assert (reconnects >= 1) == outage
 
@@ -199,7 +221,7 @@ def test_futures_quotes_and_mark_prices(tmp_path, tape, outage):
     if not outage:
         assert len(marks) == len(sent)
     live = quote_rows(store)
-    for symbol in SYMBOLS:
+    for symbol in symbols:
         gap = None
         if outage:
             quotes = frames[(frames.kind == "quote") & (frames.symbol == symbol)]
@@ -215,7 +237,7 @@ def test_futures_quotes_and_mark_prices(tmp_path, tape, outage):
         return
     # The recording carries the book tickers and mark prices: its replay makes the same bars.
     replayed = tmp_path / "replay.db"
-    config = load_config({"source": "replay", "symbols": ",".join(SYMBOLS), "quotes": True,
+    config = load_config({"source": "replay", "symbols": ",".join(symbols), "quotes": True,
                           "files": [str(p) for p in sorted(record_dir.glob("*.gz"))],
                           "timeframes": TIMEFRAMES, "store": str(replayed)}, env={})
     tally = CountTally()
@@ -223,7 +245,7 @@ def test_futures_quotes_and_mark_prices(tmp_path, tape, outage):
     assert quote_rows(replayed) == live
     assert tally.totals()["marks_read"] == len(marks)
     # Without quotes, mark prices are skipped and counted as before.
-    config = load_config({"source": "replay", "symbols": ",".join(SYMBOLS),
+    config = load_config({"source": "replay", "symbols": ",".join(symbols),
                           "files": [str(p) for p in sorted(record_dir.glob("*.gz"))],
                           "timeframes": TIMEFRAMES, "store": str(tmp_path / "bare.db")},
                          env={})
