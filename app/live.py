@@ -56,12 +56,15 @@ from app.signals import sigterm_interrupts
 from pairflow.config import load_config
 from pairflow.errors import ConfigError
 
-Market = Annotated[str | None, typer.Option(help=with_default("spot or usdm (USDⓈ-M futures).",
-                                                              "market"))]
+Market = Annotated[str | None, typer.Option(help=with_default(
+    "spot, usdm (USDⓈ-M futures) or cm (COIN-M futures).", "market"))]
 WsUrl = Annotated[str | None, typer.Option("--ws-url", help=described(
     "Base WebSocket URL.", "Binance's for the market"))]
 RestUrl = Annotated[str | None, typer.Option("--rest-url", help=described(
     "Base REST URL for backfills.", "Binance's for the market"))]
+LiveQuotes = Annotated[bool, typer.Option(help="Also subscribe each symbol's @bookTicker (and "
+                                          "a futures perpetual's @markPrice@1s) on its "
+                                          "trades' connection.")]
 Duration = Annotated[float | None, typer.Option(help=described("Stop after this many seconds.",
                                                                "until Ctrl-C"))]
 
@@ -85,6 +88,7 @@ def live(
                                                 "into this directory.")] = None,
     ticks_to_kafka: Annotated[bool, typer.Option("--ticks-to-kafka", help="Publish "
                                                  "normalised ticks to Kafka.")] = False,
+    quotes: LiveQuotes = False,
     lateness: Lateness = None,
     window: Window = None,
     price: Price = None,
@@ -107,7 +111,7 @@ def live(
     """Run the flow on live Binance trades into the store and/or Kafka.
 
     Gaps are backfilled over REST; --duration, Ctrl-C or SIGTERM stop it with everything
-    flushed.
+    flushed. With --quotes, quote bars go to the `quotes` table/topic too.
     """
     from connectors.recorder import close_all_recorders
 
@@ -118,7 +122,8 @@ def live(
          "store": str(store) if store else None, "kafka": kafka, "kafka_prefix": kafka_prefix,
          "duration_s": duration,
          "record_dir": str(record) if record else None,
-         "ticks_to_kafka": ticks_to_kafka or None, "lateness_s": lateness,
+         "ticks_to_kafka": ticks_to_kafka or None, "quotes": quotes or None,
+         "lateness_s": lateness,
          "recovery_dir": str(recovery_dir) if recovery_dir else None,
          "snapshot_s": snapshot_interval,
          **analytics_options(window, price, lag, entry_z, exit_z, cooldown, beta=beta,
@@ -159,6 +164,7 @@ def record(
     duration: Duration = None,
     stream_kind: Annotated[str | None, typer.Option("--stream", help=described(
         "trade or aggTrade.", "trade on spot, aggTrade on usdm"))] = None,
+    quotes: LiveQuotes = False,
 ) -> None:
     """Record raw Binance frames (``<recv_ns> <frame>`` lines, hourly gzip files), nothing else.
 
@@ -170,7 +176,7 @@ def record(
     config = load_config({"source": "live", "symbols": symbols, "market": market,
                           "ws_url": ws_url, "duration_s": duration})
     settings = LiveSettings.from_env(market=config.market, ws_url=config.ws_url,
-                                     stream_kind=stream_kind)
+                                     stream_kind=stream_kind, quotes=quotes or None)
     recorder = FrameRecorder(out, f"binance-{settings.market}")
     sigterm_interrupts()
     try:

@@ -16,8 +16,11 @@ from bytewax.operators import StatefulBatchLogic
 
 from pairflow.config import PairflowConfig
 from pairflow.metrics import Count, counts
-from pairflow.quotes import QuoteBarBuilder, QuoteChunk
+from pairflow.quotes import MarkChunk, QuoteBarBuilder, QuoteChunk, QuoteGap
 from pairflow.ticks import Heartbeat
+
+#: What the quote step takes besides the final heartbeats.
+_QUOTE_ITEMS = (QuoteChunk, MarkChunk, QuoteGap)
 
 
 class _QuoteLogic(StatefulBatchLogic):
@@ -32,14 +35,21 @@ class _QuoteLogic(StatefulBatchLogic):
             self.builder = QuoteBarBuilder(values[0].symbol, self.config.timeframes,
                                            self.config.lateness_us)
         out: list[Any] = []
-        late = 0
+        tally: Counter = Counter()
         for item in values:
-            step = self.builder.flush() if isinstance(item, Heartbeat) else self.builder.update(
-                item)
+            if isinstance(item, Heartbeat):
+                step = self.builder.flush()
+            elif isinstance(item, MarkChunk):
+                step = self.builder.mark(item)
+            elif isinstance(item, QuoteGap):
+                step = self.builder.gap(item)
+                tally["quote_gaps"] += 1
+            else:
+                step = self.builder.update(item)
             out.extend(step.bars)
-            late += step.late
-        tally = Counter(f"quote_bars:{bar.timeframe}" for bar in out)
-        tally["quotes_late"] += late
+            tally["quotes_late"] += step.late
+            tally["quote_windows_in_gaps"] += step.in_gaps
+        tally.update(f"quote_bars:{bar.timeframe}" for bar in out)
         out.extend(counts(tally))
         return out, StatefulBatchLogic.RETAIN
 
@@ -48,12 +58,12 @@ class _QuoteLogic(StatefulBatchLogic):
 
 
 def split_quotes(config: PairflowConfig, items: Stream) -> tuple[Stream, Stream, Stream]:
-    """Take the quote chunks out of ``items`` and fold them into quote bars.
+    """Take the quote chunks, mark prices and quote gaps out of ``items`` into quote bars.
 
     Returns:
         (the other items, the :class:`~pairflow.records.QuoteBar` s, their counts).
     """
-    is_quote = op.branch("split_quotes", items, lambda item: isinstance(item, QuoteChunk))
+    is_quote = op.branch("split_quotes", items, lambda item: isinstance(item, _QUOTE_ITEMS))
     # The final heartbeat of a replay closes each symbol's last quote windows too.
     ends = op.filter("quote_ends", is_quote.falses,
                      lambda item: isinstance(item, Heartbeat) and item.final)

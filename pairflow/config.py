@@ -35,7 +35,7 @@ from pairflow.universe.settings import ScanSettings
 T = TypeVar("T")
 
 SourceKind = Literal["replay", "live", "kafka"]
-Market = Literal["spot", "usdm"]
+Market = Literal["spot", "usdm", "cm"]
 MARKETS: tuple[str, ...] = get_args(Market)
 
 
@@ -114,7 +114,8 @@ class PairflowConfig:
             ``.``). Never shown: values may be secrets.
         ingest_only: only normalise and publish ticks, heartbeats, gaps and health to Kafka
             (``pairflow ingest``); workers reading the ``ticks`` topic make the bars.
-        market: ``spot`` or ``usdm`` (USDⓈ-M futures), for the live source.
+        market: ``spot``, ``usdm`` (USDⓈ-M futures) or ``cm`` (COIN-M futures), for the live
+            source and the bare symbols of a replay.
         ws_url: base WebSocket URL of the live source (None: Binance's).
         rest_url: base REST URL for backfills (None: Binance's).
         record_dir: directory where the live source records raw frames, or None.
@@ -280,6 +281,9 @@ class PairflowConfig:
         if self.ingest_only and (self.source != "live" or not self.kafka):
             raise ConfigError("ingest-only runs read the live feed and need --kafka BOOTSTRAP "
                               "(replays publish ticks with --ticks-to-kafka)")
+        if self.quotes and (self.ingest_only or self.source == "kafka"):
+            raise ConfigError("quotes come from recordings or the live feed in this process; "
+                              "the Kafka ticks topic carries none: drop quotes")
 
     @property
     def kafka_client_config(self) -> dict[str, str]:

@@ -23,10 +23,21 @@ The watermark is the largest quote time seen minus the allowed lateness; a quote
 it at its arrival is late and dropped (counted). A window closes when the watermark reaches
 its end. Windows with no quote but a book in force (carried from before) are bars too
 (``quotes = 0``), up to :data:`pairflow.bars.MAX_QUIET_US` after the last quote.
+
+A live source declares a :class:`QuoteGap` where the quote stream was interrupted (the book in
+force is unknown there): no quote bar is made for a window that overlaps it.
+
+A perpetual's ``@markPrice`` updates (:class:`MarkChunk`) set ``mark_price``,
+``funding_rate`` and ``next_funding_ts`` of each bar: the values of the last update with event
+time before ``end`` (null before the first one, and the funding fields null where the update
+carried none; null too when a :class:`QuoteGap` began after that update and before ``end``:
+updates may have been missed in it). They only decorate bars: they neither open nor close a
+window.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,11 +85,47 @@ class QuoteChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class MarkChunk:
+    """``@markPrice`` updates of one symbol as columns, in arrival order.
+
+    ``ts`` is the event time ``E`` (µs).
+    """
+
+    symbol: str
+    recv_ts: np.ndarray  # int64 µs
+    ts: np.ndarray  # int64 µs
+    mark_price: np.ndarray
+    funding_rate: np.ndarray  # NaN: none published (a delivery contract)
+    next_funding_ts: np.ndarray  # int64 µs; 0: none published (a delivery contract)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteGap:
+    """The book of ``symbol`` is unknown in quote time ``(start, end)``.
+
+    The quote stream was interrupted after the quote at ``start`` and resumed with the one
+    at ``end``.
+    """
+
+    symbol: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
 class QuoteStepOut:
-    """What one chunk (or the final flush) produced: closed quote bars and late quotes."""
+    """What one item (or the final flush) produced.
+
+    Closed quote bars, late quotes, and the windows not made for overlapping a
+    :class:`QuoteGap`.
+    """
 
     bars: list[QuoteBar]
     late: int
+    in_gaps: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +160,34 @@ class _Book:
         return _Book(*(c[order] for c in merged.columns()))
 
 
+@dataclass(frozen=True, slots=True)
+class _Marks:
+    """Mark-price updates as columns sorted by event time (ties in arrival order)."""
+
+    ts: np.ndarray
+    mark_price: np.ndarray
+    funding_rate: np.ndarray
+    next_funding_ts: np.ndarray
+
+    def columns(self) -> tuple[np.ndarray, ...]:
+        return (self.ts, self.mark_price, self.funding_rate, self.next_funding_ts)
+
+    def added(self, chunk: MarkChunk) -> _Marks:
+        """These updates and the chunk's, sorted by time."""
+        merged = [np.concatenate((old, new)) for old, new in zip(self.columns(), (
+            chunk.ts, chunk.mark_price, chunk.funding_rate, chunk.next_funding_ts), strict=True)]
+        order = np.argsort(merged[0], kind="stable")
+        return _Marks(*(c[order] for c in merged))
+
+    def since_last_before(self, ts: int) -> _Marks:
+        """The last update before ``ts`` and every later one (what bars after ``ts`` need)."""
+        at = max(int(np.searchsorted(self.ts, ts)) - 1, 0)
+        return _Marks(*(c[at:] for c in self.columns()))
+
+
+_NO_MARKS = _Marks(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
+
+
 @dataclass
 class _Frame:
     name: str
@@ -138,6 +213,8 @@ class QuoteBarBuilder:
         self.lateness_us = lateness_us
         self._frames = [_Frame(tf, timeframe_us(tf)) for tf in timeframes]
         self._max_ts = _NO_TS
+        self._marks = _NO_MARKS
+        self._gaps: list[tuple[int, int]] = []
 
     @property
     def watermark(self) -> int:
@@ -161,13 +238,28 @@ class QuoteBarBuilder:
             frame.held.append(book)
             if len(frame.held) > _MAX_PIECES:
                 frame.held = [_Book.joined(frame.held)]
-        return QuoteStepOut(self._close_through(self.watermark), int((~fresh).sum()))
+        bars, in_gaps = self._close_through(self.watermark)
+        return QuoteStepOut(bars, int((~fresh).sum()), in_gaps)
+
+    def mark(self, chunk: MarkChunk) -> QuoteStepOut:
+        """Take mark-price updates (arrival order) for the bars still to close."""
+        if len(chunk):
+            self._marks = self._marks.added(chunk)
+        return QuoteStepOut([], 0)
+
+    def gap(self, gap: QuoteGap) -> QuoteStepOut:
+        """Declare a span of quote time with the book unknown: no bar for a window over it."""
+        if gap.end > gap.start:
+            self._gaps.append((gap.start, gap.end))
+        return QuoteStepOut([], 0)
 
     def flush(self) -> QuoteStepOut:
-        """Close every window holding a quote (the end of a replay)."""
-        return QuoteStepOut(self._close_through(None), 0)
+        """Close every window holding a quote (the end of a replay or a live run)."""
+        bars, in_gaps = self._close_through(None)
+        return QuoteStepOut(bars, 0, in_gaps)
 
-    def _close_through(self, watermark: int | None) -> list[QuoteBar]:
+    def _close_through(self, watermark: int | None) -> tuple[list[QuoteBar], int]:
+        """Bars the watermark (None: the end) closed; how many overlapped a gap instead."""
         bars: list[QuoteBar] = []
         for frame in self._frames:
             length = frame.length_us
@@ -184,7 +276,23 @@ class QuoteBarBuilder:
                 limit = watermark // length
             if limit is not None:
                 bars.extend(self._emit(frame, closing, limit))
-        return bars
+        made = len(bars)
+        if self._gaps:
+            bars = [bar for bar in bars if not any(bar.start < end and bar.end > start
+                                                   for start, end in self._gaps)]
+        self._forget_old()
+        return bars, made - len(bars)
+
+    def _forget_old(self) -> None:
+        """Drop the marks and gaps no window still to be emitted can need."""
+        if any(f.next_window is None for f in self._frames):
+            return
+        start = min(f.next_window * f.length_us for f in self._frames)
+        self._marks = self._marks.since_last_before(start)
+        # A gap still matters while a window may overlap it or a kept mark precedes it.
+        first_mark = int(self._marks.ts[0]) if len(self._marks.ts) else None
+        self._gaps = [(s, e) for s, e in self._gaps
+                      if e > start or (first_mark is not None and first_mark <= s)]
 
     def _emit(self, frame: _Frame, closing: _Book | None, limit: int) -> list[QuoteBar]:
         """Quote bars of windows ``frame.next_window`` … ``limit − 1`` with a book in force."""
@@ -204,7 +312,8 @@ class QuoteBarBuilder:
         frame.carried = _Book(*(c[-1:] for c in book.columns()))
         if last <= first:
             return []
-        return _window_bars(self.symbol, frame.name, length, book, first, last)
+        return _window_bars(self.symbol, frame.name, length, book, first, last, self._marks,
+                            self._gaps)
 
 
 def _split(held: list[_Book], end: int) -> tuple[_Book | None, list[_Book]]:
@@ -222,10 +331,13 @@ def _split(held: list[_Book], end: int) -> tuple[_Book | None, list[_Book]]:
 
 
 def _window_bars(symbol: str, timeframe: str, length: int, book: _Book, first: int,
-                 last: int) -> list[QuoteBar]:
+                 last: int, marks: _Marks, gaps: list[tuple[int, int]]) -> list[QuoteBar]:
     """Quote bars of windows ``first`` … ``last − 1`` that have a book in force.
 
     ``book`` is sorted by time; its first row may lie before window ``first`` (carried in).
+    ``marks`` give each bar the last mark-price update before its end, unless a gap begins
+    between that update and the end (updates may have been missed in it: the values are
+    unknown until the next one).
     """
     starts = np.arange(first, last, dtype=np.int64) * length
     # Segments: cut the time line at every quote and every window bound; each segment has
@@ -253,16 +365,30 @@ def _window_bars(symbol: str, timeframe: str, length: int, book: _Book, first: i
                          minlength=count)[:count]
     close = np.searchsorted(book.ts, starts + length, side="left") - 1
     micro = (book.ask * book.bid_qty + book.bid * book.ask_qty) / (book.ask_qty + book.bid_qty)
+    marked = np.searchsorted(marks.ts, starts + length, side="left") - 1
+    for gap_start, _ in gaps:
+        missed = (marked >= 0) & (gap_start < starts + length)
+        missed[missed] &= marks.ts[marked[missed]] <= gap_start
+        marked[missed] = -1
     rows = zip(starts[has_book].tolist(), close[has_book].tolist(),
                mean_spread[has_book].tolist(), max_spread[has_book].tolist(),
-               mean_imbalance[has_book].tolist(), quotes[has_book].tolist(), strict=True)
+               mean_imbalance[has_book].tolist(), quotes[has_book].tolist(),
+               marked[has_book].tolist(), strict=True)
     bid, bid_qty, ask, ask_qty = (c.tolist() for c in (book.bid, book.bid_qty, book.ask,
                                                         book.ask_qty))
     spreads, imbalances, micros = spread.tolist(), imbalance.tolist(), micro.tolist()
+    mark_fields = _mark_fields(marks)
     return [QuoteBar(symbol, timeframe, start, start + length, bid[i], bid_qty[i], ask[i],
                      ask_qty[i], spreads[i], mean, top, imbalances[i], mean_imb, micros[i], n,
-                     None, None, None)
-            for start, i, mean, top, mean_imb, n in rows]
+                     *(mark_fields[m] if m >= 0 else (None, None, None)))
+            for start, i, mean, top, mean_imb, n, m in rows]
+
+
+def _mark_fields(marks: _Marks) -> list[tuple[float, float | None, int | None]]:
+    """Per update: (mark price, funding rate or None, next funding time or None)."""
+    rates = [None if math.isnan(r) else r for r in marks.funding_rate.tolist()]
+    nexts = [n if n > 0 else None for n in marks.next_funding_ts.tolist()]
+    return list(zip(marks.mark_price.tolist(), rates, nexts, strict=True))
 
 
 def _spread_bps(bid: np.ndarray, ask: np.ndarray) -> np.ndarray:

@@ -32,7 +32,8 @@ FIELDS = field_names(QuoteBar)
 
 
 def raw_frames(path) -> pd.DataFrame:
-    """Trades and quotes of a recording, in line order (stdlib json)."""
+    """Trades and quotes of a recording, in line order (stdlib json); ``u``: a quote's
+    update id (-1 for a trade)."""
     rows = []
     with open_text(path) as handle:
         for line in handle:
@@ -42,11 +43,12 @@ def raw_frames(path) -> pd.DataFrame:
             if stream.endswith("@bookTicker"):
                 rows.append(("quote", data["s"], int(head) // 1000, data.get("T", -1),
                              float(data["b"]), float(data["B"]), float(data["a"]),
-                             float(data["A"])))
+                             float(data["A"]), data["u"]))
             elif stream.endswith("@trade") and data.get("X", "MARKET") == "MARKET":
-                rows.append(("trade", data["s"], int(head) // 1000, data["T"], *[math.nan] * 4))
+                rows.append(("trade", data["s"], int(head) // 1000, data["T"], *[math.nan] * 4,
+                             -1))
     frame = pd.DataFrame(rows, columns=["kind", "symbol", "recv", "time", "bid", "bid_qty",
-                                        "ask", "ask_qty"])
+                                        "ask", "ask_qty", "u"])
     frame["time"] = [t * 1000 if t >= 0 else -1 for t in frame["time"]]
     return frame
 

@@ -27,6 +27,7 @@ from connectors.binance.supervisor import ConnectionSupervisor, OpenKind
 from connectors.binance.wire import FrameParser
 from connectors.recorder import FrameRecorder
 from pairflow.metrics import counts
+from pairflow.quotes import QuoteChunk, QuoteGap
 from pairflow.ticks import FeedGap, Heartbeat, TickChunk
 
 logger = logging.getLogger(__name__)
@@ -57,10 +58,19 @@ class LiveClient:
         self.kind: RestKind = settings.kind
         self.out = out
         self.failure: BaseException | None = None
-        self.parser = FrameParser(frozenset(symbols), "live", stage="live")
+        self.parser = FrameParser(frozenset(symbols), "live", stage="live",
+                                  quotes=settings.quotes)
         self.symbols = {s: SymbolState(TradeSequencer(s, resume.get(s), settings.max_pending_ticks),
                                    StreamHealth(s, stream, settings.health_every_s))
                         for s, stream in zip(symbols, settings.streams(symbols), strict=True)}
+        for s, st in self.symbols.items():
+            if settings.quotes:
+                st.quote_health = StreamHealth(s, settings.quote_streams(s)[0],
+                                               settings.health_every_s)
+                if resume:
+                    # A resumed run does not know the book since the snapshot: no quote bar
+                    # for a window still open then, up to its first quote.
+                    st.quote_outage_from = 0
         self.recorder = (FrameRecorder(settings.record_dir, f"binance-{name}")
                          if settings.record_dir else None)
         self.backfill_recorder = (BackfillRecorder(settings.record_dir, name, self.kind)
@@ -176,8 +186,13 @@ class LiveClient:
                 st.backfill_due = True
 
     def _on_down(self, reason: str) -> None:
+        # Everything the lost connection delivered is taken first, so the quotes after the
+        # outage are told from the ones before it.
+        self.process_frames()
         for st in self.symbols.values():
             st.caught_up = False
+            if st.quote_outage_from is None:
+                st.quote_outage_from = st.last_quote_ts
         self._health(f"disconnected: {reason}"[:200])
 
     def _on_replace(self, why: str) -> None:
@@ -250,8 +265,37 @@ class LiveClient:
                         0.9 * st.interarrival_s + 0.1 * gap
                 st.last_msg = now
             self.accept(st, chunk)
+        # Marks before the batch's quotes: a quote that closes a window must find the marks
+        # published before its end in place.
+        self.out.extend(parsed.marks.values())
+        self.tally["marks_read"] += sum(len(m) for m in parsed.marks.values())
+        self.tally["quotes_read"] += sum(len(q) for q in parsed.quotes.values())
+        for symbol, quotes in parsed.quotes.items():
+            self._take_quotes(self.symbols[symbol], quotes, now)
         while self.offsets and now - self.offsets[0][0] > OFFSET_MEMORY_S:
             self.offsets.popleft()
+
+    def _take_quotes(self, st: SymbolState, quotes: QuoteChunk, now: float) -> None:
+        """Emit a symbol's quotes, after the gap of an outage they end (if any).
+
+        Quotes cannot be fetched again: from the last quote before an outage to the first one
+        after it the book is unknown, and the quote step makes no bar for a window over it.
+        """
+        first = int(quotes.ts.min())
+        if st.quote_outage_from is not None:
+            if first > st.quote_outage_from:
+                self.out.append(QuoteGap(st.symbol, st.quote_outage_from, first))
+                st.quote_health.gaps_unrecovered += 1
+                self.quote_health_one(st, "quote_gap")
+            st.quote_outage_from = None
+        last = int(quotes.ts.max())
+        st.last_quote_ts = last if st.last_quote_ts is None else max(st.last_quote_ts, last)
+        st.last_quote_msg = now
+        # Spot quotes are timed from their receive time: they have no latency of their own.
+        latencies = [] if self.settings.market == "spot" else (
+            (quotes.recv_ts - quotes.ts) / 1000.0).tolist()
+        st.quote_health.on_quotes(len(quotes), latencies)
+        self.out.append(quotes)
 
     def exchange_now(self) -> int | None:
         """Estimated exchange time now (µs): local time + the smallest latency seen lately."""
@@ -335,6 +379,14 @@ class LiveClient:
     def _health(self, event: str | None) -> None:
         for st in self.symbols.values():
             self.health_one(st, event)
+            if st.quote_health is not None:
+                self.quote_health_one(st, event)
+
+    def quote_health_one(self, st: SymbolState, event: str | None) -> None:
+        """Append the health row of the symbol's quote stream to the output."""
+        self.out.append(st.quote_health.record(
+            connected=self.supervisor.up, reconnects=self.supervisor.reconnects,
+            last_message=st.last_quote_msg, event=event))
 
     def health_one(self, st: SymbolState, event: str | None) -> None:
         """Append the symbol's health row to the output."""

@@ -45,6 +45,11 @@ class StreamHealth:
         self._messages += len(latencies_ms)
         self._latencies_ms.extend(latencies_ms)
 
+    def on_quotes(self, count: int, latencies_ms: list[float]) -> None:
+        """Count quotes received; their latencies when they carry an exchange time (futures)."""
+        self._messages += count
+        self._latencies_ms.extend(latencies_ms)
+
     def record(self, *, connected: bool, reconnects: int, last_message: float | None,
                event: str | None) -> Health:
         """The stream's health now; a periodic record (no ``event``) starts a new interval.
@@ -52,7 +57,7 @@ class StreamHealth:
         Args:
             connected: some connection carrying the stream is up.
             reconnects: reconnections of the stream's connection group so far.
-            last_message: monotonic time of the stream's last trade frame (None: none yet).
+            last_message: monotonic time of the stream's last frame (None: none yet).
             event: what happened (None: a periodic record).
         """
         now = time.monotonic()

@@ -1,22 +1,37 @@
-"""Binance ``@bookTicker`` frames parsed in batches into columnar quote chunks.
+"""Binance ``@bookTicker`` and ``@markPrice`` frames parsed in batches into columnar chunks.
 
-USDⓈ-M and COIN-M frames carry the book's exchange time ``T`` (ms); spot frames carry none,
-so a spot quote is timed by :class:`QuoteClock` from its receive time.
+USDⓈ-M and COIN-M ``bookTicker`` frames carry the book's exchange time ``T`` (ms); spot frames
+carry none, so a spot quote is timed by :class:`QuoteClock` from its receive time. A quote whose
+update id ``u`` is not above the last one taken for its symbol (a duplicate from a connection
+overlap, or an older book arriving after a newer one) is dropped by :class:`UpdateIds`.
+
+``markPriceUpdate`` payloads (futures ``<symbol>@markPrice`` / ``@markPrice@1s``) become
+:class:`~pairflow.quotes.MarkChunk` s timed by their event time ``E``; a delivery contract's
+empty funding rate (``"r": ""``) and zero next funding time (``"T": 0``) mean none.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import Annotated
 
 import msgspec
 import numpy as np
 
-from pairflow.quotes import QuoteChunk
+from pairflow.quotes import MarkChunk, QuoteChunk
 from pairflow.records import exchange_time_us
 from pairflow.ticks import TickChunk
 
 _Time = msgspec.Meta(ge=0, le=10**16)
+
+
+def perpetual(symbol: str) -> bool:
+    """Whether a futures symbol is a perpetual (``BTCUSDT``, ``BTCUSD_PERP``).
+
+    Delivery contracts (``BTCUSDT_240927``, ``ETHUSD_240927``) are not.
+    """
+    return "_" not in symbol or symbol.endswith("_PERP")
 
 
 class BookTickerPayload(msgspec.Struct, gc=False):
@@ -41,34 +56,60 @@ class BookTickerEnvelope(msgspec.Struct, gc=False):
     data: BookTickerPayload
 
 
-_envelopes = msgspec.json.Decoder(list[BookTickerEnvelope], strict=False)
-_payloads = msgspec.json.Decoder(list[BookTickerPayload], strict=False)
-_envelope = msgspec.json.Decoder(BookTickerEnvelope, strict=False)
-_payload = msgspec.json.Decoder(BookTickerPayload, strict=False)
+class MarkPricePayload(msgspec.Struct, gc=False):
+    """A ``markPriceUpdate`` payload as on the wire."""
+
+    E: Annotated[int, _Time]  # event time, ms
+    s: str  # symbol
+    p: float  # mark price (decimal string on the wire)
+    r: str = ""  # funding rate (decimal string; "" for a delivery contract)
+    T: Annotated[int, _Time] = 0  # next funding time, ms (0 for a delivery contract)
+    e: str | None = None  # event type: "markPriceUpdate"
+    i: float | None = None  # index price
+    P: float | None = None  # estimated settle price
+
+
+class MarkPriceEnvelope(msgspec.Struct, gc=False):
+    """A combined-stream envelope around a ``markPriceUpdate`` payload."""
+
+    stream: str
+    data: MarkPricePayload
+
+
 _ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
 
 
-def decode_quotes(recv: list[int], frames: list[bytes], enveloped: list[bool],
-                  skipped: Counter) -> tuple[list[int], list[BookTickerPayload]]:
-    """Decode ``bookTicker`` frames in one go (frame by frame when one is bad).
+_DECODERS = {
+    "quote": tuple(msgspec.json.Decoder(kind, strict=False) for kind in (
+        list[BookTickerEnvelope], list[BookTickerPayload], BookTickerEnvelope, BookTickerPayload)),
+    "mark": tuple(msgspec.json.Decoder(kind, strict=False) for kind in (
+        list[MarkPriceEnvelope], list[MarkPricePayload], MarkPriceEnvelope, MarkPricePayload)),
+}
 
+
+def decode_quotes(recv: list[int], frames: list[bytes], enveloped: list[bool],
+                  skipped: Counter, kind: str = "quote") -> tuple[list[int], list]:
+    """Decode ``bookTicker`` (kind quote) or ``markPriceUpdate`` (kind mark) frames at once.
+
+    A batch with a bad frame is decoded frame by frame.
     Returns the receive times and payloads of the frames that decode; the others are counted
-    in ``skipped`` as ``bad_quote``.
+    in ``skipped`` as ``bad_quote`` / ``bad_mark``.
     """
+    envelopes, payloads_of, envelope, payload = _DECODERS[kind]
     if all(enveloped) or not any(enveloped):
-        many = _envelopes if enveloped and enveloped[0] else _payloads
+        many = envelopes if enveloped and enveloped[0] else payloads_of
         try:
             decoded = many.decode(b"[" + b",".join(frames) + b"]")
-            payloads = [d.data for d in decoded] if many is _envelopes else decoded
+            payloads = [d.data for d in decoded] if many is envelopes else decoded
             return recv, payloads
         except _ERRORS:
             pass
     kept_recv, payloads = [], []
     for at, frame, wrapped in zip(recv, frames, enveloped, strict=True):
         try:
-            value = (_envelope if wrapped else _payload).decode(frame)
+            value = (envelope if wrapped else payload).decode(frame)
         except _ERRORS:
-            skipped["bad_quote"] += 1
+            skipped[f"bad_{kind}"] += 1
             continue
         kept_recv.append(at)
         payloads.append(value.data if wrapped else value)
@@ -104,6 +145,63 @@ def quote_chunks(recv: list[int], payloads: list[BookTickerPayload], names: list
         out[symbol] = QuoteChunk(symbol, recv_ts[mask], ts[mask], ids[mask], bid[mask],
                                  bid_qty[mask], ask[mask], ask_qty[mask])
     return out
+
+
+def mark_chunks(recv: list[int], payloads: list[MarkPricePayload], names: list[str],
+                symbols: frozenset[str], skipped: Counter) -> dict[str, MarkChunk]:
+    """Per-symbol mark-price chunks (arrival order) of decoded payloads of the wanted symbols.
+
+    Updates of other symbols (``mark_other_symbol``) and unusable ones (a mark price not
+    positive and finite, a funding rate that is not a number: ``bad_mark``) are counted.
+    """
+    out: dict[str, MarkChunk] = {}
+    rates, usable = [], []
+    for p in payloads:
+        try:
+            rate = float(p.r) if p.r else math.nan
+        except ValueError:
+            rate = math.inf  # not a number: refused below
+        rates.append(rate)
+        usable.append(math.isfinite(p.p) and p.p > 0 and not math.isinf(rate))
+    names_of = np.array(names)
+    sane = np.array(usable, bool)
+    wanted = np.isin(names_of, list(symbols)) if symbols else np.zeros(len(names), bool)
+    _count(skipped, "bad_mark", ~sane)
+    _count(skipped, "mark_other_symbol", sane & ~wanted)
+    ts = exchange_time_us(np.array([p.E for p in payloads], np.int64))
+    nexts = np.array([p.T for p in payloads], np.int64)
+    nexts = np.where(nexts > 0, exchange_time_us(nexts), 0)
+    price = np.array([p.p for p in payloads], np.float64)
+    rate = np.array(rates, np.float64)
+    recv_ts = np.array(recv, np.int64)
+    for symbol in sorted(set(names_of[sane & wanted].tolist())):
+        mask = sane & (names_of == symbol)
+        out[symbol] = MarkChunk(symbol, recv_ts[mask], ts[mask], price[mask], rate[mask],
+                                nexts[mask])
+    return out
+
+
+class UpdateIds:
+    """Drops quotes whose book update id is not above the last one taken for their symbol.
+
+    Binance's ``u`` grows with every change of a symbol's book, so such a quote is a duplicate
+    (two connections overlapping during a rollover, a frame sent twice) or an older book
+    received after a newer one; either way the book it states is not the current one.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+
+    def fresh(self, chunk: QuoteChunk, skipped: Counter) -> QuoteChunk:
+        """The chunk's quotes that advance the symbol's update id (counted: ``quote_stale``)."""
+        known = self._last.get(chunk.symbol, -1)
+        running = np.maximum.accumulate(np.concatenate(([known], chunk.update_id)))
+        fresh = chunk.update_id > running[:-1]
+        self._last[chunk.symbol] = int(running[-1])
+        if fresh.all():
+            return chunk
+        _count(skipped, "quote_stale", ~fresh)
+        return chunk.take(fresh)
 
 
 class QuoteClock:

@@ -1,6 +1,6 @@
 """Binance REST trade history for gap backfill: client and response parser.
 
-Endpoints (spot ``/api/v3``, USDⓈ-M futures ``/fapi/v1``):
+Endpoints (spot ``/api/v3``, USDⓈ-M futures ``/fapi/v1``, COIN-M futures ``/dapi/v1``):
 
 - ``historicalTrades?symbol=&fromId=&limit=`` — plain trades from a trade id (spot ``@trade``
   streams; Binance asks for an ``X-MBX-APIKEY`` header on some API versions, so the key is
@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 RestKind = Literal["trade", "aggTrade"]
 SPOT_REST_URL = "https://api.binance.com"
 USDM_REST_URL = "https://fapi.binance.com"
+CM_REST_URL = "https://dapi.binance.com"
+#: The REST path prefix of each market.
+REST_PREFIX = {"spot": "/api/v3", "usdm": "/fapi/v1", "cm": "/dapi/v1"}
 #: Rows per request; Binance's maximum for both endpoints.
 MAX_LIMIT = 1000
 
@@ -58,7 +61,7 @@ class RestTrade(msgspec.Struct):
 
 
 class RestAggTrade(msgspec.Struct):
-    """A row of ``/api/v3/aggTrades`` or ``/fapi/v1/aggTrades``, spelled as on the wire."""
+    """A row of ``/api/v3/aggTrades``, ``/fapi/v1/aggTrades`` or ``/dapi/v1/aggTrades``."""
 
     a: int  # aggregate trade id (the WebSocket ``a``)
     p: float  # price
@@ -154,7 +157,7 @@ class BinanceRestClient:
     ):
         check_market(market)
         self.base_url = base_url.rstrip("/")
-        self.prefix = "/api/v3" if market == "spot" else "/fapi/v1"
+        self.prefix = REST_PREFIX[market]
         self.market = market
         self.api_key = api_key
         self.max_attempts = max_attempts

@@ -7,14 +7,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.binance.rest import USDM_REST_URL, RestKind
+from connectors.binance.quotes import perpetual
+from connectors.binance.rest import CM_REST_URL, SPOT_REST_URL, USDM_REST_URL, RestKind
 from connectors.binance.supervisor import SupervisorSettings
 from pairflow.config import check_market, load_settings
 from pairflow.errors import ConfigError
 
-SPOT_WS_URL = "wss://stream.binance.com:9443"
-USDM_WS_URL = "wss://fstream.binance.com/market"
-SPOT_REST_URL_DEFAULT = "https://api.binance.com"
+#: Binance's WebSocket base URL of each market.
+WS_URLS = {"spot": "wss://stream.binance.com:9443", "usdm": "wss://fstream.binance.com/market",
+           "cm": "wss://dstream.binance.com"}
+#: Binance's REST base URL of each market.
+REST_URLS = {"spot": SPOT_REST_URL, "usdm": USDM_REST_URL, "cm": CM_REST_URL}
 #: Binance's limit of streams per connection.
 MAX_STREAMS = 1024
 #: The variable holding the REST API key (besides ``PAIRFLOW_LIVE_API_KEY``).
@@ -26,12 +29,18 @@ class LiveSettings:
     """Tuning of the live source; every field can be set by ``PAIRFLOW_LIVE_<NAME>``.
 
     Attributes:
-        market: ``spot`` or ``usdm``.
-        stream_kind: ``trade`` or ``aggTrade``; None: ``trade`` on spot, ``aggTrade`` on usdm.
+        market: ``spot``, ``usdm`` (USDⓈ-M futures) or ``cm`` (COIN-M futures).
+        stream_kind: ``trade`` or ``aggTrade``; None: ``trade`` on spot, ``aggTrade`` on
+            futures.
         ws_url: base WebSocket URL (None: Binance's for the market).
         rest_url: base REST URL (None: Binance's for the market).
         api_key: sent as ``X-MBX-APIKEY`` to REST (``PAIRFLOW_BINANCE_API_KEY``).
-        streams_per_connection: symbols per connection (= per partition), at most 1 024.
+        streams_per_connection: streams per connection (= per partition), at most 1 024; a
+            symbol takes one (its trades), or with ``quotes`` two on spot (+ ``@bookTicker``)
+            and three on futures (+ ``@markPrice@1s``), so a connection carries
+            ``streams_per_connection`` // that many symbols.
+        quotes: also subscribe each symbol's ``@bookTicker`` and, for a futures perpetual, its
+            ``@markPrice@1s`` on the trades' connection.
         max_connection_age_s: roll over to a new connection after this long (Binance: 24 h).
         rollover_overlap_s: longest overlap of old and new connection during a rollover.
         silence_limit_s: longest silence of a stream before its connection is replaced
@@ -63,6 +72,7 @@ class LiveSettings:
     rest_url: str | None = None
     api_key: str | None = None
     streams_per_connection: int = 200
+    quotes: bool = False
     max_connection_age_s: float = 23.5 * 3600
     rollover_overlap_s: float = 5.0
     silence_limit_s: float = 30.0
@@ -105,13 +115,12 @@ class LiveSettings:
     @property
     def base_ws_url(self) -> str:
         """The WebSocket base URL."""
-        return (self.ws_url or (SPOT_WS_URL if self.market == "spot" else USDM_WS_URL)).rstrip("/")
+        return (self.ws_url or WS_URLS[self.market]).rstrip("/")
 
     @property
     def base_rest_url(self) -> str:
         """The REST base URL."""
-        return self.rest_url or (SPOT_REST_URL_DEFAULT if self.market == "spot"
-                                 else USDM_REST_URL)
+        return self.rest_url or REST_URLS[self.market]
 
     @property
     def supervision(self) -> SupervisorSettings:
@@ -120,12 +129,30 @@ class LiveSettings:
                                   self.max_connection_age_s, self.rollover_overlap_s)
 
     def streams(self, symbols: tuple[str, ...] | list[str]) -> list[str]:
-        """The stream names of ``symbols`` (``btcusdt@trade``)."""
+        """The trade stream names of ``symbols`` (``btcusdt@trade``)."""
         return [f"{symbol.lower()}@{self.kind}" for symbol in symbols]
 
+    def quote_streams(self, symbol: str) -> list[str]:
+        """The quote streams of ``symbol``: none without ``quotes``.
+
+        ``btcusdt@bookTicker``, and ``btcusdt@markPrice@1s`` for a futures perpetual.
+        """
+        if not self.quotes:
+            return []
+        name = symbol.lower()
+        marks = [f"{name}@markPrice@1s"] if self.market != "spot" and perpetual(symbol) else []
+        return [f"{name}@bookTicker", *marks]
+
+    @property
+    def symbols_per_connection(self) -> int:
+        """How many symbols one connection carries (each takes its trade and quote streams)."""
+        per_symbol = 1 + (0 if not self.quotes else 1 if self.market == "spot" else 2)
+        return max(1, self.streams_per_connection // per_symbol)
+
     def stream_url(self, symbols: tuple[str, ...] | list[str]) -> str:
-        """The combined-stream URL carrying ``symbols``."""
-        return f"{self.base_ws_url}/stream?streams=" + "/".join(self.streams(symbols))
+        """The combined-stream URL carrying ``symbols`` (trades, then quotes if asked)."""
+        names = [*self.streams(symbols), *(q for s in symbols for q in self.quote_streams(s))]
+        return f"{self.base_ws_url}/stream?streams=" + "/".join(names)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **given: Any) -> LiveSettings:

@@ -31,6 +31,12 @@ What the loop thread does, per symbol:
   :class:`~connectors.binance.supervisor.ConnectionSupervisor`; the overlap is deduplicated
   by id.
 
+With ``quotes``, each symbol's ``@bookTicker`` (and a perpetual's ``@markPrice@1s``) rides on
+its trades' connection. Quotes go out as received (the parser drops those whose update id does
+not advance); they cannot be backfilled, so after each outage a ``QuoteGap`` per symbol spans
+the quote time from its last quote before to its first after, and the quote step makes no bar
+over it.
+
 Where each part lives: ids in :mod:`~connectors.binance.sequencer`, health counters in
 :mod:`~connectors.binance.health`, backfill, watchdog and heartbeat policy in
 :class:`~connectors.binance.client.LiveClient`, settings in :mod:`~connectors.binance.settings`.
@@ -55,23 +61,28 @@ from connectors.binance.settings import LiveSettings
 from pairflow.config import PairflowConfig
 from pairflow.errors import ConfigError
 from pairflow.metrics import Count
+from pairflow.quotes import MarkChunk, QuoteChunk, QuoteGap
 from pairflow.records import SYMBOL_PATTERN, DeadLetter, Health
 from pairflow.ticks import FeedGap, Heartbeat, TickChunk
 
 logger = logging.getLogger(__name__)
 
-LiveItem = TickChunk | Heartbeat | FeedGap | DeadLetter | Health | Count
+LiveItem = (TickChunk | QuoteChunk | MarkChunk | QuoteGap | Heartbeat | FeedGap | DeadLetter
+            | Health | Count)
 
 
 class BinanceTradeSource(FixedPartitionedSource[LiveItem, dict]):
     """Binance trades (``@trade`` / ``@aggTrade``) over WebSocket, gap-free by trade id.
 
     Unit of parallelism: one partition per connection, i.e. per group of
-    ``streams_per_connection`` symbols; a symbol's ticks come from one partition, in id order.
+    ``symbols_per_connection`` symbols; a symbol's ticks come from one partition, in id order.
     Emits per-symbol :class:`TickChunk` s (``source`` ``live`` or ``backfill``),
     :class:`Heartbeat` s, :class:`FeedGap` s, :class:`DeadLetter` s for bad frames,
     :class:`Health` per stream and :class:`Count` s; with a duration, a final heartbeat per
-    symbol and then the end.
+    symbol and then the end. With ``quotes``, also the symbols' quotes (:class:`QuoteChunk`,
+    as received, duplicates dropped by update id), perpetuals' mark prices
+    (:class:`MarkChunk`) and, after each outage of the connection, a :class:`QuoteGap` per
+    symbol (the book was unknown from its last quote before the outage to its first after).
 
     Delivery: exactly once per trade id within a run (deduplicated by id), in id order;
     at-least-once across a resume (state = last emitted id per symbol, the gap backfilled; the
@@ -88,7 +99,7 @@ class BinanceTradeSource(FixedPartitionedSource[LiveItem, dict]):
             raise ConfigError(f"live source needs upper-case symbols like BTCUSDT, got {bad}")
         self.symbols = tuple(symbols)
         self.settings = settings
-        size = settings.streams_per_connection
+        size = settings.symbols_per_connection
         self.groups = {f"{settings.market}-{i // size}": self.symbols[i:i + size]
                        for i in range(0, len(self.symbols), size)}
 
@@ -98,7 +109,7 @@ class BinanceTradeSource(FixedPartitionedSource[LiveItem, dict]):
         """The source for a pairflow configuration (plus ``PAIRFLOW_LIVE_*`` tuning)."""
         settings = LiveSettings.from_env(
             env, market=config.market, ws_url=config.ws_url, rest_url=config.rest_url,
-            duration_s=config.duration_s, record_dir=config.record_dir)
+            duration_s=config.duration_s, record_dir=config.record_dir, quotes=config.quotes)
         return cls(config.symbols, settings)
 
     def list_parts(self) -> list[str]:

@@ -24,6 +24,12 @@ class SymbolState:
     interarrival_s: float | None = None  # EWMA
     next_probe: float = 0.0
     probing: bool = False
+    quote_health: StreamHealth | None = None  # the @bookTicker stream's, with quotes
+    last_quote_ts: int | None = None  # largest quote time taken, µs
+    last_quote_msg: float | None = None  # monotonic time of the last quote frame
+    #: Quote time of the last quote before an outage of the connection; the next quote taken
+    #: ends the span in which the book is unknown (a QuoteGap).
+    quote_outage_from: int | None = None
 
     @property
     def symbol(self) -> str:

@@ -39,6 +39,9 @@ def top_symbols(rest_url: str, market: str, count: int,
     """
     if count < 2:
         raise ConfigError(f"top:{count}: a universe needs at least two symbols")
+    if market not in _TICKER_PATH:
+        raise ConfigError(f"top:{count} ranks by quote volume, which the {market} ticker "
+                          "does not give: name the symbols")
     url = rest_url.rstrip("/") + _TICKER_PATH[market]
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - http(s) base URL

@@ -4,8 +4,9 @@ Handles combined-stream envelopes (``{"stream": "btcusdt@trade", "data": {...}}`
 payloads, for spot ``@trade`` (with or without the legacy ``b``/``a`` order ids), spot
 ``@aggTrade``, USDⓈ-M futures ``@trade`` (``X`` = ``MARKET`` are trades; other fills are
 skipped but keep trade-id contiguity) and futures ``@aggTrade`` (no ``M``). Other streams
-(``@depth…``, ``@kline…``, REST snapshots) are counted by kind and skipped; so is
-``@bookTicker`` unless the parser is asked for quotes (:mod:`connectors.binance.quotes`).
+(``@depth…``, ``@kline…``, REST snapshots) are counted by kind and skipped; so are
+``@bookTicker`` and ``@markPrice`` unless the parser is asked for quotes
+(:mod:`connectors.binance.quotes`).
 
 Frames are decoded many at a time by msgspec (one JSON array per batch): decoding is the floor
 of the whole pipeline's cost. A batch with a bad frame is decoded again frame by frame so the
@@ -23,8 +24,14 @@ from typing import Annotated
 import msgspec
 import numpy as np
 
-from connectors.binance.quotes import QuoteClock, decode_quotes, quote_chunks
-from pairflow.quotes import QuoteChunk
+from connectors.binance.quotes import (
+    QuoteClock,
+    UpdateIds,
+    decode_quotes,
+    mark_chunks,
+    quote_chunks,
+)
+from pairflow.quotes import MarkChunk, QuoteChunk
 from pairflow.records import (
     EXCHANGE_SYMBOL_PATTERN,
     DeadLetter,
@@ -78,6 +85,8 @@ _STREAM_PREFIX = b'{"stream":"'
 #: What decoding bad input can raise: msgspec's errors, and invalid UTF-8 in a string.
 DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
 _TRADE_KINDS = frozenset({"trade", "aggTrade"})
+#: A mark-price frame's kind: its stream's (``btcusdt@markPrice@1s``) or its event type's.
+_MARK_KINDS = frozenset({"markPrice", "markPriceUpdate"})
 
 
 @dataclass
@@ -86,6 +95,7 @@ class ParsedFrames:
 
     chunks: dict[str, TickChunk] = field(default_factory=dict)
     quotes: dict[str, QuoteChunk] = field(default_factory=dict)
+    marks: dict[str, MarkChunk] = field(default_factory=dict)
     dead: list[DeadLetter] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
     frames: int = 0
@@ -151,8 +161,8 @@ class FrameParser:
             chunks carry the symbol's name as given.
         source: the ``source`` of the ticks made (``replay``, ``live``, ``backfill``).
         stage: the dead-letter stage name.
-        quotes: parse ``@bookTicker`` frames into quote chunks (else they are counted as
-            skipped, like other streams).
+        quotes: parse ``@bookTicker`` frames into quote chunks and ``@markPrice`` frames into
+            mark-price chunks (else they are counted as skipped, like other streams).
         market: the market of the bare symbols when some symbol names its market.
     """
 
@@ -178,6 +188,7 @@ class FrameParser:
         self.stage = stage
         self.quotes = quotes
         self._clock = QuoteClock()
+        self._update_ids = UpdateIds()
 
     def parse(self, frames: list[tuple[int, bytes]],
               origin_at: Callable[[int], str] | None = None) -> ParsedFrames:
@@ -192,6 +203,7 @@ class FrameParser:
         enveloped: list[tuple[int, bytes, str | int]] = []
         raw: list[tuple[int, bytes, str | int]] = []
         book: list[tuple[int, bytes, bool]] = []
+        marks: list[tuple[int, bytes, bool]] = []
         quoting = self.quotes
         kinds = self._stream_kinds
         prefix = len(_STREAM_PREFIX)
@@ -209,6 +221,8 @@ class FrameParser:
                 (enveloped if in_envelope else raw).append((recv, frame, index))
             elif quoting and kind == "bookTicker":
                 book.append((recv, frame, in_envelope))
+            elif quoting and kind in _MARK_KINDS:
+                marks.append((recv, frame, in_envelope))
             elif kind:
                 out.skipped[kind] += 1
             else:
@@ -223,20 +237,28 @@ class FrameParser:
             previous = out.chunks.get(chunk.symbol)
             out.chunks[chunk.symbol] = chunk if previous is None else _concat(previous, chunk)
         if quoting:
-            self._quotes(book, out)
+            self._quotes(book, marks, out)
         return out
 
-    def _quotes(self, book: list[tuple[int, bytes, bool]], out: ParsedFrames) -> None:
-        """Quote chunks of the batch's ``bookTicker`` frames, timed (spot) by the trades.
+    def _quotes(self, book: list[tuple[int, bytes, bool]], marks: list[tuple[int, bytes, bool]],
+                out: ParsedFrames) -> None:
+        """Quote and mark-price chunks of the batch's ``bookTicker`` and ``markPrice`` frames.
 
-        The clock learns from every batch's trades, with quotes or not.
+        Spot quotes are timed by the trades: the clock learns from every batch's trades, with
+        quotes or not.
         """
+        if marks:
+            recv, payloads = decode_quotes([r for r, _, _ in marks], [f for _, f, _ in marks],
+                                           [e for _, _, e in marks], out.skipped, "mark")
+            out.marks = mark_chunks(recv, payloads, [self.name_of(True, p.s) for p in payloads],
+                                    self.symbols, out.skipped)
         chunks = {}
         if book:
             recv, payloads = decode_quotes([r for r, _, _ in book], [f for _, f, _ in book],
                                            [e for _, _, e in book], out.skipped)
             names = [self.name_of(p.T is not None, p.s) for p in payloads]
-            chunks = quote_chunks(recv, payloads, names, self.symbols, out.skipped)
+            chunks = {symbol: self._update_ids.fresh(chunk, out.skipped) for symbol, chunk in
+                      quote_chunks(recv, payloads, names, self.symbols, out.skipped).items()}
         for symbol in sorted(chunks.keys() | out.chunks.keys()):
             timed = self._clock.time(symbol, chunks.get(symbol), out.chunks.get(symbol),
                                      out.skipped)

@@ -14,7 +14,7 @@ from connectors.replay.files import decompressed_size, read_ahead
 from connectors.replay.formats import InputFile
 from connectors.replay.readers import file_blocks
 from pairflow.errors import InputFileError
-from pairflow.quotes import QuoteChunk
+from pairflow.quotes import MarkChunk, QuoteChunk
 from pairflow.records import Bar, DeadLetter
 from pairflow.ticks import TickChunk
 
@@ -32,6 +32,7 @@ class ReplayBatch:
     frames: int = 0
     bars: list[Bar] = field(default_factory=list)
     quotes: list[QuoteChunk] = field(default_factory=list)
+    marks: list[MarkChunk] = field(default_factory=list)
 
 
 @dataclass
@@ -138,7 +139,8 @@ class MergedReplay:
         files: the input files (any order; they are sorted by first receive time, then path).
         symbols: the symbols to keep.
         stage: the dead-letter stage name for bad lines.
-        quotes: parse recordings' ``@bookTicker`` frames into quote chunks too.
+        quotes: parse recordings' ``@bookTicker`` frames into quote chunks and
+            ``@markPrice`` frames into mark-price chunks too.
         market: the market of bare symbols when some symbol names its market.
         contract_sizes: USD per contract of COIN-M symbols overriding Binance's specification.
     """
@@ -289,6 +291,7 @@ class MergedReplay:
         out.dead.extend(parsed.dead)
         out.chunks.extend(parsed.chunks.values())
         out.quotes.extend(parsed.quotes.values())
+        out.marks.extend(parsed.marks.values())
         for column in (pending.frames, pending.keys, pending.files, pending.lines,
                        pending.sizes):
             column.clear()

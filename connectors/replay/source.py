@@ -16,11 +16,11 @@ from connectors.replay.merge import MergedReplay
 from connectors.replay.readers import BLOCK_LINES
 from pairflow.errors import InputFileError
 from pairflow.metrics import Count, counts
-from pairflow.quotes import QuoteChunk
+from pairflow.quotes import MarkChunk, QuoteChunk
 from pairflow.records import SYMBOL_PATTERN, Bar, DeadLetter
 from pairflow.ticks import Heartbeat, TickChunk
 
-ReplayItem = TickChunk | QuoteChunk | Bar | DeadLetter | Heartbeat | Count
+ReplayItem = TickChunk | QuoteChunk | MarkChunk | Bar | DeadLetter | Heartbeat | Count
 
 
 class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
@@ -45,7 +45,8 @@ class ReplaySource(FixedPartitionedSource[ReplayItem, int]):
             corrupt) once the replay has emitted everything else; without it the first such
             error is raised then.
         quotes: also emit recordings' ``@bookTicker`` quotes as
-            :class:`~pairflow.quotes.QuoteChunk` s (after the batch's tick chunks).
+            :class:`~pairflow.quotes.QuoteChunk` s and their ``@markPrice`` updates as
+            :class:`~pairflow.quotes.MarkChunk` s (after the batch's tick chunks, marks first).
         market: the market of bare symbols when some symbol names its market
             (``cm:BTCUSD_PERP``).
         contract_sizes: USD per contract of COIN-M symbols overriding Binance's specification
@@ -121,6 +122,11 @@ class _ReplayPartition(StatefulSourcePartition[ReplayItem, int]):
             return []
         out = self._replay.read(BLOCK_LINES, until if until is not True else None)
         items: list[ReplayItem] = [c for c in out.chunks if len(c)]
+        if out.marks:
+            # Before the batch's quotes: a quote that closes a window must find the marks
+            # published before its end in place (marks only decorate bars, never close them).
+            items.extend(out.marks)
+            items.append(Count("marks_read", sum(len(m) for m in out.marks)))
         if out.quotes:
             items.extend(out.quotes)
             items.append(Count("quotes_read", sum(len(q) for q in out.quotes)))

@@ -1,7 +1,9 @@
 """Run the test server by hand: ``python -m tests.binance_server --speed 20``.
 
 Then ``pairflow live --symbols BTCUSDT,ETHUSDT --ws-url ws://127.0.0.1:PORT --rest-url
-http://127.0.0.1:PORT …``.
+http://127.0.0.1:PORT …``. With ``--quotes`` it serves the book tickers too, and with
+``--market usdm`` their futures form and the synthetic mark prices (``pairflow live --market
+usdm --quotes …``).
 """
 
 from __future__ import annotations
@@ -25,16 +27,19 @@ def main() -> None:
     parser.add_argument("--malformed-every", type=int, default=0)
     parser.add_argument("--max-connection-age", type=float, default=None)
     parser.add_argument("--rest-429-every", type=int, default=0)
+    parser.add_argument("--quotes", action="store_true", help="serve @bookTicker too")
+    parser.add_argument("--market", choices=("spot", "usdm"), default="spot",
+                        help="usdm: futures book tickers and synthetic @markPrice@1s")
     args = parser.parse_args()
     faults = Faults(events=[(t, "abrupt_close", None) for t in args.abrupt_close_at],
                     duplicate_every=args.duplicate_every, reorder_every=args.reorder_every,
                     malformed_every=args.malformed_every,
                     max_connection_age_s=args.max_connection_age,
                     rest_429_every=args.rest_429_every)
-    tape = Tape.load(args.start, args.length)
-    with BinanceTestServer(tape, args.speed, faults) as server:
-        print(f"ws {server.ws_url}  rest {server.rest_url}  trades {len(tape.trades)}",
-              flush=True)
+    tape = Tape.load(args.start, args.length, quotes=args.quotes)
+    with BinanceTestServer(tape, args.speed, faults, market=args.market) as server:
+        print(f"ws {server.ws_url}  rest {server.rest_url}  trades {len(tape.trades)}  "
+              f"quotes {len(tape.quotes)}", flush=True)
         try:
             while True:
                 time.sleep(1)

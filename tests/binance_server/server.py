@@ -1,12 +1,17 @@
 """A local Binance-compatible market-data server that replays the real tape and injects faults.
 
 WebSocket (``websockets``): combined streams ``/stream?streams=btcusdt@trade/ethusdt@trade``
-(``@trade`` frames exactly as captured, ``@aggTrade`` frames derived from them), raw ``/ws``
+(``@trade`` frames exactly as captured, ``@aggTrade`` frames derived from them; with a tape
+loaded with quotes, ``@bookTicker`` frames — spot and COIN-M: as captured; ``market="usdm"``:
+the futures view derived from the spot ones — and, on ``usdm`` and ``cm``, a synthetic
+``@markPrice@1s`` series, see
+:mod:`tests.binance_server.tape`: the captures have no mark price), raw ``/ws``
 with ``SUBSCRIBE`` / ``UNSUBSCRIBE`` / ``LIST_SUBSCRIPTIONS`` (replies ``{"result":null,"id":1}``),
 pings every ``ping_interval_s`` (answered pongs are handled by the library), more than 5
 incoming messages a second closes with 1008 like Binance. HTTP (``aiohttp``):
-``/api/v3/aggTrades``, ``/api/v3/historicalTrades``, ``/api/v3/trades``, ``/fapi/v1/aggTrades``
-answered from the same tape, only with trades already "published" (trade time <= tape clock);
+``/api/v3/aggTrades``, ``/api/v3/historicalTrades``, ``/api/v3/trades``, ``/fapi/v1/aggTrades``,
+``/dapi/v1/aggTrades``, ``/dapi/v1/historicalTrades`` answered from the same tape, only with
+trades already "published" (trade time <= tape clock);
 ``/api/v3/ticker/24hr`` (and ``/fapi/v1/…``) with each symbol's totals over the whole tape.
 
 The tape clock starts at the first WebSocket connection (so a client connecting first sees the
@@ -81,6 +86,8 @@ class _Conn:
     opened: float
     silenced: set[str] = field(default_factory=set)
     cursor: int = 0
+    extra_cursor: int = 0  # into the server's quote and mark-price frames
+    serial: int = 0  # the connection's number, 1 for the first
     incoming: list[float] = field(default_factory=list)
 
 
@@ -88,15 +95,19 @@ class BinanceTestServer:
     """The server; ``start()`` runs it on 127.0.0.1 in a background thread.
 
     Args:
-        tape: the trades to serve.
+        tape: the trades (and quotes) to serve.
         speed: tape seconds per wall second.
         faults: fault switches.
         ping_interval_s: server pings (Binance: every 20 s).
+        market: ``spot`` (book tickers as captured, no mark price), ``usdm`` (book tickers
+            of the spot capture in the futures form, and the synthetic mark-price series) or
+            ``cm`` (for the COIN-M capture: book tickers as captured, synthetic mark prices).
     """
 
     def __init__(self, tape: Tape, speed: float = 50.0, faults: Faults | None = None,
-                 ping_interval_s: float = 20.0):
+                 ping_interval_s: float = 20.0, market: str = "spot"):
         self.tape = tape
+        self.market = market
         self.speed = speed
         self.faults = faults or Faults()
         self.ping_interval_s = ping_interval_s
@@ -124,6 +135,15 @@ class BinanceTestServer:
         self._agg_times = {s: [a.T for a in rows] for s, rows in tape.aggs.items()}
         self._agg_frames = sorted(
             ((a.T, a.a, s) for s, rows in tape.aggs.items() for a in rows))
+        #: Quote and mark-price frames in tape-time order: (time ms, stream, frame).
+        self._extra = sorted(
+            [(q.time_ms, q.stream, q.futures_frame() if market == "usdm" else q.frame)
+             for q in tape.quotes]
+            + ([(m.time_ms, m.stream, m.frame()) for m in tape.marks()]
+               if market != "spot" and tape.quotes else []), key=lambda e: e[0])
+        self._extra_times = [e[0] for e in self._extra]
+        #: Every quote and mark-price frame sent: (connection serial, frame), in sending order.
+        self.sent_extra: list[tuple[int, bytes]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -164,9 +184,9 @@ class BinanceTestServer:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         app = web.Application()
-        for path in ("/api/v3/aggTrades", "/fapi/v1/aggTrades"):
+        for path in ("/api/v3/aggTrades", "/fapi/v1/aggTrades", "/dapi/v1/aggTrades"):
             app.router.add_get(path, self._rest_aggs)
-        for path in ("/api/v3/historicalTrades", "/api/v3/trades"):
+        for path in ("/api/v3/historicalTrades", "/api/v3/trades", "/dapi/v1/historicalTrades"):
             app.router.add_get(path, self._rest_trades)
         for path in ("/api/v3/ticker/24hr", "/fapi/v1/ticker/24hr"):
             app.router.add_get(path, self._rest_ticker)
@@ -257,8 +277,10 @@ class BinanceTestServer:
             return
         conn = _Conn(ws, streams, time.monotonic())
         conn.cursor = bisect.bisect_right(self._times, self.tape_now_ms())
+        conn.extra_cursor = bisect.bisect_right(self._extra_times, self.tape_now_ms())
         self._conns.append(conn)
         self.stats["connections"] += 1
+        conn.serial = self.stats["connections"]
         if self._clock_start is None and \
                 len(self._conns) >= self.faults.start_with_connections:
             self._clock_start = time.monotonic()
@@ -303,20 +325,27 @@ class BinanceTestServer:
             return
         await conn.ws.send(json.dumps({"result": reply, "id": req_id}))
 
-    def _frames_between(self, conn: _Conn, end: int) -> list[bytes]:
-        out = []
+    def _frames_between(self, conn: _Conn, end: int, extra_end: int) -> list[bytes]:
+        """The connection's frames up to trade ``end`` and extra frame ``extra_end``, in tape
+        time order (a trade before a quote of the same millisecond)."""
+        out: list[tuple[int, int, bytes]] = []
         wanted = conn.streams - conn.silenced
         for t in self.tape.trades[conn.cursor:end]:
             if t.stream in wanted:
-                out.append(t.frame)
+                out.append((t.time_ms, 0, t.frame))
             agg = f"{t.symbol.lower()}@aggTrade"
             if agg in wanted:
                 # One aggTrade frame when the tape reaches the last trade of its aggregate.
                 rows = self.tape.aggs[t.symbol]
                 i = bisect.bisect_right([a.f for a in rows], t.trade_id) - 1
                 if i >= 0 and rows[i].l == t.trade_id:
-                    out.append(rows[i].frame(t.symbol))
-        return out
+                    out.append((t.time_ms, 0, rows[i].frame(t.symbol)))
+        for time_ms, stream, frame in self._extra[conn.extra_cursor:extra_end]:
+            if stream in wanted:
+                out.append((time_ms, 1, frame))
+                self.sent_extra.append((conn.serial, frame))
+        out.sort(key=lambda e: e[:2])
+        return [frame for _, _, frame in out]
 
     async def _send_loop(self, conn: _Conn) -> None:
         f = self.faults
@@ -325,8 +354,9 @@ class BinanceTestServer:
             while True:
                 now_ms = self.tape_now_ms()
                 end = bisect.bisect_right(self._times, now_ms)
-                frames = self._frames_between(conn, end)
-                conn.cursor = end
+                extra_end = bisect.bisect_right(self._extra_times, now_ms)
+                frames = self._frames_between(conn, end, extra_end)
+                conn.cursor, conn.extra_cursor = end, extra_end
                 out: list[bytes] = []
                 for frame in frames:
                     sent += 1

@@ -1,10 +1,19 @@
-"""The real captured tape the test server replays: trade frames of the shared recordings.
+"""The real captured tape the test server replays: trade and quote frames of the recordings.
 
 The captures in ``../shared/data/binance-spot-2024-08-08`` hold combined-stream frames of
-``btcusdt@trade`` and ``ethusdt@trade`` (plus book streams, skipped here). A :class:`Tape` is a
-slice of those trade frames in their original receive order, with per-symbol views for the
-REST endpoints and a derived aggregate-trade view (consecutive trades of one taker order —
-same time, price and side — form one aggregate, as Binance aggregates them).
+``btcusdt@trade`` and ``ethusdt@trade``, ``@bookTicker`` and ``@depth`` (skipped here). A
+:class:`Tape` is a slice of those trade frames in their original receive order, with per-symbol
+views for the REST endpoints and a derived aggregate-trade view (consecutive trades of one
+taker order — same time, price and side — form one aggregate, as Binance aggregates them).
+
+With ``quotes``, the slice's ``@bookTicker`` frames come too (:class:`TapeQuote`). Futures
+book tickers (the COIN-M capture, :data:`COINM_DIR`) are placed on the tape clock at their
+``T``. Spot book tickers carry no time, so the tape places each at its receive time minus the
+symbol's capture offset: the smallest ``receive − trade time`` over all the symbol's trades of
+the capture (the recording machine's clock lag plus the smallest latency, about 1.3 s).
+The futures view of a quote (:meth:`TapeQuote.futures_frame`) is *derived*: the same book with
+``e``, and ``T`` = ``E`` = that tape time, as USDⓈ-M frames carry them. The mark prices
+(:func:`mark_frames`) are *synthetic*: the captures have none.
 """
 
 from __future__ import annotations
@@ -17,7 +26,11 @@ from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
+import msgspec
+
 DATA_DIR = Path("/work/shared/data/binance-spot-2024-08-08")
+#: The COIN-M capture (BTCUSD_PERP, ETHUSD_PERP: futures frames, book tickers with ``T``).
+COINM_DIR = Path("/work/shared/data/binance-coinm-2024-08-09")
 #: First aggregate id of the derived aggTrade view (any base works; ids stay contiguous).
 AGG_BASE = 900_000_000
 
@@ -61,10 +74,97 @@ class AggTrade:
                           separators=(",", ":")).encode()
 
 
-@lru_cache(maxsize=1)
-def _all_trades() -> tuple[TapeTrade, ...]:
+@dataclass(frozen=True, slots=True)
+class TapeQuote:
+    """One ``@bookTicker`` frame of the tape, placed on the tape clock at ``time_ms``."""
+
+    recv_ns: int
+    symbol: str
+    update_id: int
+    time_ms: int
+    frame: bytes
+
+    @property
+    def stream(self) -> str:
+        """The stream name, ``btcusdt@bookTicker``."""
+        return f"{self.symbol.lower()}@bookTicker"
+
+    def futures_frame(self) -> bytes:
+        """The same book as a USDⓈ-M frame: ``e``, ``T`` = ``E`` = its tape time (derived)."""
+        d = json.loads(self.frame)["data"]
+        data = {"e": "bookTicker", "u": d["u"], "s": d["s"], "b": d["b"], "B": d["B"],
+                "a": d["a"], "A": d["A"], "T": self.time_ms, "E": self.time_ms}
+        return json.dumps({"stream": self.stream, "data": data},
+                          separators=(",", ":")).encode()
+
+
+#: The synthetic mark-price series: one update per whole tape second, funding this constant.
+MARK_FUNDING_RATE = "0.00010000"
+#: Perpetual funding every 8 h (00:00, 08:00, 16:00 UTC), ms.
+FUNDING_EVERY_MS = 8 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class MarkUpdate:
+    """One synthetic ``markPriceUpdate`` (see :func:`mark_frames`)."""
+
+    symbol: str
+    time_ms: int  # E
+    price: str  # p = i = P
+    next_funding_ms: int  # T
+
+    @property
+    def stream(self) -> str:
+        """The stream name, ``btcusdt@markPrice@1s``."""
+        return f"{self.symbol.lower()}@markPrice@1s"
+
+    def frame(self) -> bytes:
+        """The combined-stream frame."""
+        data = {"e": "markPriceUpdate", "E": self.time_ms, "s": self.symbol, "p": self.price,
+                "i": self.price, "P": self.price, "r": MARK_FUNDING_RATE,
+                "T": self.next_funding_ms}
+        return json.dumps({"stream": self.stream, "data": data},
+                          separators=(",", ":")).encode()
+
+
+class _BookIds(msgspec.Struct):
+    s: str
+    u: int
+    T: int | None = None  # futures book tickers carry their time
+
+
+class _BookFrame(msgspec.Struct):
+    data: _BookIds
+
+
+#: Reads only the symbol and update id of a captured book ticker (130 k of them, quickly).
+_book_ids = msgspec.json.Decoder(list[_BookFrame])
+
+
+@lru_cache(maxsize=2)
+def _all_quotes(capture: Path) -> tuple[TapeQuote, ...]:
+    offsets: dict[str, int] = {}
+    for t in _all_trades(capture):
+        lag = t.recv_ns - t.time_ms * 10**6
+        offsets[t.symbol] = min(offsets.get(t.symbol, lag), lag)
+    quotes = []
+    for path in sorted(capture.glob("*.gz")):
+        with gzip.open(path, "rb") as handle:
+            lines = handle.read().splitlines()
+        books = [line.partition(b" ") for line in lines if b'@bookTicker"' in line[:60]]
+        decoded = _book_ids.decode(b"[" + b",".join(frame for _, _, frame in books) + b"]")
+        for (recv, _, frame), book in zip(books, decoded, strict=True):
+            recv_ns, d = int(recv), book.data
+            time_ms = d.T if d.T is not None else (recv_ns - offsets[d.s]) // 10**6
+            quotes.append(TapeQuote(recv_ns, d.s, d.u, time_ms, frame))
+    quotes.sort(key=lambda q: (q.time_ms, q.recv_ns))
+    return tuple(quotes)
+
+
+@lru_cache(maxsize=2)
+def _all_trades(capture: Path) -> tuple[TapeTrade, ...]:
     trades = []
-    for path in sorted(DATA_DIR.glob("*.gz")):
+    for path in sorted(capture.glob("*.gz")):
         with gzip.open(path, "rb") as handle:
             for line in handle:
                 recv, _, frame = line.rstrip(b"\n").partition(b" ")
@@ -85,6 +185,7 @@ class Tape:
     trades: list[TapeTrade]
     by_symbol: dict[str, list[TapeTrade]] = field(default_factory=dict)
     aggs: dict[str, list[AggTrade]] = field(default_factory=dict)
+    quotes: list[TapeQuote] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for t in self.trades:
@@ -96,9 +197,14 @@ class Tape:
 
     @classmethod
     def load(cls, start_s: float = 0.0, length_s: float | None = None,
-             symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")) -> Tape:
-        """The trades with time in ``[t0 + start_s, t0 + start_s + length_s)``."""
-        everything = _all_trades()
+             symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"), quotes: bool = False,
+             capture: Path = DATA_DIR) -> Tape:
+        """The trades (with ``quotes``, book tickers too) of tape time in a span.
+
+        The span is ``[t0 + start_s, t0 + start_s + length_s)``, t0 the first trade's time;
+        ``capture`` the directory of the recordings (spot, or :data:`COINM_DIR`).
+        """
+        everything = _all_trades(capture)
         t0 = min(t.time_ms for t in everything)
         lo = t0 + int(start_s * 1000)
         hi = lo + int(length_s * 1000) if length_s is not None else 1 << 62
@@ -106,7 +212,28 @@ class Tape:
         # Receive order on the recording can put a trade of a later T before an earlier
         # one across symbols; the server sends in trade-time order per symbol anyway.
         chosen.sort(key=lambda t: (t.time_ms, t.recv_ns))
-        return cls(chosen)
+        books = [q for q in _all_quotes(capture) if lo <= q.time_ms < hi
+                 and q.symbol in symbols] if quotes else []
+        return cls(chosen, quotes=books)
+
+    def marks(self) -> list[MarkUpdate]:
+        """The synthetic ``@markPrice@1s`` series of the tape's symbols, in time order.
+
+        One update per symbol at each whole second ``E`` of the tape's span from the symbol's
+        first trade on: mark, index and estimated settle price all the price of the symbol's
+        last trade at or before ``E``; funding rate :data:`MARK_FUNDING_RATE`; next funding
+        time the next 00:00, 08:00 or 16:00 UTC after ``E``.
+        """
+        out = []
+        for symbol, trades in self.by_symbol.items():
+            times = [t.time_ms for t in trades]
+            for second in range(trades[0].time_ms // 1000 + 1, self.last_ms // 1000 + 1):
+                at = second * 1000
+                last = trades[bisect.bisect_right(times, at) - 1]
+                out.append(MarkUpdate(symbol, at, last.price,
+                                      (at // FUNDING_EVERY_MS + 1) * FUNDING_EVERY_MS))
+        out.sort(key=lambda m: (m.time_ms, m.symbol))
+        return out
 
     @property
     def first_ms(self) -> int:
@@ -141,11 +268,16 @@ class Tape:
         return rows
 
     def write_recording(self, path: str | Path) -> Path:
-        """Write the slice as a recording (``<recv_ns> <frame>`` lines, gzip) for replay."""
+        """Write the slice as a recording (``<recv_ns> <frame>`` lines, gzip) for replay.
+
+        Its quotes too, in receive order with the trades (as captured).
+        """
         path = Path(path)
+        lines = sorted([(t.recv_ns, t.frame) for t in self.trades]
+                       + [(q.recv_ns, q.frame) for q in self.quotes])
         with gzip.open(path, "wb") as handle:
-            for t in self.trades:
-                handle.write(b"%d %s\n" % (t.recv_ns, t.frame))
+            for recv_ns, frame in lines:
+                handle.write(b"%d %s\n" % (recv_ns, frame))
         return path
 
 
