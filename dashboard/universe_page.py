@@ -292,8 +292,10 @@ class UniversePage(pn.viewable.Viewer):
                     if known is None or known["ts"] <= row["ts"]:
                         self._rows[row["pair"]] = row
                         self._dirty = True
-            elif table == "bars" and row["timeframe"] == timeframe:
-                self._newest_bar = max(self._newest_bar, row["end"])
+            elif table == "bars" and row["timeframe"] == timeframe \
+                    and row["end"] > self._newest_bar:
+                self._newest_bar = row["end"]
+                self._dirty = self._dirty or not self._live  # ages count from the newest bar
             elif table == "pairs" and row["timeframe"] == timeframe \
                     and row["pair"] not in self._watched:
                 self._watched.add(row["pair"])

@@ -13,12 +13,12 @@ from playwright.sync_api import expect
 
 from connectors.store import StoreReader
 from pairflow.analytics import EstimatorSettings, run_history
-from tests.ui.conftest import dashboard_server, pairflow
-from tests.ui.test_dashboard import LOADED, data
+from tests.ui.conftest import REPO, dashboard_server, pairflow
+from tests.ui.test_dashboard import LOADED, UPDATE_SCREENSHOT, data
 
 pytestmark = pytest.mark.ui
 
-CANDLES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "candles-2018-01-5m"
+CANDLES = REPO.parent / "shared" / "data" / "candles-2018-01-5m"
 #: The universe, in its own order (pairs are A/B with A first in it), and the watched pair.
 UNIVERSE = ("ETHBTC", "LTCBTC", "XMRBTC", "ZECBTC")
 WATCHED = "ETHBTC/LTCBTC"
@@ -39,8 +39,8 @@ ROWS_JS = """() => { const rows = [];
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    """A replay of the first candles of four symbols with the universe scanned on 5 m bars."""
+def candles(tmp_path_factory) -> list[Path]:
+    """The first candles of the universe's four symbols."""
     files = tmp_path_factory.mktemp("candles")
     for symbol in UNIVERSE:
         source = CANDLES / f"{symbol}-5m-2018-01.csv"
@@ -48,11 +48,22 @@ def store(tmp_path_factory) -> Path:
             pytest.fail(f"no candles in {CANDLES}", pytrace=False)
         lines = source.read_text().splitlines(keepends=True)[:CANDLE_ROWS + 1]  # with header
         (files / source.name).write_text("".join(lines))
-    store = tmp_path_factory.mktemp("universe") / "universe.db"
-    pairflow("replay", *map(str, sorted(files.iterdir())), "--universe", ",".join(UNIVERSE),
+    return sorted(files.iterdir())
+
+
+def replay(candles: list[Path], store: Path, *args: str) -> None:
+    """``pairflow replay --universe`` of the candles, one pair watched, into ``store``."""
+    pairflow("replay", *map(str, candles), "--universe", ",".join(UNIVERSE),
              "--timeframes", TIMEFRAME, "--scan-timeframe", TIMEFRAME, "--scan-window",
              str(WINDOW), "--scan-every", "12", "--pairs", WATCHED, "--window", str(WINDOW),
-             "--store", str(store))
+             "--store", str(store), *args)
+
+
+@pytest.fixture(scope="module")
+def store(candles, tmp_path_factory) -> Path:
+    """A replay of the candles with the universe scanned on 5 m bars."""
+    store = tmp_path_factory.mktemp("universe") / "universe.db"
+    replay(candles, store)
     return store
 
 
@@ -120,7 +131,7 @@ def open_universe(page, url) -> None:
                            "return !!s && s.data.pair.length > 0 }")
 
 
-def test_table_is_the_latest_scan_of_every_pair(page, url, store):
+def test_table_is_the_latest_scan_of_every_pair(page, url, store, tmp_path):
     latest = latest_scans(store)
     assert sorted(latest) == [f"{a}/{b}" for i, a in enumerate(UNIVERSE)
                               for b in UNIVERSE[i + 1:]]
@@ -139,6 +150,12 @@ def test_table_is_the_latest_scan_of_every_pair(page, url, store):
         assert source["n"][i] == latest[pair]["n"]
     expect(page.locator("#pf-universe-status")).to_contain_text(
         f"{len(latest)} of {len(latest)} pairs shown")
+    # docs/dashboard.md's image, only on request (PAIRFLOW_UPDATE_SCREENSHOT=1).
+    shot = REPO / "docs" / "img" / "universe.png" if UPDATE_SCREENSHOT \
+        else tmp_path / "universe.png"
+    page.set_viewport_size({"width": 1500, "height": 700})
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 0
 
 
 def test_sorting_and_filters(page, url, store):
@@ -232,3 +249,16 @@ def test_an_unwatched_pair_opens_its_page_computed_on_demand(page, url, store):
     for field in ("zscore", "beta", "half_life", "corr"):
         assert math.isclose(getattr(at, field), scan[field], rel_tol=1e-9), field
     expect(page.locator(".pf-on-demand-status")).to_contain_text("scan / on demand")
+
+
+@pytest.mark.kafka
+def test_kafka_fed_universe_page_shows_the_scan_topic(page, kafka_broker, unique_prefix,
+                                                      candles, tmp_path):
+    store = tmp_path / "kafka.db"
+    replay(candles, store, "--kafka", kafka_broker.bootstrap, "--kafka-prefix", unique_prefix)
+    latest = latest_scans(store)
+    newest_bar = max(bar["end"] for bar in stored(store, "bars", timeframe=TIMEFRAME))
+    with dashboard_server("--kafka", kafka_broker.bootstrap,
+                          "--kafka-prefix", unique_prefix) as url:
+        open_universe(page, url)
+        wait_rows(page, [shown_text(latest[pair], newest_bar) for pair in sorted(latest)])
