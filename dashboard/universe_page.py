@@ -109,6 +109,10 @@ class UniversePage(pn.viewable.Viewer):
                                name="universe_table", index_position=None, height=560,
                                reorderable=False, sizing_mode="stretch_width", sortable=True,
                                selectable=True)
+        # BokehJS redraws the grid when its view's indices change, which replaced data of the
+        # same length does not do: the streamed scan rows would be in the browser, not shown.
+        self.table_source.js_on_change("data", CustomJS(args={"view": self.table.view},
+                                                        code="view.change.emit()"))
         self.heat_source = ColumnDataSource(heatmap_columns([], "q-value", set(), ""),
                                             name="heatmap_source")
         self.heat_pane = pn.pane.Bokeh()

@@ -5,15 +5,17 @@ watched pair, one computed on demand from the stored bars otherwise)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from connectors.store import StoreReader
+from connectors.store import StoreReader, StoreWriter
 from pairflow.analytics import EstimatorSettings, run_history
-from tests.ui.conftest import REPO, dashboard_server, pairflow
+from pairflow.records import ScanRecord, from_dict
+from tests.ui.conftest import REPO, copy_store, dashboard_server, pairflow
 from tests.ui.test_dashboard import LOADED, UPDATE_SCREENSHOT, data
 
 pytestmark = pytest.mark.ui
@@ -185,6 +187,28 @@ def test_sorting_and_filters(page, url, store):
     page.locator(".pf-z-min input").press("Enter")
     wait_rows(page, [shown_text(row, newest_bar) for row in with_xmr[:2]])
     expect(page.locator("#pf-universe-status")).to_contain_text(f"2 of {len(latest)} pairs")
+
+
+def test_a_new_scan_streams_in_without_reload(page, store, tmp_path):
+    """A scan written after the page loaded replaces its pair's row (and moves the ages)."""
+    copy = copy_store(store, tmp_path / "streamed.db")
+    latest = latest_scans(copy)
+    newest_bar = max(bar["end"] for bar in stored(copy, "bars", timeframe=TIMEFRAME))
+    with dashboard_server("--store", str(copy)) as url:
+        open_universe(page, url)
+        wait_rows(page, [shown_text(latest[pair], newest_bar) for pair in sorted(latest)])
+        page.evaluate("() => { window.__marker = 42 }")  # survives only without a reload
+        ts = max(row["ts"] for row in latest.values()) + 12 * BAR_S * 1_000_000
+        later = dataclasses.replace(from_dict(ScanRecord, latest[UNWATCHED]), ts=ts, as_of=ts,
+                                    zscore=-4.25, eg_qvalue=0.0123)
+        writer = StoreWriter(copy)
+        writer.write([later])
+        writer.close()
+        latest[UNWATCHED] = latest_scans(copy)[UNWATCHED]
+        assert latest[UNWATCHED]["zscore"] == -4.25
+        # The newest data time is now the new scan's: every other row ages by its distance.
+        wait_rows(page, [shown_text(latest[pair], ts) for pair in sorted(latest)])
+        assert page.evaluate("() => window.__marker") == 42
 
 
 def test_heatmap_shows_the_universe_by_qvalue_or_correlation(page, url, store):
