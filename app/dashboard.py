@@ -113,7 +113,7 @@ def register(app: typer.Typer) -> None:
             "kafka_prefix"),
         history: Annotated[int, typer.Option(help="Bars of history per chart.")] = 3000,
     ) -> None:
-        """Serve the live dashboard (charts, alerts, what-if, CSV export); prints its URL."""
+        """Serve the live dashboard (pair charts, what-if, CSV, universe scan); prints its URL."""
         serve(store=store, kafka=kafka, host=host, port=port, basic_auth=basic_auth,
               kafka_prefix=kafka_prefix, history=history)
 

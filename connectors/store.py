@@ -349,20 +349,33 @@ class StoreReader:
         rows = list(self.query(table, where, time_range, limit=limit, descending=True))
         return rows[::-1]
 
-    def latest_per(self, table: str, column: str) -> list[dict[str, Any]]:
+    def latest_per(self, table: str, column: str,
+                   where: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """The newest row (by time column) of each value of ``column``, ordered by it.
 
-        ``latest_per("health", "stream")`` is the current state of every live stream.
+        ``latest_per("health", "stream")`` is the current state of every live stream;
+        ``latest_per("scan", "pair", {"timeframe": "1m"})`` the latest scan of every pair.
+
+        Args:
+            table: a name of :data:`TABLES`.
+            column: the column whose values each get their newest row.
+            where: equality filters on columns, applied before the newest row is chosen.
         """
         spec = _table(table)
         columns = field_names(spec.record)
-        if column not in columns:
-            raise StoreError(f"{table} has no column {column!r}")
+        for name in (column, *(where or {})):
+            if name not in columns:
+                raise StoreError(f"{table} has no column {name!r}")
         time = spec.time_column
+        filters = " AND ".join(f'"{name}" = ?' for name in where or {})
+        inner = f" WHERE {filters}" if filters else ""
+        outer = " AND " + " AND ".join(f't."{name}" = ?' for name in where) if where else ""
         sql = (f"SELECT {_column_list(columns, 't.')} FROM {table} t JOIN (SELECT \"{column}\","
-               f' MAX("{time}") AS newest FROM {table} GROUP BY "{column}") m ON '
-               f't."{column}" = m."{column}" AND t."{time}" = m.newest ORDER BY t."{column}"')
-        return [dict(zip(columns, row, strict=True)) for row in self._rows(sql)]
+               f' MAX("{time}") AS newest FROM {table}{inner} GROUP BY "{column}") m ON '
+               f't."{column}" = m."{column}" AND t."{time}" = m.newest{outer} '
+               f'ORDER BY t."{column}"')
+        params = list((where or {}).values())
+        return [dict(zip(columns, row, strict=True)) for row in self._rows(sql, params * 2)]
 
     def distinct(self, table: str, columns: tuple[str, ...]) -> list[tuple]:
         """The distinct value tuples of ``columns`` in ``table`` (``pairs``: the series)."""

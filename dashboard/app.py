@@ -1,7 +1,9 @@
 """The dashboard page: ``panel serve dashboard/app.py`` or ``pairflow dashboard``.
 
 Settings come from the environment (``PAIRFLOW_STORE``, ``PAIRFLOW_KAFKA``,
-``PAIRFLOW_KAFKA_PREFIX``); ``?pair=Y/X&timeframe=1s`` in the URL selects a series.
+``PAIRFLOW_KAFKA_PREFIX``); ``?pair=Y/X&timeframe=1s`` in the URL selects a series,
+``?view=universe`` shows the universe scan, ``?view=on-demand&pair=A/B&timeframe=1m`` a scanned
+pair computed on demand.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ if __package__ in (None, ""):  # run as a script by ``panel serve dashboard/app.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dashboard.feed import FeedSettings, get_feed  # noqa: E402
+from dashboard.on_demand import OnDemandPairPage  # noqa: E402
+from dashboard.universe import ON_DEMAND_VIEW, UNIVERSE_VIEW  # noqa: E402
+from dashboard.universe_page import UniversePage  # noqa: E402
 from dashboard.views import PairDashboard  # noqa: E402
 
 #: The ``--basic-auth`` login page: self-contained, where Panel's own loads a logo from a CDN
@@ -62,11 +67,21 @@ def create_page(settings: FeedSettings | None = None) -> pn.viewable.Viewable:
     """One session's page, reading from the process's single feed for ``settings``."""
     settings = settings or FeedSettings.from_env()
     feed = get_feed(settings)
+    view, pair, timeframe = _arg("view"), _arg("pair"), _arg("timeframe")
     try:
-        dashboard = PairDashboard(feed, pair=_arg("pair"), timeframe=_arg("timeframe"))
+        if view == UNIVERSE_VIEW:
+            return pn.Column(UniversePage(feed, timeframe=timeframe), sizing_mode="stretch_width")
+        if view == ON_DEMAND_VIEW:
+            return pn.Column(OnDemandPairPage(feed, pair, timeframe), sizing_mode="stretch_width")
+        dashboard = PairDashboard(feed, pair=pair, timeframe=timeframe)
     except Exception as error:  # noqa: BLE001 - a message, never a stack trace in the page
         return pn.pane.Alert(f"The dashboard could not start: {error}", alert_type="danger")
-    return pn.Column(dashboard, sizing_mode="stretch_width")
+    # Pinned to the top right corner, over the header's free end: the pair page keeps its
+    # layout (its main charts above the fold).
+    universe = pn.pane.HTML(f"<a href='?view={UNIVERSE_VIEW}' class='pf-nav'>universe scan →"
+                            "</a>", margin=0, styles={"position": "absolute", "top": "4px",
+                                                      "right": "16px", "z-index": "10"})
+    return pn.Column(universe, dashboard, sizing_mode="stretch_width")
 
 
 if pn.state.served:

@@ -17,7 +17,7 @@ from connectors.store import TABLES
 logger = logging.getLogger(__name__)
 
 #: The store tables (and Kafka topics) a dashboard follows.
-FOLLOWED = ("bars", "pairs", "alerts", "health")
+FOLLOWED = ("bars", "pairs", "alerts", "health", "scan")
 #: Rows kept in the fan-out log; a session further behind reloads its history.
 LOG_LENGTH = 200_000
 
@@ -212,6 +212,14 @@ class Feed:
 
     def health(self) -> list[dict[str, Any]]:
         """The latest health record of each stream."""
+        raise NotImplementedError
+
+    def scan_timeframes(self) -> list[str]:
+        """The timeframes of the universe scans the source holds."""
+        raise NotImplementedError
+
+    def scans(self, timeframe: str) -> list[dict[str, Any]]:
+        """The latest universe scan row of each pair scanned on ``timeframe``, by pair."""
         raise NotImplementedError
 
     def _history(self, table: str, where: dict[str, Any], limit: int | None,

@@ -17,7 +17,7 @@ from dashboard.feed.base import FOLLOWED, Feed, FeedSettings
 class KafkaFeed(Feed):
     """One Kafka consumer on a thread; keeps a bounded cache per series for new sessions.
 
-    Reads the ``bars``, ``pairs``, ``alerts`` and ``health`` topics from the offsets of
+    Reads the ``bars``, ``pairs``, ``alerts``, ``health`` and ``scan`` topics from the offsets of
     ``lookback_s`` seconds ago (``offsets_for_times``), so a new session sees recent history.
     """
 
@@ -26,6 +26,8 @@ class KafkaFeed(Feed):
         self.lookback_s = lookback_s
         self._cache: dict[tuple[str, str, str], deque[dict[str, Any]]] = {}
         self._health: dict[str, dict[str, Any]] = {}
+        #: The latest scan row of each pair, by timeframe (the universe page shows no history).
+        self._scans: dict[str, dict[str, dict[str, Any]]] = {}
         #: Topic → the table its records belong to.
         self._tables = {topic_for(TABLES[t].kind, settings.kafka_prefix): t for t in FOLLOWED}
 
@@ -49,6 +51,17 @@ class KafkaFeed(Feed):
         """The latest health record of each stream seen on the topic."""
         with self._lock:
             return [self._health[k] for k in sorted(self._health)]
+
+    def scan_timeframes(self) -> list[str]:
+        """The timeframes of the scan records seen on the topic."""
+        with self._lock:
+            return sorted(self._scans)
+
+    def scans(self, timeframe: str) -> list[dict[str, Any]]:
+        """The latest scan record of each pair scanned on ``timeframe`` seen on the topic."""
+        with self._lock:
+            latest = self._scans.get(timeframe, {})
+            return [latest[pair] for pair in sorted(latest)]
 
     def _consumer(self):
         from confluent_kafka import Consumer, TopicPartition
@@ -132,6 +145,12 @@ class KafkaFeed(Feed):
         """Keep a row for sessions that open later (called under the lock)."""
         if table == "health":
             self._health[row["stream"]] = row
+            return
+        if table == "scan":
+            latest = self._scans.setdefault(row["timeframe"], {})
+            known = latest.get(row["pair"])
+            if known is None or known["ts"] <= row["ts"]:
+                latest[row["pair"]] = row
             return
         key = self._cache_key(table, row)
         cache = self._cache.get(key)

@@ -59,6 +59,22 @@ class StoreFeed(Feed):
             self._forget_reader()
             return []  # the poller reports why
 
+    def scan_timeframes(self) -> list[str]:
+        """The timeframes of the scan rows in the store."""
+        try:
+            return sorted(tf for (tf,) in self._store().distinct("scan", ("timeframe",)))
+        except StoreError as error:
+            self._failed(error)
+            return []
+
+    def scans(self, timeframe: str) -> list[dict[str, Any]]:
+        """The latest scan row of each pair scanned on ``timeframe`` in the store."""
+        try:
+            return self._store().latest_per("scan", "pair", {"timeframe": timeframe})
+        except StoreError as error:
+            self._failed(error)
+            return []
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
