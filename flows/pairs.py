@@ -166,6 +166,10 @@ def build_flow(
         return build_ingest_flow(config, tally)
     if not (config.store or config.kafka):
         raise ConfigError("nowhere to write: give --store PATH and/or --kafka BOOTSTRAP")
+    if config.source == "live":
+        from connectors.binance.exchange_info import with_exchange_contract_sizes
+
+        config = with_exchange_contract_sizes(config)
     flow = Dataflow("pairflow")
     source = op.input("source", flow, source_of(config, on_progress, on_input_error))
     # TickChunk | Heartbeat | FeedGap | DeadLetter | Health | Count

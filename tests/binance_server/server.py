@@ -12,7 +12,8 @@ incoming messages a second closes with 1008 like Binance. HTTP (``aiohttp``):
 ``/api/v3/aggTrades``, ``/api/v3/historicalTrades``, ``/api/v3/trades``, ``/fapi/v1/aggTrades``,
 ``/dapi/v1/aggTrades``, ``/dapi/v1/historicalTrades`` answered from the same tape, only with
 trades already "published" (trade time <= tape clock);
-``/api/v3/ticker/24hr`` (and ``/fapi/v1/…``) with each symbol's totals over the whole tape.
+``/api/v3/ticker/24hr`` (and ``/fapi/v1/…``) with each symbol's totals over the whole tape;
+``/dapi/v1/exchangeInfo`` with the tape's COIN-M symbols and their ``contractSize``.
 
 The tape clock starts at the first WebSocket connection (so a client connecting first sees the
 whole tape) and runs ``speed`` times real time. Faults (:class:`Faults`) are either scheduled at
@@ -37,6 +38,7 @@ from urllib.parse import parse_qs, urlparse
 from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 
+from pairflow.records import is_coinm
 from tests.binance_server.tape import Tape
 
 MALFORMED = b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":'
@@ -105,9 +107,13 @@ class BinanceTestServer:
     """
 
     def __init__(self, tape: Tape, speed: float = 50.0, faults: Faults | None = None,
-                 ping_interval_s: float = 20.0, market: str = "spot"):
+                 ping_interval_s: float = 20.0, market: str = "spot",
+                 contract_sizes: dict[str, float] | None = None):
         self.tape = tape
         self.market = market
+        #: ``contractSize`` of the COIN-M symbols ``/dapi/v1/exchangeInfo`` lists (default:
+        #: Binance's specification, 100 USD for BTC contracts, 10 for others).
+        self.contract_sizes = contract_sizes
         self.speed = speed
         self.faults = faults or Faults()
         self.ping_interval_s = ping_interval_s
@@ -190,6 +196,7 @@ class BinanceTestServer:
             app.router.add_get(path, self._rest_trades)
         for path in ("/api/v3/ticker/24hr", "/fapi/v1/ticker/24hr"):
             app.router.add_get(path, self._rest_ticker)
+        app.router.add_get("/dapi/v1/exchangeInfo", self._rest_exchange_info)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", self.http_port)
@@ -429,6 +436,17 @@ class BinanceTestServer:
     async def _rest_ticker(self, request: web.Request) -> web.Response:
         limited = self._rate_limited()
         return limited if limited is not None else web.json_response(self.tape.ticker_24h())
+
+    async def _rest_exchange_info(self, request: web.Request) -> web.Response:
+        """The COIN-M symbols of the tape with their ``contractSize`` (other fields omitted)."""
+        limited = self._rate_limited()
+        if limited is not None:
+            return limited
+        sizes = self.contract_sizes or {}
+        return web.json_response({"timezone": "UTC", "symbols": [
+            {"symbol": symbol, "contractType": "PERPETUAL", "contractStatus": "TRADING",
+             "contractSize": sizes.get(symbol, 100 if symbol.startswith("BTCUSD_") else 10)}
+            for symbol in sorted(self.tape.by_symbol) if is_coinm(symbol)]})
 
     async def _rest_aggs(self, request: web.Request) -> web.Response:
         limited = self._rate_limited()

@@ -139,3 +139,35 @@ def test_a_resumed_run_declares_the_book_unknown_until_its_first_quote():
     assert [type(item) for item in items[False]] == [QuoteChunk]
     gap, quotes = items[True]
     assert gap == QuoteGap("BTCUSDT", 0, 3_000) and quotes.ts.tolist() == [3_000, 4_000]
+
+
+@pytest.fixture
+def tape_coinm_server():
+    from tests.binance_server.server import BinanceTestServer
+    from tests.binance_server.tape import COINM_DIR, Tape
+
+    tape = Tape.load(start_s=100.0, length_s=5.0, symbols=("BTCUSD_PERP", "ETHUSD_PERP"),
+                     capture=COINM_DIR)
+    with BinanceTestServer(tape, market="cm", contract_sizes={"BTCUSD_PERP": 250.0}) as server:
+        yield server
+
+
+def test_a_live_coinm_run_takes_the_exchanges_contract_sizes(tape_coinm_server):
+    """``/dapi/v1/exchangeInfo`` gives the sizes (a user's setting wins); unreachable: the spec."""
+    from connectors.binance.exchange_info import with_exchange_contract_sizes
+
+    def config(**given):
+        return load_config({"source": "live", "market": "cm", "store": "x.db",
+                            "symbols": "BTCUSD_PERP,ETHUSD_PERP", **given}, env={})
+
+    read = with_exchange_contract_sizes(config(rest_url=tape_coinm_server.rest_url))
+    # The stand-in exchange says otherwise than the published specification for BTC.
+    assert read.contract_size("BTCUSD_PERP") == 250.0
+    assert read.contract_size("ETHUSD_PERP") == 10.0
+    mine = with_exchange_contract_sizes(config(rest_url=tape_coinm_server.rest_url,
+                                               contract_sizes="BTCUSD_PERP=100"))
+    assert mine.contract_size("BTCUSD_PERP") == 100.0
+    down = with_exchange_contract_sizes(config(rest_url="http://127.0.0.1:9"))
+    assert down.contract_size("BTCUSD_PERP") == 100.0
+    spot = load_config({"source": "live", "store": "x.db", "symbols": "BTCUSDT"}, env={})
+    assert with_exchange_contract_sizes(spot) is spot
