@@ -248,6 +248,10 @@ class StoreReader:
         path: the SQLite file.
         timeout_s: how long a read waits for a lock (a WAL reader rarely waits).
 
+    A store written by an earlier pairflow may lack a newer table or column (only a writer
+    adds them): such a table reads as empty and such a column as null, so an old store stays
+    readable.
+
     Raises:
         StoreError: when the file does not exist or is not a pairflow store.
     """
@@ -258,6 +262,26 @@ class StoreReader:
             raise StoreError(f"store {self.path} does not exist: run `pairflow replay` first")
         self.timeout_s = timeout_s
         self._local = threading.local()
+        self._sources: dict[str, str] = {}
+
+    def _source(self, table: str) -> str:
+        """What to select ``table``'s rows from: the table, or a stand-in for an older store's.
+
+        Re-read until the table has every column: a writer may add it while this reads.
+        """
+        source = self._sources.get(table)
+        if source is not None:
+            return source
+        columns = field_names(_table(table).record)
+        present = {row[1] for row in self._rows(f"PRAGMA table_info({table})")}
+        if present.issuperset(columns):
+            self._sources[table] = table
+            return table
+        if not present:
+            empty = ", ".join(f'NULL AS "{c}"' for c in columns)
+            return f"(SELECT 0 AS rowid, {empty} WHERE 0)"
+        listed = ", ".join(f'"{c}"' if c in present else f'NULL AS "{c}"' for c in columns)
+        return f"(SELECT rowid AS rowid, {listed} FROM {table})"
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
@@ -314,7 +338,7 @@ class StoreReader:
         if end is not None:
             clauses.append(f'"{spec.time_column}" < ?')
             params.append(end)
-        sql = f"SELECT {_column_list(columns)} FROM {table}"
+        sql = f"SELECT {_column_list(columns)} FROM {self._source(table)}"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += f' ORDER BY "{order or spec.time_column}"' + (" DESC" if descending else "")
@@ -370,8 +394,9 @@ class StoreReader:
         filters = " AND ".join(f'"{name}" = ?' for name in where or {})
         inner = f" WHERE {filters}" if filters else ""
         outer = " AND " + " AND ".join(f't."{name}" = ?' for name in where) if where else ""
-        sql = (f"SELECT {_column_list(columns, 't.')} FROM {table} t JOIN (SELECT \"{column}\","
-               f' MAX("{time}") AS newest FROM {table}{inner} GROUP BY "{column}") m ON '
+        source = self._source(table)
+        sql = (f"SELECT {_column_list(columns, 't.')} FROM {source} t JOIN (SELECT \"{column}\","
+               f' MAX("{time}") AS newest FROM {source}{inner} GROUP BY "{column}") m ON '
                f't."{column}" = m."{column}" AND t."{time}" = m.newest{outer} '
                f'ORDER BY t."{column}"')
         params = list((where or {}).values())
@@ -383,12 +408,11 @@ class StoreReader:
         for column in columns:
             if column not in known:
                 raise StoreError(f"{table} has no column {column!r}")
-        return self._rows(f"SELECT DISTINCT {_column_list(columns)} FROM {table}")
+        return self._rows(f"SELECT DISTINCT {_column_list(columns)} FROM {self._source(table)}")
 
     def last_rowid(self, table: str) -> int:
         """The ``rowid`` of the row written last (0 when empty): where a tail starts."""
-        _table(table)
-        return self._rows(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}")[0][0]
+        return self._rows(f"SELECT COALESCE(MAX(rowid), 0) FROM {self._source(table)}")[0][0]
 
     def rows_after(self, table: str, rowid: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
         """Rows written after ``rowid``, in write order, and the last one's ``rowid``.
@@ -405,7 +429,7 @@ class StoreReader:
             ``(last_rowid, rows)``; ``last_rowid`` is ``rowid`` when nothing is new.
         """
         columns = field_names(_table(table).record)
-        sql = (f"SELECT rowid, {_column_list(columns)} FROM {table} WHERE rowid > ? "
+        sql = (f"SELECT rowid, {_column_list(columns)} FROM {self._source(table)} WHERE rowid > ? "
                f"ORDER BY rowid LIMIT {int(limit)}")
         rows = self._rows(sql, (rowid,))
         if not rows:

@@ -87,3 +87,30 @@ def test_a_store_locked_by_another_process_fails_with_one_line(tmp_path):
     assert result.returncode == 2
     _one_clear_line(result.stderr, "locked")
     assert _integrity(store) == "ok"
+
+
+def test_a_store_of_an_earlier_version_reads_with_its_missing_tables_and_columns(tmp_path):
+    """Only a writer adds tables and columns: a reader of an older store sees them empty/null."""
+    from connectors.store import StoreReader
+
+    store = tmp_path / "old.db"
+    writer = StoreWriter(store)
+    writer.write([_bar(0), _bar(1_000_000)])
+    writer.close()
+    with sqlite3.connect(store) as db:  # as a store written before quotes and the universe scan
+        db.execute("DROP TABLE quotes")
+        db.execute("DROP TABLE scan")
+        db.execute('ALTER TABLE bars DROP COLUMN "taker_buy_volume"')
+    reader = StoreReader(store)
+    assert list(reader.query("quotes")) == []
+    assert reader.latest_per("scan", "pair") == [] and reader.last_rowid("scan") == 0
+    assert reader.rows_after("quotes", 0, 10) == (0, [])
+    bars = list(reader.query("bars"))
+    assert [b["start"] for b in bars] == [0, 1_000_000]
+    assert {b["taker_buy_volume"] for b in bars} == {None}
+    assert reader.last_rowid("bars") == 2 and len(reader.rows_after("bars", 0, 10)[1]) == 2
+    # A writer opening the store brings it up to date; a new reader then reads the column.
+    writer = StoreWriter(store)
+    writer.write([_bar(2_000_000)])
+    writer.close()
+    assert [b["taker_buy_volume"] for b in StoreReader(store).query("bars")] == [None, None, 0.0]
