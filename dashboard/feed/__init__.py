@@ -2,9 +2,9 @@
 
 A feed is either a store poller (:mod:`dashboard.feed.store`: a thread tailing the SQLite store
 through the store's own reader) or a Kafka consumer (:mod:`dashboard.feed.kafka`: a thread
-reading the ``bars``/``pairs``/``alerts``/``health`` topics). New rows go into one bounded log
-with a sequence number; each session keeps a cursor and, from its periodic callback, takes the
-rows after it (:meth:`Feed.since`). A session reads its initial history with
+reading the ``bars``/``quotes``/``costs``/``pairs``/``alerts``/``health`` topics). New rows go
+into one bounded log with a sequence number; each session keeps a cursor and, from its periodic
+callback, takes the rows after it (:meth:`Feed.since`). A session reads its initial history with
 :meth:`Feed.pairs` and friends (from the store, or from the Kafka consumer's bounded per-key
 cache) before it starts following the log.
 
