@@ -3,7 +3,7 @@
 The store is a real replay of the basis pair of the shared tapes (spot BTCUSDT against COIN-M
 BTCUSD_PERP, quotes on both legs): every quote chart must plot the stored rows, the z chart's
 break-even band must be ``±(exit + round_trip_z)`` per bar, new rows must stream in, and a
-store without quotes must show the page it always did.
+store without quotes must show the page it always did; a Kafka-fed page shows the same.
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ import sqlite3
 from fractions import Fraction
 
 import pytest
+from confluent_kafka import Producer
 from playwright.sync_api import expect
 
+from connectors.kafka import record_key, topic_for
 from connectors.store import StoreReader, StoreWriter
-from pairflow.records import PairStats, QuoteBar, SpreadCost, from_dict
+from pairflow.records import PairStats, QuoteBar, SpreadCost, from_dict, to_json
 from tests.ui.conftest import REPO, copy_store, dashboard_server, pairflow
-from tests.ui.test_dashboard import data
+from tests.ui.test_dashboard import UPDATE_SCREENSHOT, data
 
 pytestmark = pytest.mark.ui
 
@@ -89,8 +91,22 @@ def plain(values: list) -> list:
     return [None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in values]
 
 
+def _screenshot(page, tmp_path) -> None:
+    """The z chart down to the imbalance chart; into docs/img only when asked to refresh it."""
+    shot = REPO / "docs" / "img" / "dashboard-quotes.png" if UPDATE_SCREENSHOT \
+        else tmp_path / "dashboard-quotes.png"
+    canvases = page.locator(".bk-Canvas >> visible=true")
+    top = canvases.nth(2).bounding_box()  # the z chart (after the prices and the residual)
+    bottom = canvases.nth(8).bounding_box()  # the imbalance chart
+    scroll = page.evaluate("() => [window.scrollX, window.scrollY]")
+    page.screenshot(path=str(shot), full_page=True, clip={
+        "x": 0, "y": top["y"] + scroll[1] - 50, "width": top["x"] + top["width"] + 60,
+        "height": bottom["y"] + bottom["height"] - top["y"] + 60})
+    assert shot.stat().st_size > 10_000
+
+
 def test_quote_charts_plot_the_stored_rows_and_the_band_is_exit_plus_round_trip_z(
-        page, url, store):
+        page, url, store, tmp_path):
     page.goto(url + QUERY)
     page.wait_for_function(BOOK_LOADED)
     assert page.evaluate(VISIBLE, [*BOOK_FIGURES, "breakeven"]) == [True] * 5
@@ -123,6 +139,7 @@ def test_quote_charts_plot_the_stored_rows_and_the_band_is_exit_plus_round_trip_
     widest = max(EXIT_Z + c["round_trip_z"] for c in costs)
     page.wait_for_function(f"() => {{ const r = ({Z_RANGE})(); "
                            f"return r[0] <= {-widest} && r[1] >= {widest} }}")
+    _screenshot(page, tmp_path)
     page.evaluate("() => { Bokeh.documents[0].get_model_by_name('breakeven').visible = false }")
     zs = [r["zscore"] for r in rows(store, "pairs", pair=PAIR, timeframe="1s")
           if r["zscore"] is not None]
@@ -213,3 +230,43 @@ def test_a_store_without_quotes_shows_no_quote_charts_until_quotes_come(
                                arg=[*BOOK_FIGURES, "breakeven"])
         assert BREAKEVEN in page.evaluate(LEGEND, "zscore")
         assert data(page, "cost_source")["breakeven_hi"] == [EXIT_Z + 7.0]
+
+
+@pytest.mark.kafka
+def test_kafka_fed_page_shows_the_replayed_quotes_and_costs_then_new_ones(
+        page, kafka_broker, unique_prefix, tmp_path):
+    store = tmp_path / "store.db"
+    pairflow("replay", *map(str, TAPES), "--symbols", f"{Y},{X}", "--pairs", PAIR, "--quotes",
+             "--timeframes", "1s", "--window", "60", "--store", str(store),
+             "--kafka", kafka_broker.bootstrap, "--kafka-prefix", unique_prefix)
+    costs = rows(store, "costs", pair=PAIR, timeframe="1s")
+    with dashboard_server("--kafka", kafka_broker.bootstrap,
+                          "--kafka-prefix", unique_prefix) as url:
+        page.goto(url + QUERY)
+        page.wait_for_function(BOOK_LOADED)
+        page.wait_for_function("() => Bokeh.documents[0].get_model_by_name('cost_source')"
+                               f".data.t.length === {len(costs)}")
+        for source, symbol in (("quote_y_source", Y), ("quote_x_source", X)):
+            stored = rows(store, "quotes", symbol=symbol, timeframe="1s")
+            page.wait_for_function(f"() => Bokeh.documents[0].get_model_by_name('{source}')"
+                                   f".data.t.length === {len(stored)}")
+            shown = data(page, source)
+            assert shown["ts"] == [r["end"] for r in stored]
+            for field in QUOTE_FIELDS:
+                assert shown[field] == [r[field] for r in stored], (symbol, field)
+        shown = data(page, "cost_source")
+        assert shown["ts"] == [c["ts"] for c in costs]
+        assert shown["breakeven_hi"] == [EXIT_Z + c["round_trip_z"] for c in costs]
+        # Records produced after the page loaded stream in.
+        ts = _after_all(store)
+        producer = Producer({"bootstrap.servers": kafka_broker.bootstrap})
+        new = _next_rows(store, ts, round_trip_z=9.0)
+        for record in new:
+            producer.produce(topic_for(record.kind, unique_prefix), to_json(record),
+                             record_key(record).encode())
+        assert producer.flush(30) == 0
+        for source in BOOK_SOURCES:
+            page.wait_for_function(f"() => Bokeh.documents[0].get_model_by_name('{source}')"
+                                   f".data.ts.includes({ts})")
+        assert _newest(page, "quote_x_source", "spread_bps") == new[1].spread_bps
+        assert _newest(page, "cost_source", "breakeven_hi") == EXIT_Z + 9.0
