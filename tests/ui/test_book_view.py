@@ -109,6 +109,7 @@ def test_quote_charts_plot_the_stored_rows_and_the_band_is_exit_plus_round_trip_
         page, url, store, tmp_path):
     page.goto(url + QUERY)
     page.wait_for_function(BOOK_LOADED)
+    expect(page.locator(".pf-message")).to_be_hidden()  # the URL's pair is known as it is
     assert page.evaluate(VISIBLE, [*BOOK_FIGURES, "breakeven"]) == [True] * 5
     assert BREAKEVEN in page.evaluate(LEGEND, "zscore")
     for source, symbol in (("quote_y_source", Y), ("quote_x_source", X)):

@@ -55,6 +55,15 @@ def test_empty_url_parameters_count_as_not_given():
     assert "\\*" in select(keys, "**", "1s").message  # Markdown shown as typed
 
 
+def test_a_pair_across_markets_is_selected_as_the_url_names_it():
+    basis = "spot:BTCUSDT/cm:BTCUSD_PERP"
+    for asked in (basis, "SPOT:btcusdt/CM:btcusd_perp"):
+        chosen = select([(basis, "1s")], asked, "1s")
+        assert (chosen.pair, chosen.unknown) == (basis, None)
+        # Before the feed knows any series (Kafka still reading): waited for as spelled.
+        assert select([], asked, "1s").pair == basis
+
+
 def test_badge_states():
     now = 1_800_000_000.0
     assert freshness(reachable=False, live=True, newest_ts=1, timeframe="1s", arrived=None,
