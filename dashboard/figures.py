@@ -60,12 +60,15 @@ FITS: dict[str, tuple[tuple[FitPart, ...], tuple[Any, ...]]] = {
     "beta": ((("pair", ("beta", "beta_lo", "beta_hi", "beta_kalman", "beta_rls"), None),), ()),
     "costs": ((("cost", ("round_trip_bps", "fees_bps"), None),), (0.0,)),
     "quote_spread_y": ((("quote_y", ("spread_bps", "mean_spread_bps", "max_spread_bps"),
-                         None),), (0.0,)),
+                         None),), ()),
     "quote_spread_x": ((("quote_x", ("spread_bps", "mean_spread_bps", "max_spread_bps"),
-                         None),), (0.0,)),
+                         None),), ()),
     "imbalance": ((("quote_y", ("imbalance", "mean_imbalance"), None),
                    ("quote_x", ("imbalance", "mean_imbalance"), None)), ()),
 }
+#: Charts with a log y-axis: a leg's spread at the close is often one tick (a hundredth of a bp
+#: on BTCUSDT) while its max reaches bps; their fit spans the positive values, padded by ratio.
+LOG_Y = ("quote_spread_y", "quote_spread_x")
 
 #: Fits the y-range of every time chart the user has not y-zoomed to its data in the visible
 #: time range. ``mode`` tells why it runs: a replaced source (another series) or a chart's reset
@@ -116,6 +119,7 @@ const entry = Math.abs(entry_span.location)
       st.user.add(fig.id)
     }
     if (st.user.has(fig.id)) continue
+    const log = logs.includes(name)
     let lo = Infinity, hi = -Infinity
     for (const [src, cols, gate] of parts) {
       if (gate != null && !gates[gate].visible) continue
@@ -124,7 +128,12 @@ const entry = Math.abs(entry_span.location)
       for (const c of cols) {
         const v = data[c]
         if (v == null) continue
-        for (let i = i0; i < i1; i++) { const y = v[i]; if (y < lo) lo = y; if (y > hi) hi = y }
+        for (let i = i0; i < i1; i++) {
+          const y = v[i]
+          if (log && !(y > 0)) continue
+          if (y < lo) lo = y
+          if (y > hi) hi = y
+        }
       }
     }
     if (lo <= hi) {
@@ -133,11 +142,19 @@ const entry = Math.abs(entry_span.location)
         for (const y of v) { if (y < lo) lo = y; if (y > hi) hi = y }
       }
     }
-    if (!(lo <= hi)) { lo = 0; hi = 1 }
-    const pad = hi > lo ? 0.06 * (hi - lo) : (Math.abs(hi) * 0.05 || 0.5)
-    st.set.set(fig.id, [lo - pad, hi + pad])
-    if (fig.y_range.start !== lo - pad || fig.y_range.end !== hi + pad) {
-      fig.y_range.setv({start: lo - pad, end: hi + pad})
+    let y0, y1
+    if (log) {
+      if (!(lo <= hi)) { lo = 0.1; hi = 1 }
+      const ratio = hi > lo ? Math.pow(hi / lo, 0.06) : 1.1
+      y0 = lo / ratio; y1 = hi * ratio
+    } else {
+      if (!(lo <= hi)) { lo = 0; hi = 1 }
+      const pad = hi > lo ? 0.06 * (hi - lo) : (Math.abs(hi) * 0.05 || 0.5)
+      y0 = lo - pad; y1 = hi + pad
+    }
+    st.set.set(fig.id, [y0, y1])
+    if (fig.y_range.start !== y0 || fig.y_range.end !== y1) {
+      fig.y_range.setv({start: y0, end: y1})
     }
   }
 }
@@ -165,8 +182,10 @@ def _hover(fields: list[tuple[str, str, str]], **kw: Any) -> HoverTool:
 
 def _figure(name: str, title: str, x_range: Any, ylabel: str, crosshair: Span,
             height: int | None = None, datetime: bool = True) -> Any:
+    log = name in LOG_Y
     fig = figure(
-        name=name, title=title, x_range=x_range, y_range=Range1d(0, 1),
+        name=name, title=title, x_range=x_range, y_range=Range1d(0.1 if log else 0, 1),
+        y_axis_type="log" if log else "linear",
         x_axis_type="datetime" if datetime else "linear", height=height or HEIGHTS[name],
         sizing_mode="stretch_width", tools="xpan,xwheel_zoom,box_zoom,reset,save",
         active_drag="xpan", active_scroll="xwheel_zoom", output_backend="canvas",
@@ -334,7 +353,7 @@ def build_book_figures(sources: dict[str, ColumnDataSource], legs: tuple[str, st
     out["costs"] = costs
     for name, key, color in (("quote_spread_y", "quote_y", "#1f77b4"),
                              ("quote_spread_x", "quote_x", "#ff7f0e")):
-        fig = _figure(name, "", x_range, "bps of mid", crosshair)
+        fig = _figure(name, "", x_range, "bps of mid (log scale)", crosshair)
         source = sources[key]
         close = fig.line("t", "spread_bps", source=source, color=color,
                          legend_label="at the close")
@@ -402,7 +421,7 @@ def wire_fit(figs: dict[str, Any], sources: dict[str, ColumnDataSource]) -> None
     fit.args = {"sources": {src: sources[src] for src in fitted}, "figs": names,
                 "fits": {n: [[[src, list(cols), gate] for src, cols, gate in parts], list(lv)]
                          for n, (parts, lv) in FITS.items()},
-                "gates": {"breakeven": figs["breakeven_renderers"][0]},
+                "gates": {"breakeven": figs["breakeven_renderers"][0]}, "logs": list(LOG_Y),
                 "entry_span": figs["entry_hi"], "mode": "data", "fig_id": "", "fig_name": ""}
     # The server bumps the shared x-range's tags when it shows another series.
     figs["x_range"].js_on_change("tags", CustomJS(args={**fit.args, "mode": "replace"},

@@ -100,8 +100,8 @@ def _screenshot(page, tmp_path) -> None:
     bottom = canvases.nth(8).bounding_box()  # the imbalance chart
     scroll = page.evaluate("() => [window.scrollX, window.scrollY]")
     page.screenshot(path=str(shot), full_page=True, clip={
-        "x": 0, "y": top["y"] + scroll[1] - 50, "width": top["x"] + top["width"] + 60,
-        "height": bottom["y"] + bottom["height"] - top["y"] + 60})
+        "x": 0, "y": top["y"] + scroll[1], "width": top["x"] + top["width"] + 40,
+        "height": bottom["y"] + bottom["height"] - top["y"] + 10})
     assert shot.stat().st_size > 10_000
 
 
@@ -120,6 +120,12 @@ def test_quote_charts_plot_the_stored_rows_and_the_band_is_exit_plus_round_trip_
         assert shown["t"] == [r["end"] / 1000 for r in stored]
         for field in QUOTE_FIELDS:
             assert shown[field] == [r[field] for r in stored], (symbol, field)
+        # The log-scale spread chart spans every spread, tightest close to widest max.
+        lo, hi = min(r["spread_bps"] for r in stored), max(r["max_spread_bps"] for r in stored)
+        chart = "quote_spread_y" if symbol == Y else "quote_spread_x"
+        page.wait_for_function(f"() => {{ const r = Bokeh.documents[0].get_model_by_name("
+                               f"'{chart}').y_range; return r.start > 0 && r.start <= {lo} "
+                               f"&& r.end >= {hi} && r.end < {2 * hi} }}")
     costs = rows(store, "costs", pair=PAIR, timeframe="1s")
     assert len(costs) > 200 and all(c["round_trip_z"] is not None for c in costs)
     alerts = rows(store, "alerts", pair=PAIR, timeframe="1s")
