@@ -227,6 +227,7 @@ def test_a_store_without_quotes_shows_no_quote_charts_until_quotes_come(
         assert all(len(data(page, s)["t"]) == 0 for s in BOOK_SOURCES)
         # No legend entry for a band that is not there; the page is today's: eight charts.
         assert BREAKEVEN not in page.evaluate(LEGEND, "zscore")
+        expect(page.locator("#pf-health")).not_to_contain_text("quotes: last row")
         expect(page.locator(".bk-Canvas >> visible=true")).to_have_count(8)
         # Quotes that come later (a live run) bring the charts in.
         ts = _after_all(basis_store)
@@ -277,3 +278,4 @@ def test_kafka_fed_page_shows_the_replayed_quotes_and_costs_then_new_ones(
                                    f".data.ts.includes({ts})")
         assert _newest(page, "quote_x_source", "spread_bps") == new[1].spread_bps
         assert _newest(page, "cost_source", "breakeven_hi") == EXIT_Z + 9.0
+        expect(page.locator("#pf-health")).to_contain_text("costs: last row")
