@@ -24,9 +24,10 @@ WHATIF_COLUMNS = ("t", "ts", "zscore")
 SCATTER_COLUMNS = ("x", "y")
 FIT_COLUMNS = ("x", "y_now", "y_prev")
 HIST_COLUMNS = ("left", "right", "count")
-#: Columns of a leg's quote bar source (``QuoteBar`` rows; ``t``/``ts`` its bar end).
-QUOTE_COLUMNS = ("t", "ts", "bid", "ask", "microprice", "spread_bps", "mean_spread_bps",
-                 "max_spread_bps", "imbalance", "mean_imbalance", "quotes")
+#: Columns of a leg's quote bar source (``QuoteBar`` rows; ``t``/``ts`` its bar end): what the
+#: charts draw, no more (each column costs every session a message part per streamed bar).
+QUOTE_COLUMNS = ("t", "ts", "spread_bps", "mean_spread_bps", "max_spread_bps", "imbalance",
+                 "mean_imbalance")
 #: Columns of the pair's executable-spread source (``SpreadCost`` rows) and its break-even band.
 COST_COLUMNS = ("t", "ts", "round_trip_bps", "fees_bps", "round_trip_z", "breakeven_hi",
                 "breakeven_lo")

@@ -363,10 +363,7 @@ def build_book_figures(sources: dict[str, ColumnDataSource], legs: tuple[str, st
                  legend_label="max")
         fig.add_tools(_hover([("spread (bps)", "spread_bps", "%.4g"),
                               ("mean (bps)", "mean_spread_bps", "%.4g"),
-                              ("max (bps)", "max_spread_bps", "%.4g"),
-                              ("bid", "bid", "%.8g"), ("ask", "ask", "%.8g"),
-                              ("microprice", "microprice", "%.10g"),
-                              ("quotes", "quotes", "%d")], renderers=[close]))
+                              ("max (bps)", "max_spread_bps", "%.4g")], renderers=[close]))
         out[name] = fig
     imbalance = _figure("imbalance", "Top-of-book imbalance (B − A)/(B + A) of the sizes at the "
                         "best bid B and ask A: at the close and time-weighted", x_range,

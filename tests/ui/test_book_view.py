@@ -36,8 +36,8 @@ EXIT_Z = 0.5
 #: The quote charts, and the sources their data come from.
 BOOK_FIGURES = ("costs", "quote_spread_y", "quote_spread_x", "imbalance")
 BOOK_SOURCES = ("quote_y_source", "quote_x_source", "cost_source")
-QUOTE_FIELDS = ("bid", "ask", "microprice", "spread_bps", "mean_spread_bps", "max_spread_bps",
-                "imbalance", "mean_imbalance", "quotes")
+QUOTE_FIELDS = ("spread_bps", "mean_spread_bps", "max_spread_bps", "imbalance",
+                "mean_imbalance")
 #: The page has its statistics and the quote bars of both legs.
 BOOK_LOADED = """() => { const d = window.Bokeh && Bokeh.documents[0];
   const get = (n) => d && d.get_model_by_name(n);

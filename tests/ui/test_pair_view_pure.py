@@ -91,9 +91,8 @@ def test_break_even_band_is_exit_plus_round_trip_z_and_fees_are_their_share():
 
 
 def test_quote_columns_are_timed_at_the_bar_end():
-    bar = {"end": 5_000_000, "bid": 1.0, "ask": 1.5, "microprice": 1.2, "spread_bps": 4000.0,
-           "mean_spread_bps": 3000.0, "max_spread_bps": 5000.0, "imbalance": 0.2,
-           "mean_imbalance": -0.1, "quotes": 0}
+    bar = {"end": 5_000_000, "spread_bps": 4000.0, "mean_spread_bps": 3000.0,
+           "max_spread_bps": 5000.0, "imbalance": 0.2, "mean_imbalance": -0.1}
     cols = quote_columns([bar])
     assert list(cols["ts"]) == [5_000_000] and list(cols["t"]) == [5000.0]
     assert {k: float(v[0]) for k, v in cols.items() if k not in ("t", "ts")} == {
