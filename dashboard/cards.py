@@ -125,7 +125,9 @@ def health_html(settings: FeedSettings, status: FeedStatus, streams: list[dict[s
     state = "ok" if status.ok else f"DOWN: {status.message}"
     rows = [("source", settings.source), ("state", state),
             ("reconnects", str(status.reconnects)), ("last read", age(status.last_ok))]
-    for table in ("bars", "pairs", "alerts"):
+    # Quote bars and costs once some have streamed (a run with quotes): otherwise as before.
+    for table in ("bars", "pairs", "alerts",
+                  *(t for t in ("quotes", "costs") if t in status.last_row)):
         newest = status.last_event_ts.get(table)
         rows.append((f"{table}: last row", age(status.last_row.get(table)) +
                      (f" (event {us_to_iso(newest)[11:19]})" if newest else "")))

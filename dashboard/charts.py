@@ -24,6 +24,13 @@ WHATIF_COLUMNS = ("t", "ts", "zscore")
 SCATTER_COLUMNS = ("x", "y")
 FIT_COLUMNS = ("x", "y_now", "y_prev")
 HIST_COLUMNS = ("left", "right", "count")
+#: Columns of a leg's quote bar source (``QuoteBar`` rows; ``t``/``ts`` its bar end): what the
+#: charts draw, no more (each column costs every session a message part per streamed bar).
+QUOTE_COLUMNS = ("t", "ts", "spread_bps", "mean_spread_bps", "max_spread_bps", "imbalance",
+                 "mean_imbalance")
+#: Columns of the pair's executable-spread source (``SpreadCost`` rows) and its break-even band.
+COST_COLUMNS = ("t", "ts", "round_trip_bps", "fees_bps", "round_trip_z", "breakeven_hi",
+                "breakeven_lo")
 ALERT_COLORS = {"enter_upper": "#d62728", "enter_lower": "#2ca02c", "exit": "#7f7f7f"}
 #: Engle-Granger p-value below which the pair counts as cointegrated.
 COINT_P = 0.05
@@ -61,8 +68,8 @@ def _floats(rows: Rows, name: str) -> np.ndarray:
     return np.array([r.get(name) for r in rows], dtype=float).reshape(len(rows))
 
 
-def _ts(rows: Rows) -> np.ndarray:
-    return np.array([r["ts"] for r in rows], dtype="int64").reshape(len(rows))
+def _ts(rows: Rows, column: str = "ts") -> np.ndarray:
+    return np.array([r[column] for r in rows], dtype="int64").reshape(len(rows))
 
 
 def closes(values: np.ndarray, price: str) -> np.ndarray:
@@ -226,6 +233,40 @@ def histogram_bin(left: np.ndarray, value: float) -> int | None:
     if not len(left) or not math.isfinite(value):
         return None
     return int(min(max(np.searchsorted(left, value, side="right") - 1, 0), len(left) - 1))
+
+
+def quote_columns(frame: Rows) -> dict[str, np.ndarray]:
+    """Chart columns of one leg's ``QuoteBar`` rows (pure), timed at the bar end ``end``."""
+    ts = _ts(frame, "end")
+    return {"t": ts / 1000.0, "ts": ts,
+            **{name: _floats(frame, name) for name in QUOTE_COLUMNS[2:]}}
+
+
+def cost_columns(frame: Rows, exit_z: float) -> dict[str, np.ndarray]:
+    """Chart columns of a pair's ``SpreadCost`` rows (pure), with the break-even band.
+
+    ``fees_bps`` is the taker fees' part of ``round_trip_bps`` (the rest is crossing the two
+    books). The band is :func:`breakeven_columns` at the exit threshold ``exit_z``.
+    """
+    ts = _ts(frame)
+    round_trip_bps = _floats(frame, "round_trip_bps")
+    crossing, fees = _floats(frame, "crossing"), _floats(frame, "fees")
+    round_trip_z = _floats(frame, "round_trip_z")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fees_bps = round_trip_bps * (fees / (crossing + fees))
+    return {"t": ts / 1000.0, "ts": ts, "round_trip_bps": round_trip_bps, "fees_bps": fees_bps,
+            "round_trip_z": round_trip_z, **breakeven_columns(round_trip_z, exit_z)}
+
+
+def breakeven_columns(round_trip_z: np.ndarray, exit_z: float) -> dict[str, np.ndarray]:
+    """The break-even band of the z-score: ``±(exit_z + round_trip_z)`` per bar (pure).
+
+    An entry at z pays for its round trip when the expected reversion to the exit threshold,
+    ``(|z| − exit_z)·σ``, exceeds the round-trip cost ``round_trip_z·σ``: when
+    ``|z| > exit_z + round_trip_z``. NaN where the cost has no σ.
+    """
+    breakeven = exit_z + np.asarray(round_trip_z, dtype=float)
+    return {"breakeven_hi": breakeven, "breakeven_lo": -breakeven}
 
 
 def empty(columns: tuple[str, ...]) -> dict[str, list]:

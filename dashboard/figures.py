@@ -30,21 +30,45 @@ from bokeh.plotting import figure
 
 from dashboard.charts import COINT_P
 
-#: Names of the time charts, top to bottom (the scatter and histogram sit between z and corr).
-FIGURE_NAMES = ("prices", "spread", "zscore", "corr", "pvalues", "beta")
+#: Names of the pair's time charts, top to bottom (the scatter and histogram sit between z and
+#: corr).
+PAIR_FIGURES = ("prices", "spread", "zscore", "corr", "pvalues", "beta")
+#: Names of the quote charts (shown only for a pair with quotes): the round-trip cost, each
+#: leg's quoted spread, both legs' top-of-book imbalance.
+BOOK_FIGURES = ("costs", "quote_spread_y", "quote_spread_x", "imbalance")
+#: Every time chart: they share the x-range, and each has a y-range fitted by :data:`FIT_JS`.
+FIGURE_NAMES = PAIR_FIGURES + BOOK_FIGURES
 #: Height of the time charts in pixels.
 HEIGHTS = {"prices": 200, "spread": 190, "zscore": 210, "corr": 190, "pvalues": 200,
-           "beta": 210}
-#: What each time chart's y-range fits: the pair source's columns, and fixed levels (``entry``:
-#: ± the entry threshold, read from the z chart's threshold line).
-FITS: dict[str, tuple[tuple[str, ...], tuple[Any, ...]]] = {
-    "prices": (("y_rebased", "x_rebased"), ()),
-    "spread": (("residual", "upper", "lower", "entry_hi", "entry_lo"), ()),
-    "zscore": (("zscore",), ("entry",)),
-    "corr": (("corr",), ()),
-    "pvalues": (("adf_pvalue", "eg_pvalue"), (COINT_P,)),
-    "beta": (("beta", "beta_lo", "beta_hi", "beta_kalman", "beta_rls"), ()),
+           "beta": 210, "costs": 180, "quote_spread_y": 180, "quote_spread_x": 180,
+           "imbalance": 180}
+#: The break-even band's legend label on the z chart.
+BREAKEVEN_LABEL = "break-even ±(exit + round-trip z)"
+#: One part of what a chart's y-range fits: columns of a source (by its key in the session's
+#: sources) and the name of a renderer that must be visible for them to count (None: always).
+FitPart = tuple[str, tuple[str, ...], str | None]
+#: What each time chart's y-range fits: its parts, and fixed levels (``entry``: ± the entry
+#: threshold, read from the z chart's threshold line). The break-even band counts while it is
+#: shown: hiding it (a click on its legend entry) fits the z chart to the z-score again.
+FITS: dict[str, tuple[tuple[FitPart, ...], tuple[Any, ...]]] = {
+    "prices": ((("pair", ("y_rebased", "x_rebased"), None),), ()),
+    "spread": ((("pair", ("residual", "upper", "lower", "entry_hi", "entry_lo"), None),), ()),
+    "zscore": ((("pair", ("zscore",), None), ("whatif", ("zscore",), None),
+                ("cost", ("breakeven_hi", "breakeven_lo"), "breakeven")), ("entry",)),
+    "corr": ((("pair", ("corr",), None),), ()),
+    "pvalues": ((("pair", ("adf_pvalue", "eg_pvalue"), None),), (COINT_P,)),
+    "beta": ((("pair", ("beta", "beta_lo", "beta_hi", "beta_kalman", "beta_rls"), None),), ()),
+    "costs": ((("cost", ("round_trip_bps", "fees_bps"), None),), (0.0,)),
+    "quote_spread_y": ((("quote_y", ("spread_bps", "mean_spread_bps", "max_spread_bps"),
+                         None),), ()),
+    "quote_spread_x": ((("quote_x", ("spread_bps", "mean_spread_bps", "max_spread_bps"),
+                         None),), ()),
+    "imbalance": ((("quote_y", ("imbalance", "mean_imbalance"), None),
+                   ("quote_x", ("imbalance", "mean_imbalance"), None)), ()),
 }
+#: Charts with a log y-axis: a leg's spread at the close is often one tick (a hundredth of a bp
+#: on BTCUSDT) while its max reaches bps; their fit spans the positive values, padded by ratio.
+LOG_Y = ("quote_spread_y", "quote_spread_x")
 
 #: Fits the y-range of every time chart the user has not y-zoomed to its data in the visible
 #: time range. ``mode`` tells why it runs: a replaced source (another series) or a chart's reset
@@ -65,18 +89,27 @@ if (mode === 'yrange') {
 }
 const xr = figs.zscore.x_range
 const x0 = xr.start, x1 = xr.end
-const t = source.data.t
-let i0 = 0, i1 = t.length
-if (Number.isFinite(x0) && Number.isFinite(x1)) {
-  let lo = 0, hi = t.length
-  while (lo < hi) { const m = (lo + hi) >> 1; if (t[m] < x0) lo = m + 1; else hi = m }
-  i0 = lo; lo = i0; hi = t.length
-  while (lo < hi) { const m = (lo + hi) >> 1; if (t[m] <= x1) lo = m + 1; else hi = m }
-  i1 = lo
+const bounded = Number.isFinite(x0) && Number.isFinite(x1)
+// The rows [i0, i1) of a source inside the visible time range (its t ascends), once a source.
+const shown = new Map()
+const inside = (name) => {
+  if (!shown.has(name)) {
+    const t = sources[name].data.t
+    let lo = 0, hi = t.length
+    if (bounded) {
+      while (lo < hi) { const m = (lo + hi) >> 1; if (t[m] < x0) lo = m + 1; else hi = m }
+      const i0 = lo; hi = t.length
+      while (lo < hi) { const m = (lo + hi) >> 1; if (t[m] <= x1) lo = m + 1; else hi = m }
+      shown.set(name, [i0, lo])
+    } else {
+      shown.set(name, [0, hi])
+    }
+  }
+  return shown.get(name)
 }
 const entry = Math.abs(entry_span.location)
 {
-  for (const [name, [cols, levels]] of Object.entries(fits)) {
+  for (const [name, [parts, levels]] of Object.entries(fits)) {
     const fig = figs[name]
     // A y-range other than the one fitted last was set by the user (a box zoom also moves x,
     // whose fit may run first) — except right after a reset, which restores the first one.
@@ -86,17 +119,20 @@ const entry = Math.abs(entry_span.location)
       st.user.add(fig.id)
     }
     if (st.user.has(fig.id)) continue
+    const log = logs.includes(name)
     let lo = Infinity, hi = -Infinity
-    for (const c of cols) {
-      const v = source.data[c]
-      if (v == null) continue
-      for (let i = i0; i < i1; i++) { const y = v[i]; if (y < lo) lo = y; if (y > hi) hi = y }
-    }
-    if (name === 'zscore') {
-      const w = whatif.data
-      for (let i = 0; i < w.t.length; i++) {
-        if (w.t[i] >= x0 && w.t[i] <= x1) {
-          const y = w.zscore[i]; if (y < lo) lo = y; if (y > hi) hi = y
+    for (const [src, cols, gate] of parts) {
+      if (gate != null && !gates[gate].visible) continue
+      const data = sources[src].data
+      const [i0, i1] = inside(src)
+      for (const c of cols) {
+        const v = data[c]
+        if (v == null) continue
+        for (let i = i0; i < i1; i++) {
+          const y = v[i]
+          if (log && !(y > 0)) continue
+          if (y < lo) lo = y
+          if (y > hi) hi = y
         }
       }
     }
@@ -106,11 +142,19 @@ const entry = Math.abs(entry_span.location)
         for (const y of v) { if (y < lo) lo = y; if (y > hi) hi = y }
       }
     }
-    if (!(lo <= hi)) { lo = 0; hi = 1 }
-    const pad = hi > lo ? 0.06 * (hi - lo) : (Math.abs(hi) * 0.05 || 0.5)
-    st.set.set(fig.id, [lo - pad, hi + pad])
-    if (fig.y_range.start !== lo - pad || fig.y_range.end !== hi + pad) {
-      fig.y_range.setv({start: lo - pad, end: hi + pad})
+    let y0, y1
+    if (log) {
+      if (!(lo <= hi)) { lo = 0.1; hi = 1 }
+      const ratio = hi > lo ? Math.pow(hi / lo, 0.06) : 1.1
+      y0 = lo / ratio; y1 = hi * ratio
+    } else {
+      if (!(lo <= hi)) { lo = 0; hi = 1 }
+      const pad = hi > lo ? 0.06 * (hi - lo) : (Math.abs(hi) * 0.05 || 0.5)
+      y0 = lo - pad; y1 = hi + pad
+    }
+    st.set.set(fig.id, [y0, y1])
+    if (fig.y_range.start !== y0 || fig.y_range.end !== y1) {
+      fig.y_range.setv({start: y0, end: y1})
     }
   }
 }
@@ -138,8 +182,10 @@ def _hover(fields: list[tuple[str, str, str]], **kw: Any) -> HoverTool:
 
 def _figure(name: str, title: str, x_range: Any, ylabel: str, crosshair: Span,
             height: int | None = None, datetime: bool = True) -> Any:
+    log = name in LOG_Y
     fig = figure(
-        name=name, title=title, x_range=x_range, y_range=Range1d(0, 1),
+        name=name, title=title, x_range=x_range, y_range=Range1d(0.1 if log else 0, 1),
+        y_axis_type="log" if log else "linear",
         x_axis_type="datetime" if datetime else "linear", height=height or HEIGHTS[name],
         sizing_mode="stretch_width", tools="xpan,xwheel_zoom,box_zoom,reset,save",
         active_drag="xpan", active_scroll="xwheel_zoom", output_backend="canvas",
@@ -176,20 +222,22 @@ def build_time_figures(sources: dict[str, ColumnDataSource], legs: tuple[str, st
 
     Args:
         sources: ``pair`` (``PAIR_COLUMNS``), ``alert`` and ``whatif_alert``
-            (``ALERT_COLUMNS``), ``whatif`` (``WHATIF_COLUMNS``).
+            (``ALERT_COLUMNS``), ``whatif`` (``WHATIF_COLUMNS``), ``cost`` (``COST_COLUMNS``:
+            the break-even band on the z chart).
         legs: ``(Y, X)`` symbols.
         bar_ms: the timeframe's bar length in ms (width of the cointegration shading).
 
     Returns:
         The figures by name, the threshold spans ``entry_hi``, ``entry_lo``, ``exit_hi``,
         ``exit_lo``, the shared ``x_range``, the ``fit`` callback, the price lines ``y_line``,
-        ``x_line`` and the what-if renderers ``whatif_renderers``.
+        ``x_line``, the what-if renderers ``whatif_renderers``, the break-even band's
+        renderers ``breakeven_renderers`` and the ``crosshair`` the time charts share.
     """
     pair = sources["pair"]
     crosshair = Span(dimension="height", line_color="#888", line_alpha=0.6)
     fit = CustomJS(code=FIT_JS)
     x_range = new_x_range(fit)
-    out: dict[str, Any] = {"x_range": x_range, "fit": fit}
+    out: dict[str, Any] = {"x_range": x_range, "fit": fit, "crosshair": crosshair}
     y_leg, x_leg = legs
 
     prices = _figure("prices", price_title(legs), x_range, "close rebased (first = 100)",
@@ -228,6 +276,7 @@ def build_time_figures(sources: dict[str, ColumnDataSource], legs: tuple[str, st
                     line_width=1)
         zfig.add_layout(span)
         out[name] = span
+    out["breakeven_renderers"] = _breakeven_band(zfig, sources["cost"])
     live_z = zfig.line("t", "zscore", source=pair, color="#1f77b4", legend_label="live z")
     markers = zfig.scatter("t", "zscore", source=sources["alert"], color="color", size=9,
                            marker="triangle", legend_label="alerts")
@@ -263,6 +312,85 @@ def build_time_figures(sources: dict[str, ColumnDataSource], legs: tuple[str, st
     return out
 
 
+def _breakeven_band(zfig: Any, cost: ColumnDataSource) -> list[Any]:
+    """The z chart's break-even band ±(exit + round-trip z): its shading, edges and hover."""
+    common = {"source": cost, "color": "#9467bd", "legend_label": BREAKEVEN_LABEL}
+    band = zfig.varea("t", "breakeven_lo", "breakeven_hi", fill_alpha=0.07, name="breakeven",
+                      **common)
+    upper = zfig.line("t", "breakeven_hi", line_dash="dashdot", **common)
+    lower = zfig.line("t", "breakeven_lo", line_dash="dashdot", **common)
+    zfig.add_tools(_hover([("break-even |z|", "breakeven_hi", "%.3f"),
+                           ("round trip (z)", "round_trip_z", "%.3f"),
+                           ("round trip (bps)", "round_trip_bps", "%.3f")], renderers=[upper]))
+    return [band, upper, lower]
+
+
+def build_book_figures(sources: dict[str, ColumnDataSource], legs: tuple[str, str],
+                       time_figs: dict[str, Any]) -> dict[str, Any]:
+    """The quote charts of one pair, on the time charts' shared x-range (:data:`BOOK_FIGURES`).
+
+    Args:
+        sources: ``cost`` (``COST_COLUMNS``), ``quote_y`` and ``quote_x`` (``QUOTE_COLUMNS``
+            of leg Y's and X's quote bars).
+        legs: ``(Y, X)`` symbols.
+        time_figs: what :func:`build_time_figures` returned (its ``x_range``, ``crosshair``).
+
+    Returns:
+        The figures by name.
+    """
+    x_range, crosshair = time_figs["x_range"], time_figs["crosshair"]
+    cost = sources["cost"]
+    out: dict[str, Any] = {}
+    costs = _figure("costs", "Round-trip cost at the quotes: crossing both books and taker fees "
+                    "on both legs, in and out", x_range, "bps of gross notional", crosshair)
+    total = costs.line("t", "round_trip_bps", source=cost, color="#9467bd",
+                       legend_label="round trip")
+    costs.line("t", "fees_bps", source=cost, color="#9467bd", line_dash="dashed",
+               legend_label="of which taker fees")
+    costs.add_tools(_hover([("round trip (bps)", "round_trip_bps", "%.4g"),
+                            ("taker fees (bps)", "fees_bps", "%.4g"),
+                            ("round trip (z)", "round_trip_z", "%.4g")], renderers=[total]))
+    out["costs"] = costs
+    for name, key, color in (("quote_spread_y", "quote_y", "#1f77b4"),
+                             ("quote_spread_x", "quote_x", "#ff7f0e")):
+        fig = _figure(name, "", x_range, "bps of mid (log scale)", crosshair)
+        source = sources[key]
+        close = fig.line("t", "spread_bps", source=source, color=color,
+                         legend_label="at the close")
+        fig.line("t", "mean_spread_bps", source=source, color="#333333", line_dash="dashed",
+                 legend_label="time-weighted mean")
+        fig.line("t", "max_spread_bps", source=source, color="#d62728", line_dash="dotted",
+                 legend_label="max")
+        fig.add_tools(_hover([("spread (bps)", "spread_bps", "%.4g"),
+                              ("mean (bps)", "mean_spread_bps", "%.4g"),
+                              ("max (bps)", "max_spread_bps", "%.4g")], renderers=[close]))
+        out[name] = fig
+    imbalance = _figure("imbalance", "Top-of-book imbalance (B − A)/(B + A) of the sizes at the "
+                        "best bid B and ask A: at the close and time-weighted", x_range,
+                        "imbalance", crosshair)
+    imbalance.add_layout(Span(location=0, dimension="width", line_color="#888",
+                              line_dash="dotted"))
+    for key, color, leg in (("quote_y", "#1f77b4", "Y"), ("quote_x", "#ff7f0e", "X")):
+        source = sources[key]
+        close = imbalance.line("t", "imbalance", source=source, color=color, alpha=0.45,
+                               legend_label=f"{leg} at the close", name=f"imbalance_{leg}")
+        imbalance.line("t", "mean_imbalance", source=source, color=color, line_width=2,
+                       legend_label=f"{leg} time-weighted")
+        imbalance.add_tools(_hover([(f"{leg} close", "imbalance", "%.3f"),
+                                    (f"{leg} mean", "mean_imbalance", "%.3f")],
+                                   renderers=[close]))
+    out["imbalance"] = imbalance
+    relabel_book(out, legs)
+    return out
+
+
+def relabel_book(figs: dict[str, Any], legs: tuple[str, str]) -> None:
+    """Title the quoted-spread charts with the pair's legs."""
+    for name, leg, role in (("quote_spread_y", legs[0], "Y"), ("quote_spread_x", legs[1], "X")):
+        figs[name].title.text = (f"Quoted spread of {leg} ({role}): at the close, "
+                                 "time-weighted mean and max per bar")
+
+
 def _beta_figure(pair: ColumnDataSource, x_range: Any, crosshair: Span) -> Any:
     beta = _figure("beta", "Hedge ratio β: OLS ± 2 SE (and Kalman, RLS where the flow computes "
                    "them)", x_range, "β (Δ log y per Δ log x)", crosshair)
@@ -286,15 +414,20 @@ def wire_fit(figs: dict[str, Any], sources: dict[str, ColumnDataSource]) -> None
     """Give the fit callback its arguments and run it on data changes, resets and y-zooms."""
     fit: CustomJS = figs["fit"]
     names = {n: figs[n] for n in FIGURE_NAMES}
-    fit.args = {"source": sources["pair"], "whatif": sources["whatif"], "figs": names,
-                "fits": {n: [list(c), list(lv)] for n, (c, lv) in FITS.items()},
+    fitted = sorted({src for parts, _ in FITS.values() for src, _, _ in parts})
+    fit.args = {"sources": {src: sources[src] for src in fitted}, "figs": names,
+                "fits": {n: [[[src, list(cols), gate] for src, cols, gate in parts], list(lv)]
+                         for n, (parts, lv) in FITS.items()},
+                "gates": {"breakeven": figs["breakeven_renderers"][0]}, "logs": list(LOG_Y),
                 "entry_span": figs["entry_hi"], "mode": "data", "fig_id": "", "fig_name": ""}
     # The server bumps the shared x-range's tags when it shows another series.
     figs["x_range"].js_on_change("tags", CustomJS(args={**fit.args, "mode": "replace"},
                                                   code=FIT_JS))
-    sources["pair"].js_on_change("data", fit)
-    sources["pair"].js_on_change("streaming", fit)
-    sources["whatif"].js_on_change("data", fit)
+    for src in fitted:
+        sources[src].js_on_change("data", fit)
+        sources[src].js_on_change("streaming", fit)
+    # Hiding the band (its legend entry) fits the z chart to the z-score alone.
+    figs["breakeven_renderers"][0].js_on_change("visible", fit)
     for name in FIGURE_NAMES:
         fig = names[name]
         # Resets the chart's own y-zoom mark, then fits (after BokehJS restored its ranges).
@@ -312,7 +445,8 @@ def price_title(legs: tuple[str, str]) -> str:
 
 
 def relabel(figs: dict[str, Any], legs: tuple[str, str]) -> None:
-    """Retitle the price chart and its legend for another pair."""
+    """Retitle the price chart, its legend and the quoted-spread charts for another pair."""
+    relabel_book(figs, legs)
     y_leg, x_leg = legs
     figs["prices"].title.text = price_title(legs)
     for item in figs["prices"].legend[0].items:

@@ -68,6 +68,23 @@ def timeframes_of(keys: Iterable[tuple[str, str]], pair: str) -> list[str]:
     return sorted({t for p, t in keys if p == pair}, key=length)
 
 
+def _spelled(pair: str, pairs: list[str]) -> str:
+    """``pair`` as the known pair it names in any case, else as the command line spells it.
+
+    The command line upper-cases symbols and lower-cases market qualifiers
+    (``spot:BTCUSDT/cm:BTCUSD_PERP``); upper-casing the whole name lost the market's case.
+    """
+    known = {p.upper(): p for p in pairs}
+    if pair.upper() in known:
+        return known[pair.upper()]
+
+    def leg(name: str) -> str:
+        market, colon, symbol = name.rpartition(":")
+        return f"{market.lower()}{colon}{symbol.upper()}"
+
+    return "/".join(leg(name) for name in pair.split("/"))
+
+
 def select(keys: list[tuple[str, str]], pair: str | None, timeframe: str | None) -> Selection:
     """The series to show for a URL's ``pair`` and ``timeframe`` (None: not given).
 
@@ -81,7 +98,7 @@ def select(keys: list[tuple[str, str]], pair: str | None, timeframe: str | None)
     timeframe = (timeframe or "").strip() or None
     unknown = None
     if pair is not None:
-        pair = pair.upper()
+        pair = _spelled(pair, pairs)
         if pairs and pair not in pairs:
             unknown, pair = pair, None
     if pair is None:

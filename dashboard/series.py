@@ -19,6 +19,7 @@ from bokeh.layouts import row as bk_row
 from bokeh.models import ColumnDataSource
 
 from dashboard import charts, figures
+from dashboard.book import BookView
 from dashboard.cards import CSS, alerts_html, kpi_html
 from dashboard.whatif import WhatIf
 from pairflow.errors import ConfigError
@@ -26,6 +27,8 @@ from pairflow.timeframes import timeframe_us
 
 #: Alerts kept in the alert list.
 ALERT_ROWS = 50
+#: A series' quote bars of legs Y and X and its ``SpreadCost`` rows, oldest first.
+BookRows = tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
 #: Optional ``PairStats`` fields drawn when the records carry them.
 OPTIONAL_LINES = {"beta_se": "beta_band", "beta_kalman": "beta_kalman", "beta_rls": "beta_rls"}
 
@@ -55,6 +58,7 @@ class SeriesView:
         last_ts: time (µs) of the newest pair record drawn, -1 when none.
         alerts: the newest shown alerts (at most :data:`ALERT_ROWS`), oldest first.
         bands: the residual chart's band and thresholds in σ.
+        book: the legs' quote bars and the pair's executable spread (a run with quotes).
     """
 
     def __init__(self, history: int) -> None:
@@ -82,6 +86,8 @@ class SeriesView:
             "fit": ColumnDataSource(charts.empty(charts.FIT_COLUMNS), name="fit_source"),
             "hist": ColumnDataSource(charts.empty(charts.HIST_COLUMNS), name="hist_source"),
         }
+        self.book = BookView(history)
+        self.sources.update(self.book.sources)
         self.figs: dict[str, Any] = {}
         self.chart_pane = pn.pane.Bokeh(sizing_mode="stretch_width")
         self.kpis = pn.pane.HTML(kpi_html(None), sizing_mode="stretch_width", stylesheets=[CSS])
@@ -101,8 +107,12 @@ class SeriesView:
         return self.sources["pair"]
 
     def show(self, pair: str, timeframe: str, rows: list[dict[str, Any]],
-             alerts: list[dict[str, Any]], k: float) -> None:
-        """Draw a (re)loaded series: its history ``rows`` and ``alerts``, band at ``k`` σ."""
+             alerts: list[dict[str, Any]], k: float, book: BookRows = ([], [], [])) -> None:
+        """Draw a (re)loaded series: its history ``rows`` and ``alerts``, band at ``k`` σ.
+
+        ``book`` holds the legs' quote bars (Y, then X) and the pair's costs (none: a run
+        without quotes).
+        """
         self.pair, self.timeframe = pair, timeframe
         self._bar_s = _bar_seconds(timeframe)
         self.bands = charts.Bands(k, self.bands.entry, self.bands.exit)
@@ -137,17 +147,22 @@ class SeriesView:
             self._place_thresholds()
             self._draw_scatter()
             self._draw_histogram()
+        self.book.show(self.legs, *book, self.bands.exit)
         self._update_cards()
 
     def _build(self) -> None:
         self.figs = figures.build_time_figures(self.sources, self.legs, 1000 * self._bar_s)
         self.figs.update(figures.build_side_figures(self.sources))
+        self.figs.update(figures.build_book_figures(self.sources, self.legs, self.figs))
         figures.wire_fit(self.figs, self.sources)
+        self.book.attach(self.figs)
         main = [self.figs[n] for n in ("prices", "spread", "zscore")]
         side = bk_row([self.figs["scatter"], self.figs["histogram"]],
                       sizing_mode="stretch_width")
+        book = [self.figs[n] for n in figures.BOOK_FIGURES]
         rest = [self.figs[n] for n in ("corr", "pvalues", "beta")]
-        self.chart_pane.object = bk_column([*main, side, *rest], sizing_mode="stretch_width")
+        self.chart_pane.object = bk_column([*main, side, *book, *rest],
+                                           sizing_mode="stretch_width")
 
     def _show_optional(self, row: dict[str, Any]) -> None:
         """Show the β band, Kalman and RLS lines (and their legend entries) when present."""
@@ -230,6 +245,7 @@ class SeriesView:
         """Move the band and the threshold lines (residual, z and histogram) to ``bands``."""
         self.bands = bands
         self._place_thresholds()
+        self.book.set_exit(bands.exit)
         sigma = np.asarray(self.sources["pair"].data["sigma"], dtype=float)
         if len(sigma):
             self.sources["pair"].data.update(charts.band_columns(sigma, bands))

@@ -26,7 +26,7 @@ from dashboard.export import to_csv
 from dashboard.feed import Feed, FeedStatus
 from dashboard.freshness import freshness
 from dashboard.selection import known_pairs, select, timeframes_of
-from dashboard.series import ALERT_ROWS, SeriesView
+from dashboard.series import ALERT_ROWS, BookRows, SeriesView
 from dashboard.whatif_panel import WhatIfPanel
 from pairflow.records import Alert, Bar, PairStats
 
@@ -104,11 +104,21 @@ class PairDashboard(pn.viewable.Viewer):
         pair, timeframe = self.pair, self.timeframe
         rows = self.feed.pairs(pair, timeframe, limit=self.history) if pair else []
         alerts = self.feed.alerts(pair, timeframe, limit=ALERT_ROWS) if pair else []
-        self.series.show(pair, timeframe, rows, alerts, self.controls.k)
+        self.series.show(pair, timeframe, rows, alerts, self.controls.k, self._book(pair))
         self.whatif.start_at(rows)
         self._update_waiting()
         self._update_badge()
         self.controls.name_downloads(self.series.legs, timeframe)
+
+    def _book(self, pair: str) -> BookRows:
+        """The series' quote bars of both legs and its costs (empty for a run without quotes)."""
+        if not pair:
+            return [], [], []
+        y, _, x = pair.partition("/")
+        timeframe, limit = self.timeframe, self.history
+        return (self.feed.quotes(y, timeframe, limit=limit),
+                self.feed.quotes(x, timeframe, limit=limit),
+                self.feed.costs(pair, timeframe, limit=limit))
 
     def _update_waiting(self) -> None:
         if self._unknown_shown:
@@ -221,23 +231,27 @@ class PairDashboard(pn.viewable.Viewer):
     def _take(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
         """Hand the feed's new rows of the selected series to the charts."""
         pair, timeframe = self.pair, self.timeframe
-        new_stats, new_alerts, new_keys = [], [], False
+        legs = self.series.legs
+        mine: dict[str, list[dict[str, Any]]] = {}
+        new_keys = False
         for table, row in rows:
-            ours = row.get("pair") == pair and row.get("timeframe") == timeframe
-            if table == "pairs" and ours:
-                if row["ts"] > self.series.last_ts:
-                    new_stats.append(row)
-            elif table == "pairs" and (row["pair"] not in self.controls.pair_select.options
-                                       or not pair):
+            if table == "pairs" and (row["pair"] not in self.controls.pair_select.options
+                                     or not pair):
                 new_keys = True
-            elif table == "alerts" and ours:
-                new_alerts.append(row)
+            if row.get("timeframe") == timeframe and (
+                    row.get("pair") == pair or (table == "quotes" and row["symbol"] in legs)):
+                mine.setdefault(table, []).append(row)
         if new_keys:
             self._refresh_options()
+        new_stats = [r for r in mine.get("pairs", ()) if r["ts"] > self.series.last_ts]
         if new_stats:
             self._stream_stats(new_stats)
-        if new_alerts:
-            self._stream_alerts(new_alerts)
+        if mine.get("alerts"):
+            self._stream_alerts(mine["alerts"])
+        quotes, costs = mine.get("quotes", []), mine.get("costs", [])
+        # Before the series' first statistics the book waits: the first ones reload it all.
+        if (quotes or costs) and self.series.last is not None:
+            self.series.book.stream(quotes, costs)
 
     def _refresh_options(self) -> None:
         pairs = known_pairs(self.feed.keys())

@@ -2,11 +2,11 @@
 
 A feed is either a store poller (:mod:`dashboard.feed.store`: a thread tailing the SQLite store
 through the store's own reader) or a Kafka consumer (:mod:`dashboard.feed.kafka`: a thread
-reading the ``bars``/``pairs``/``alerts``/``health``/``scan`` topics). New rows go into one
-bounded log with a sequence number; each session keeps a cursor and, from its periodic
-callback, takes the rows after it (:meth:`Feed.since`). A session reads its initial history
-with :meth:`Feed.pairs` and friends (from the store, or from the Kafka consumer's bounded
-per-key cache; :meth:`Feed.scans`: the latest scan row of each pair) before it starts
+reading the ``bars``/``quotes``/``costs``/``pairs``/``alerts``/``health``/``scan`` topics). New
+rows go into one bounded log with a sequence number; each session keeps a cursor and, from its
+periodic callback, takes the rows after it (:meth:`Feed.since`). A session reads its initial
+history with :meth:`Feed.pairs` and friends (from the store, or from the Kafka consumer's
+bounded per-key cache; :meth:`Feed.scans`: the latest scan row of each pair) before it starts
 following the log.
 
 A feed never raises to a session: failures (store missing or unreadable, broker down) set

@@ -17,7 +17,9 @@ from connectors.store import TABLES
 logger = logging.getLogger(__name__)
 
 #: The store tables (and Kafka topics) a dashboard follows.
-FOLLOWED = ("bars", "pairs", "alerts", "health", "scan")
+FOLLOWED = ("bars", "quotes", "costs", "pairs", "alerts", "health", "scan")
+#: The followed tables whose rows are a symbol's (the others are a pair's, or health).
+BY_SYMBOL = ("bars", "quotes")
 #: Rows kept in the fan-out log; a session further behind reloads its history.
 LOG_LENGTH = 200_000
 
@@ -209,6 +211,17 @@ class Feed:
         """Bars of one symbol and timeframe, oldest first (the newest ``limit`` when given)."""
         return self._history("bars", {"symbol": symbol, "timeframe": timeframe}, limit,
                              time_range)
+
+    def quotes(self, symbol: str, timeframe: str, limit: int | None = None,
+               time_range: tuple[int | None, int | None] = (None, None)) -> list[dict[str, Any]]:
+        """Quote bars of one symbol and timeframe, oldest first (the newest ``limit``)."""
+        return self._history("quotes", {"symbol": symbol, "timeframe": timeframe}, limit,
+                             time_range)
+
+    def costs(self, pair: str, timeframe: str, limit: int | None = None,
+              time_range: tuple[int | None, int | None] = (None, None)) -> list[dict[str, Any]]:
+        """Executable-spread records of one series, oldest first (the newest ``limit``)."""
+        return self._history("costs", {"pair": pair, "timeframe": timeframe}, limit, time_range)
 
     def health(self) -> list[dict[str, Any]]:
         """The latest health record of each stream."""

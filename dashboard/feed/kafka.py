@@ -11,13 +11,14 @@ import msgspec
 
 from connectors.kafka import topic_for
 from connectors.store import TABLES
-from dashboard.feed.base import FOLLOWED, Feed, FeedSettings
+from dashboard.feed.base import BY_SYMBOL, FOLLOWED, Feed, FeedSettings
 
 
 class KafkaFeed(Feed):
     """One Kafka consumer on a thread; keeps a bounded cache per series for new sessions.
 
-    Reads the ``bars``, ``pairs``, ``alerts``, ``health`` and ``scan`` topics from the offsets of
+    Reads the topics of :data:`~dashboard.feed.base.FOLLOWED` (bars, quotes, costs, pairs,
+    alerts, health, scan; a topic not created yet is left out) from the offsets of
     ``lookback_s`` seconds ago (``offsets_for_times``), so a new session sees recent history.
     """
 
@@ -32,7 +33,7 @@ class KafkaFeed(Feed):
         self._tables = {topic_for(TABLES[t].kind, settings.kafka_prefix): t for t in FOLLOWED}
 
     def _cache_key(self, table: str, row: dict[str, Any]) -> tuple[str, str, str]:
-        name = row["symbol"] if table == "bars" else row["pair"]
+        name = row["symbol"] if table in BY_SYMBOL else row["pair"]
         return table, name, row["timeframe"]
 
     def _history(self, table: str, where: dict[str, Any], limit: int | None,

@@ -1,4 +1,5 @@
-"""The pair view's pure parts, without a browser: residual columns, URL parameters, badge."""
+"""The pair view's pure parts, without a browser: residual, quote and cost columns, URL
+parameters, badge."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ from fractions import Fraction
 
 import numpy as np
 
-from dashboard.charts import Bands, histogram_bin, pair_columns, scatter_columns
+from dashboard.charts import (
+    Bands,
+    cost_columns,
+    histogram_bin,
+    pair_columns,
+    quote_columns,
+    scatter_columns,
+)
 from dashboard.freshness import freshness
 from dashboard.selection import select
 
@@ -47,6 +55,15 @@ def test_empty_url_parameters_count_as_not_given():
     assert "\\*" in select(keys, "**", "1s").message  # Markdown shown as typed
 
 
+def test_a_pair_across_markets_is_selected_as_the_url_names_it():
+    basis = "spot:BTCUSDT/cm:BTCUSD_PERP"
+    for asked in (basis, "SPOT:btcusdt/CM:btcusd_perp"):
+        chosen = select([(basis, "1s")], asked, "1s")
+        assert (chosen.pair, chosen.unknown) == (basis, None)
+        # Before the feed knows any series (Kafka still reading): waited for as spelled.
+        assert select([], asked, "1s").pair == basis
+
+
 def test_badge_states():
     now = 1_800_000_000.0
     assert freshness(reachable=False, live=True, newest_ts=1, timeframe="1s", arrived=None,
@@ -58,3 +75,25 @@ def test_badge_states():
     assert stale == ("stale", "stale · last bar 38 s ago")
     assert freshness(reachable=True, live=True, newest_ts=int((now - 38) * 1e6),
                      timeframe="1m", arrived=now, now=now)[0] == "live"
+
+
+def test_break_even_band_is_exit_plus_round_trip_z_and_fees_are_their_share():
+    costs = [{"ts": 2_000_000, "round_trip_bps": 15.0, "crossing": 1e-5, "fees": 3e-3,
+              "round_trip_z": 40.25},
+             {"ts": 3_000_000, "round_trip_bps": 12.0, "crossing": 2e-5, "fees": 2e-3,
+              "round_trip_z": None}]
+    cols = cost_columns(costs, exit_z=0.5)
+    assert list(cols["breakeven_hi"][:1]) == [40.75] and list(cols["breakeven_lo"][:1]) == [-40.75]
+    assert np.isnan(cols["breakeven_hi"][1])  # no σ: no band at that bar
+    exact = Fraction(15.0) * Fraction(3e-3) / (Fraction(1e-5) + Fraction(3e-3))
+    assert abs(Fraction(float(cols["fees_bps"][0])) - exact) <= exact * Fraction(1, 10**15)
+    assert list(cols["t"]) == [2000.0, 3000.0]
+
+
+def test_quote_columns_are_timed_at_the_bar_end():
+    bar = {"end": 5_000_000, "spread_bps": 4000.0, "mean_spread_bps": 3000.0,
+           "max_spread_bps": 5000.0, "imbalance": 0.2, "mean_imbalance": -0.1}
+    cols = quote_columns([bar])
+    assert list(cols["ts"]) == [5_000_000] and list(cols["t"]) == [5000.0]
+    assert {k: float(v[0]) for k, v in cols.items() if k not in ("t", "ts")} == {
+        k: float(v) for k, v in bar.items() if k != "end"}
