@@ -39,7 +39,7 @@ from typing import Literal
 from pairflow.costs import DEFAULT_FEE_BPS, MAX_FEE_BPS, leg_fee_bps
 from pairflow.errors import ConfigError
 from pairflow.pnl_records import PnlSummary, RoundTrip
-from pairflow.records import Alert, Bar, QuoteBar, split_symbol
+from pairflow.records import Alert, Bar, QuoteBar, is_coinm, split_symbol
 
 #: Default traded notional of leg Y, in the quote currency.
 DEFAULT_NOTIONAL = 10_000.0
@@ -81,6 +81,8 @@ class PnlSettings:
         price: the pair's price transform (sets the X quantity rule).
         fee_bps: taker fee of legs Y and X, bps.
         perpetual: whether legs Y and X pay funding.
+        coin_margined: whether legs Y and X are COIN-M contracts (their funding is on the
+            position's USD face value, not on its value at the mark price).
 
     Raises:
         ConfigError: a notional or fee out of bounds.
@@ -90,6 +92,7 @@ class PnlSettings:
     price: Literal["log", "raw"] = "log"
     fee_bps: tuple[float, float] = (DEFAULT_FEE_BPS["spot"], DEFAULT_FEE_BPS["spot"])
     perpetual: tuple[bool, bool] = (False, False)
+    coin_margined: tuple[bool, bool] = (False, False)
 
     def __post_init__(self) -> None:
         check_notional(self.notional)
@@ -105,7 +108,8 @@ class PnlSettings:
         """The settings of pair ``Y/X``: each leg's fee and funding from its market."""
         legs = pair.split("/")
         return cls(notional, price, tuple(leg_fee_bps(leg, run_market, fee_bps) for leg in legs),
-                   tuple(is_perpetual(leg, run_market) for leg in legs))
+                   tuple(is_perpetual(leg, run_market) for leg in legs),
+                   tuple(is_coinm(split_symbol(leg)[1]) for leg in legs))
 
 
 @dataclass
@@ -272,7 +276,10 @@ class PaperTrader:
                 # forgotten) when that end was booked, before the entry.
                 _, rate, mark = due
                 if held is not None:
-                    held.funding -= held.qty[leg] * mark * rate
+                    # COIN-M funding is on the contracts' USD face value (contracts × size),
+                    # which is the coins held × their entry price; USDⓈ-M on the value at mark.
+                    price = held.entry[leg] if self.settings.coin_margined[leg] else mark
+                    held.funding -= held.qty[leg] * price * rate
                 self.funding_due[leg] = None
             quote = quotes[leg]
             if held is not None and (quote is None or quote.funding_rate is None

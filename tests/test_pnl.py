@@ -135,6 +135,20 @@ def test_funding_is_paid_once_per_crossed_funding_time_while_held():
     assert trip.funding == 0.0 and trip.funding_unknown_bars == 1
 
 
+def test_coinm_funding_is_on_the_usd_face_value():
+    """COIN-M: contracts × size × rate, i.e. the coins held × their entry price × rate."""
+    settings = PnlSettings.for_pair("spot:BTCUSDT/cm:BTCUSD_PERP", "spot", "log", 1000.0,
+                                    {"spot": 0.0, "usdm": 0.0, "cm": 0.0})
+    assert settings.perpetual == (False, True) and settings.coin_margined == (False, True)
+    trader = PaperTrader("spot:BTCUSDT/cm:BTCUSD_PERP", "1s", settings)
+    trader.update(10, 100.0, 50.0, _quote(10, 100.0, 100.0), _quote(10, 50.0, 50.0, (55.0,
+                  1e-4, 25)), [_alert(10, "enter_lower", 1.0)])
+    trip, _ = trader.update(30, 100.0, 60.0, _quote(30, 100.0, 100.0), _quote(30, 60.0, 60.0),
+                            [_alert(30, "exit", 1.0)])
+    # Short 20 coins of X bought as 1,000 USD of contracts at 50: receives 1,000 · 1e-4.
+    assert trip.funding == pytest.approx(1000.0 * 1e-4, abs=1e-15)
+
+
 def test_only_perpetual_futures_pay_funding():
     assert [is_perpetual(s, "spot") for s in
             ("BTCUSDT", "usdm:BTCUSDT", "cm:BTCUSD_PERP", "usdm:BTCUSDT_240927")] == [
