@@ -112,8 +112,9 @@ def replay(
         "bars state coins and USD).", "Binance's: 100 for BTC contracts, 10 for others"))
     ] = None,
     max_pvalue: Annotated[float | None, typer.Option(help="Alert an entry only while the pair's "
-                                                     "Engle-Granger p-value is below this.")
-                          ] = None,
+                                                     "Engle-Granger p-value is below this (its "
+                                                     "universe q-value when both legs are in "
+                                                     "--universe).")] = None,
     net_of_cost: Annotated[bool, typer.Option(help="Alert an entry only when the expected "
                                               "reversion to the exit threshold beats the "
                                               "round-trip cost at the quotes (needs "

@@ -11,7 +11,7 @@ variables or the TOML file named by ``PAIRFLOW_CONFIG``), or through ``pairflow 
              └ DeadLetter, Count                   └ late → DeadLetter         │
                                                   pairs (per Y/X|tf): PairStats, Alert,
                                                   SpreadCost, RoundTrip, PnlSummary
-                                                  universe (one key): ScanRecord
+                                                  universe (one key): ScanRecord ─┘ (q-gate)
     Bar, PairStats, Alert, DeadLetter, ScanRecord ─► store (SQLite) and/or Kafka;  Count ─► tally
 """
 
@@ -30,12 +30,12 @@ from bytewax.operators import StatefulBatchLogic
 from connectors.metrics import CountSink, CountTally
 from connectors.replay import ReplaySource
 from connectors.store import StoreSink
-from flows.universe import scan_retention_s, universe_scans
+from flows.universe import qvalue_gated, scan_retention_s, scans_to_pairs, universe_scans
 from pairflow.bars import BarBuilder
 from pairflow.config import PairflowConfig, load_config
 from pairflow.errors import ConfigError, InputFileError
 from pairflow.metrics import Count, counts
-from pairflow.records import Bar, DeadLetter, Health, to_json
+from pairflow.records import Bar, DeadLetter, Health, QuoteBar, ScanRecord, to_json
 from pairflow.ticks import FeedGap, Heartbeat
 
 if TYPE_CHECKING:
@@ -82,33 +82,43 @@ class _BarLogic(StatefulBatchLogic):
         return copy.deepcopy(self.builder)
 
 
+#: What the pair step takes: (pair, timeframe, leg 0/1, bar or quote bar) or, for a pair
+#: gated by the universe, (pair, timeframe, None, scan record).
+PairInput = tuple[str, str, int | None, Bar | QuoteBar | ScanRecord]
+
+
 def _pair_step(config: PairflowConfig) -> Callable:
     settings = {timeframe: config.pair_settings(timeframe) for timeframe in config.timeframes}
+    gated = {pair for pairs in qvalue_gated(config).values() for pair in pairs}
+    scan_every_us = config.scan_settings.every_us
 
-    def step(state: PairState | None, value: tuple[str, int, Bar]) -> tuple[PairState, list]:
-        pair, leg, bar = value
+    def step(state: PairState | None, value: PairInput) -> tuple[PairState, list]:
+        pair, timeframe, leg, item = value
         if state is None:
-            # Imported on a pair's first bar: the statistics (numba kernels, scipy) are
+            # Imported on a pair's first item: the statistics (numba kernels, scipy) are
             # start-up a run without pairs does not pay.
             from pairflow.pairs import PairState
 
-            own = settings[bar.timeframe]
-            state = PairState(pair, bar.timeframe, own.estimator, own.alert_state(),
+            own = settings[timeframe]
+            state = PairState(pair, timeframe, own.estimator, own.alert_state(),
                               config.market, config.quotes, dict(config.fee_bps),
-                              config.pnl_settings(pair) if config.pnl else None)
-        return state, state.update(leg, bar)
+                              config.pnl_settings(pair) if config.pnl else None,
+                              scan_every_us if pair in gated else None)
+        if leg is None:
+            return state, state.scanned(item)
+        return state, state.update(leg, item)
 
     return step
 
 
-def _fan_out(config: PairflowConfig) -> Callable[[Bar], list[tuple[str, tuple[str, int, Bar]]]]:
+def _fan_out(config: PairflowConfig) -> Callable[[Bar | QuoteBar], list[tuple[str, PairInput]]]:
     legs_of: dict[str, list[tuple[str, int]]] = {}
     for pair in config.pairs:
         for leg, symbol in enumerate(config.legs(pair)):
             legs_of.setdefault(symbol, []).append((pair, leg))
 
-    def fan_out(bar: Bar) -> list[tuple[str, tuple[str, int, Bar]]]:
-        return [(f"{pair}|{bar.timeframe}", (pair, leg, bar))
+    def fan_out(bar: Bar | QuoteBar) -> list[tuple[str, PairInput]]:
+        return [(f"{pair}|{bar.timeframe}", (pair, bar.timeframe, leg, bar))
                 for pair, leg in legs_of.get(bar.symbol, ())]
 
     return fan_out
@@ -192,13 +202,16 @@ def build_flow(
     bars_or_late = op.branch("split_late", bar_counts.falses, lambda i: isinstance(i, Bar))
     bars = op.merge("all_bars", bars_or_late.trues, is_candle.trues)
     # Bar
-    legs = op.flat_map("fan_out", op.merge("quoted_bars", bars, *quote_bars) if quote_bars
-                       else bars, _fan_out(config))
-    # ("Y/X|tf", (pair, leg, Bar))
-    pair_out = op.key_rm("pairs_out", op.stateful_flat_map("pairs", legs, _pair_step(config)))
-    # PairStats | Alert | SpreadCost | RoundTrip | PnlSummary
     scans = universe_scans(config, bars)
     # ScanRecord, or None without a universe
+    legs = op.flat_map("fan_out", op.merge("quoted_bars", bars, *quote_bars) if quote_bars
+                       else bars, _fan_out(config))
+    gate_scans = scans_to_pairs(config, scans)
+    if gate_scans is not None:
+        legs = op.merge("legs_and_scans", legs, gate_scans)
+    # ("Y/X|tf", PairInput)
+    pair_out = op.key_rm("pairs_out", op.stateful_flat_map("pairs", legs, _pair_step(config)))
+    # PairStats | Alert | SpreadCost | RoundTrip | PnlSummary
     dead = op.merge("dead", is_dead.trues, bars_or_late.falses)
     records = op.merge("records", bars, pair_out, dead, is_health.trues,
                        *([scans] if scans else []), *quote_bars)

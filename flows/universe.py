@@ -3,12 +3,18 @@
 ::
 
     Bar (universe symbols, scan timeframe) ─► (symbol, end, close) ─► universe|tf ─► ScanRecord
+    ScanRecord of a q-gated watched pair ─► (Y/X|tf, (Y/X, tf, None, record)) ─► the pair step
 
 A scan needs every symbol's close at each bar end in one place, so the step is keyed by one
 key (``universe|<scan timeframe>``): the whole universe runs on one worker, whatever the
 number of workers (the other steps spread by symbol and pair as before). The pure logic is
 :class:`~pairflow.universe.gather.UniverseGather` (when an end is complete) and
 :class:`~pairflow.universe.UniverseScan` (the statistics).
+
+With ``max_pvalue`` set, a watched pair whose two legs are universe symbols is gated by its
+universe q-value instead of its own p-value (:func:`qvalue_gated`): each scan record of that
+pair goes to the pair's step on every watched timeframe, where the alert decisions wait for it
+(:class:`pairflow.pairs.PairState`).
 """
 
 from __future__ import annotations
@@ -90,3 +96,38 @@ def universe_scans(config: PairflowConfig, bars: Stream[Bar]) -> Stream[ScanReco
     return op.key_rm("universe_out", op.stateful_batch(
         "universe", keyed, lambda state: _ScanLogic(state, config)))
 
+
+
+def qvalue_gated(config: PairflowConfig) -> dict[str, list[str]]:
+    """The watched pairs whose entries the universe q-value gates, by their scan pair ``A/B``.
+
+    They are the pairs with both legs in the universe, when ``max_pvalue`` is set; a watched
+    ``B/A`` is scanned as ``A/B`` (A before B in the universe).
+    """
+    if config.max_pvalue is None or not config.universe:
+        return {}
+    order = {symbol: i for i, symbol in enumerate(config.universe)}
+    gated: dict[str, list[str]] = {}
+    for pair in config.pairs:
+        legs = config.legs(pair)
+        if all(leg in order for leg in legs):
+            first, second = sorted(legs, key=order.__getitem__)
+            gated.setdefault(f"{first}/{second}", []).append(pair)
+    return gated
+
+
+def scans_to_pairs(config: PairflowConfig, scans: Stream[ScanRecord] | None
+                   ) -> Stream[tuple[str, tuple[str, str, None, ScanRecord]]] | None:
+    """Each scan record of a q-gated watched pair, keyed to that pair's step per timeframe.
+
+    None when no pair is gated by the universe.
+    """
+    gated = qvalue_gated(config)
+    if scans is None or not gated:
+        return None
+
+    def route(record: ScanRecord) -> list[tuple[str, tuple[str, str, None, ScanRecord]]]:
+        return [(f"{pair}|{timeframe}", (pair, timeframe, None, record))
+                for pair in gated.get(record.pair, ()) for timeframe in config.timeframes]
+
+    return op.flat_map("scans_to_pairs", scans, route)

@@ -8,10 +8,12 @@ Bars without a z-score leave the state as it is. ``alert_id`` is ``pair|timefram
 a replay or a resumed flow produces the same ids and never a duplicate.
 
 Two optional entry conditions (off by default): ``max_pvalue`` — enter only while the pair is
-cointegrated, its Engle-Granger p-value below it; ``net_of_cost`` — enter only when the expected
-reversion to the exit threshold, ``(|z| − exit)·σ``, exceeds the round-trip cost at the quotes
-(:class:`~pairflow.records.SpreadCost`: crossing + fees, spread units). An alert weighed against
-a cost carries the executable prices of its trade and, on entry, that edge net of the cost.
+cointegrated, its Engle-Granger p-value below it (or, for a pair of a scanned universe, its
+universe q-value: the caller passes that instead, and the entry carries it); ``net_of_cost`` —
+enter only when the expected reversion to the exit threshold, ``(|z| − exit)·σ``, exceeds the
+round-trip cost at the quotes (:class:`~pairflow.records.SpreadCost`: crossing + fees, spread
+units). An alert weighed against a cost carries the executable prices of its trade and, on
+entry, that edge net of the cost.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ class AlertState:
         entry_z: |z| at or above which an alert enters.
         exit_z: |z| below which it exits; must be below ``entry_z``.
         cooldown_bars: bars after an exit with no new entry.
-        max_pvalue: enter only when the Engle-Granger p-value is below it (None: always).
+        max_pvalue: enter only when the Engle-Granger p-value (or the universe q-value, when
+            given) is below it (None: always).
         net_of_cost: enter only when the expected reversion beats the round-trip cost.
 
     Raises:
@@ -68,13 +71,15 @@ class AlertState:
 
     def update(
         self, pair: str, timeframe: str, ts: int, zscore: float | None, spread: float | None,
-        beta: float | None, *, pvalue: float | None = None, sigma: float | None = None,
-        cost: SpreadCost | None = None,
+        beta: float | None, *, pvalue: float | None = None, qvalue: float | None = None,
+        sigma: float | None = None, cost: SpreadCost | None = None,
     ) -> list[Alert]:
         """Feed one bar's z-score; return the alerts it fires (exit before entry).
 
         ``pvalue``, ``sigma`` (the spread's σ) and ``cost`` are the bar's Engle-Granger p-value
-        and executable spread, for the optional entry conditions.
+        and executable spread, for the optional entry conditions. ``qvalue``, the pair's
+        universe q-value in force, gates the entry in place of ``pvalue`` when given (a pair
+        gated by the universe passes no ``pvalue``: without a q-value it does not enter).
         """
         if self.bars_since_exit is not None:
             self.bars_since_exit += 1
@@ -82,13 +87,15 @@ class AlertState:
             return []
         alerts = []
 
-        def fire(kind: str, threshold: float, side: int, edge: float | None = None) -> None:
+        def fire(kind: str, threshold: float, side: int, edge: float | None = None,
+                 gate_qvalue: float | None = None) -> None:
             y_price = x_price = None
             if cost is not None:  # side +1: short the spread (sell Y), −1: buy it
                 y_price = cost.y_bid if side > 0 else cost.y_ask
                 x_price = cost.x_ask if (side > 0) == (beta > 0) else cost.x_bid
             alerts.append(Alert(f"{pair}|{timeframe}|{ts}|{kind}", pair, timeframe, ts, kind,
-                                zscore, threshold, spread, beta, y_price, x_price, edge))
+                                zscore, threshold, spread, beta, y_price, x_price, edge,
+                                gate_qvalue))
 
         if self.side and self.side * zscore < self.exit_z:
             fire("exit", self.exit_z, -self.side)
@@ -97,17 +104,22 @@ class AlertState:
         cooling = (self.cooldown_bars > 0 and self.bars_since_exit is not None
                    and self.bars_since_exit <= self.cooldown_bars)
         if self.side == 0 and not cooling and abs(zscore) >= self.entry_z:
-            allowed, edge = self._worth_entering(zscore, pvalue, sigma, cost)
+            significance = pvalue if qvalue is None else qvalue
+            allowed, edge = self._worth_entering(zscore, significance, sigma, cost)
             if allowed:
                 self.side = 1 if zscore > 0 else -1
                 fire("enter_upper" if zscore > 0 else "enter_lower",
-                     self.side * self.entry_z, self.side, edge)
+                     self.side * self.entry_z, self.side, edge, qvalue)
         return alerts
 
-    def _worth_entering(self, zscore: float, pvalue: float | None, sigma: float | None,
+    def _worth_entering(self, zscore: float, significance: float | None, sigma: float | None,
                         cost: SpreadCost | None) -> tuple[bool, float | None]:
-        """(whether the optional entry conditions hold, the edge net of cost when known)."""
-        if self.max_pvalue is not None and not (pvalue is not None and pvalue < self.max_pvalue):
+        """(whether the optional entry conditions hold, the edge net of cost when known).
+
+        ``significance`` is the p-value or q-value the ``max_pvalue`` gate compares.
+        """
+        if self.max_pvalue is not None and not (significance is not None
+                                                and significance < self.max_pvalue):
             return False, None
         edge = None
         if cost is not None and sigma is not None:

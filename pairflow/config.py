@@ -82,7 +82,7 @@ class PairflowConfig:
         exit_z: |z| below which an entered alert exits (< ``entry_z``).
         cooldown_bars: bars after an exit during which no new entry fires.
         max_pvalue: alert an entry only while the pair's Engle-Granger p-value is below this
-            (None: off).
+            (None: off); for a pair with both legs in ``universe``, its universe q-value.
         net_of_cost: alert an entry only when the expected reversion to the exit threshold
             beats the round-trip cost at the quotes (needs ``quotes``).
         lateness_s: allowed lateness of a trade behind the newest trade time, seconds.

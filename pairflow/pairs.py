@@ -11,6 +11,13 @@ With quotes, each leg's :class:`QuoteBar` s come too (their own watermark: befor
 bar of the same end); the executable spread of an end (:func:`pairflow.costs.spread_cost`) is
 emitted once both legs' quote bars and the statistics with a hedge ratio for it are in.
 
+Entries may wait for what their gate needs (:meth:`PairState._settle`, one queue in end
+order): the end's cost (net-of-cost alerts) and, for a pair of the scanned universe gated by
+``max_pvalue``, the pair's universe :class:`ScanRecord` in force at the end (the latest scan
+time at or before it), routed here by the flow; its ``eg_qvalue`` gates the entry in place of
+the pair's own p-value. Scan records and bars may arrive in any interleaving: the alerts are
+the same.
+
 With paper P&L on, each aligned end goes to the pair's :class:`~pairflow.pnl.PaperTrader`, in
 end order, once its alerts are decided and (with quotes) both legs' quote bars of that end are
 in or can no longer come (that leg already sent a later one): then the end is filled at the
@@ -26,10 +33,21 @@ from pairflow.alerts import AlertState
 from pairflow.analytics import EstimatorSettings, PairEstimator, PairResult
 from pairflow.costs import leg_fee_bps, spread_cost
 from pairflow.pnl import PaperTrader, PnlSettings
-from pairflow.records import Alert, Bar, PairStats, PnlSummary, QuoteBar, RoundTrip, SpreadCost
+from pairflow.records import (
+    Alert,
+    Bar,
+    PairStats,
+    PnlSummary,
+    QuoteBar,
+    RoundTrip,
+    ScanRecord,
+    SpreadCost,
+)
 
 #: Ends buffered for one leg while the other has sent nothing at all; beyond this the oldest
-#: are released as "leg not started" so a dead leg cannot grow memory without bound.
+#: are released as "leg not started" so a dead leg cannot grow memory without bound. The same
+#: bound holds the ends whose alert decision waits (for a cost or a scan), the costs and
+#: the scans not yet used.
 MAX_PENDING = 10_000
 
 
@@ -46,6 +64,9 @@ class PairState:
         quotes: whether quote bars come (then each end's statistics wait for them).
         fee_bps: taker fee per market, bps (None: the defaults).
         pnl: paper-trade the alerts with these settings (None: no P&L).
+        scan_every_us: gate entries on the pair's universe q-value, from the scan records
+            given to :meth:`scanned`; scan times are the multiples of this (µs). None: the
+            pair's own Engle-Granger p-value gates them (when ``alerts.max_pvalue`` is set).
     """
 
     pair: str
@@ -56,17 +77,21 @@ class PairState:
     quotes: bool = False
     fee_bps: dict[str, float] | None = None
     pnl: PnlSettings | None = None
+    scan_every_us: int | None = None
     estimator: PairEstimator = field(init=False)
     pending: dict[int, list[Bar | None]] = field(default_factory=dict)
     latest_end: list[int | None] = field(default_factory=lambda: [None, None])
     first_end: list[int | None] = field(default_factory=lambda: [None, None])
     #: Per end: the legs' quote bars and the (β, σ) of the statistics, until all are in.
     quoted: dict[int, list] = field(default_factory=dict)
-    #: Net-of-cost alerts: statistics waiting for their end's cost, in end order, and the
-    #: costs not yet weighed.
+    #: Statistics whose alert decision waits for its gate's inputs, in end order; the costs
+    #: not yet weighed (net of cost) and the latest end costed; the pair's universe q-value
+    #: per scan time not yet passed (q-value gate) and the latest scan time seen.
     waiting: list[PairStats] = field(default_factory=list)
     costed: dict[int, SpreadCost] = field(default_factory=dict)
     last_costed: int | None = None
+    qvalues: dict[int, float | None] = field(default_factory=dict)
+    last_scan: int | None = None
     #: Paper P&L: per aligned end, the legs' closes and (once decided) its alerts, in end
     #: order; the legs' quote bars by end and each leg's latest quote bar end.
     ledger: dict[int, list] = field(default_factory=dict)
@@ -85,7 +110,7 @@ class PairState:
         """Take the next bar or quote bar of leg 0 (Y) or 1 (X); return the records completed."""
         if isinstance(bar, QuoteBar):
             costs = self._quoted(bar.end, leg, bar)
-            out = [*costs, *self._weigh(costs)] if self.alerts.net_of_cost else costs
+            out = [*costs, *self._settle(costs)] if self.alerts.net_of_cost else costs
             if self.trader is None:
                 return out
             self.books.setdefault(bar.end, [None, None])[leg] = bar
@@ -125,9 +150,9 @@ class PairState:
             self.ledger[end] = [y_bar.close, x_bar.close, None]
         costs = (self._quoted(end, 2, (stats.beta, stats.spread_std))
                  if self.quotes and stats.beta is not None else [])
-        if self.alerts.net_of_cost:
+        if self.alerts.net_of_cost or self.scan_every_us is not None:
             self.waiting.append(stats)
-            return [stats, *costs, *self._weigh(costs), *self._book()]
+            return [stats, *costs, *self._settle(costs), *self._book()]
         alerts = self.alerts.update(self.pair, self.timeframe, end, stats.zscore, stats.spread,
                                     stats.beta, pvalue=stats.eg_pvalue)
         self._decided(end, alerts)
@@ -156,11 +181,27 @@ class PairState:
             out.extend(self.trader.update(end, y_close, x_close, *books, alerts))
         return out
 
-    def _weigh(self, costs: list[SpreadCost]) -> list[Alert]:
-        """Alerts of the waiting statistics, in end order, as their ends' costs become known.
+    def scanned(self, record: ScanRecord) -> list[Alert | RoundTrip | PnlSummary]:
+        """Take the universe scan record of this pair (named ``Y/X`` or ``X/Y``) at a scan time.
 
-        An end whose cost cannot come any more (a later end was costed: its quote bars are
-        missing) is weighed without one, so it fires no entry.
+        Scan records come in scan-time order; each one's ``eg_qvalue`` gates the entries of
+        the ends up to the next scan time (``scan_every_us`` set). Returns the records the
+        ends waiting for it complete.
+        """
+        self.qvalues[record.ts] = record.eg_qvalue
+        self.last_scan = record.ts
+        if len(self.qvalues) > MAX_PENDING:
+            del self.qvalues[min(self.qvalues)]
+        return [*self._settle([]), *self._book()]
+
+    def _settle(self, costs: list[SpreadCost]) -> list[Alert]:
+        """Alerts of the waiting statistics, in end order, once each end's gate has its inputs.
+
+        An end waits for its cost (net of cost) and for the scan in force at it, the latest
+        scan time at or before the end (q-value gate). An input that can no longer come is
+        done without, and the end fires no entry: a cost once a later end was costed (its
+        quote bars are missing), a scan once a later one came (the end is before the first
+        scan), either once more than ``MAX_PENDING`` ends wait.
         """
         for cost in costs:
             self.costed[cost.ts] = cost
@@ -168,15 +209,27 @@ class PairState:
         out: list[Alert] = []
         while self.waiting:
             stats = self.waiting[0]
-            cost = self.costed.pop(stats.ts, None)
-            hopeless = (stats.beta is None or len(self.waiting) > MAX_PENDING
-                        or (self.last_costed is not None and self.last_costed > stats.ts))
-            if cost is None and not hopeless:
+            cost = self.costed.get(stats.ts)
+            scan_ts = (None if self.scan_every_us is None
+                       else stats.ts - stats.ts % self.scan_every_us)
+            cost_due = (self.alerts.net_of_cost and cost is None and stats.beta is not None
+                        and not (self.last_costed is not None and self.last_costed > stats.ts))
+            scan_due = (scan_ts is not None and scan_ts not in self.qvalues
+                        and not (self.last_scan is not None and self.last_scan > scan_ts))
+            if (cost_due or scan_due) and len(self.waiting) <= MAX_PENDING:
                 break
             del self.waiting[0]
+            self.costed.pop(stats.ts, None)
+            pvalue = qvalue = None
+            if scan_ts is None:
+                pvalue = stats.eg_pvalue
+            else:  # the universe gates the entry: no scan (yet) is no q-value, no entry
+                qvalue = self.qvalues.get(scan_ts)
+                for passed in [t for t in self.qvalues if t < scan_ts]:
+                    del self.qvalues[passed]
             alerts = self.alerts.update(
                 self.pair, self.timeframe, stats.ts, stats.zscore, stats.spread, stats.beta,
-                pvalue=stats.eg_pvalue, sigma=stats.spread_std, cost=cost)
+                pvalue=pvalue, qvalue=qvalue, sigma=stats.spread_std, cost=cost)
             self._decided(stats.ts, alerts)
             out.extend(alerts)
         return out

@@ -3,7 +3,7 @@
 Times are integer microseconds since the Unix epoch, UTC. Prices and sizes are floats
 (Binance sends decimal strings; they are parsed once, at the edge). Every record serialises
 to one JSON object carrying its kind's schema version ``"v"`` (:func:`schema_version`: 1, the
-pair and alert records 2); field names are the contract shared with Kafka
+pair record 2, the alert record 3); field names are the contract shared with Kafka
 consumers, the SQLite store and the CSV export (see ``docs/architecture.md``).
 """
 
@@ -30,8 +30,9 @@ SCHEMA_VERSION = 1
 #: Record kinds whose contract changed since version 1: ``pair`` 2 added the hedge ratios
 #: ``beta_ols``, ``beta_kalman``, ``beta_rls``, ``beta_se`` and the estimator's ``hedge``.
 #: ``alert`` 2 added the executable prices ``y_price``, ``x_price`` and the net ``edge``.
+#: ``alert`` 3 added ``qvalue``, the universe q-value that gated an entry.
 #: ``quote`` 2 added the perpetual's ``mark_price``, ``funding_rate`` and ``next_funding_ts``.
-SCHEMA_VERSIONS: dict[str, int] = {"pair": 2, "alert": 2, "quote": 2}
+SCHEMA_VERSIONS: dict[str, int] = {"pair": 2, "alert": 3, "quote": 2}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TickSource = Literal["live", "replay", "backfill"]
 AlertKind = Literal["enter_upper", "enter_lower", "exit"]
@@ -285,6 +286,10 @@ class Alert:
     y_price: float | None = None
     x_price: float | None = None
     edge: float | None = None
+    #: On an entry of a pair gated by the universe scan (``max_pvalue`` with both legs in the
+    #: universe): the pair's q-value in force at ``ts``, below ``max_pvalue``; null when the
+    #: pair's own p-value gated the entry, when no gate is set, and on exits.
+    qvalue: float | None = None
 
     @property
     def key(self) -> str:

@@ -76,7 +76,7 @@ def sample_records() -> list[Any]:
                   **undefined, **stats),
         Alert(alert_id="BTCUSDT/ETHUSDT|1s|1723075320000000|enter_upper", ts=t0 + 120_000_000,
               alert_kind="enter_upper", zscore=4.2, threshold=2.0, spread=0.004, beta=1.02,
-              **alert),
+              qvalue=0.012, **alert),
         Alert(alert_id="BTCUSDT/ETHUSDT|1s|1723075330000000|exit", ts=t0 + 130_000_000,
               alert_kind="exit", zscore=0.4, threshold=0.5, spread=0.0001, beta=1.01, **alert),
         DeadLetter(stage="parse", reason="missing field 'p'", raw='{"e":"trade","s":"BTCUSDT"}',
