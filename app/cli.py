@@ -27,6 +27,8 @@ from app.options import (
     KalmanObsVar,
     Lag,
     Lateness,
+    MaxPvalue,
+    NetOfCost,
     Notional,
     Pairs,
     Pnl,
@@ -111,14 +113,8 @@ def replay(
         "USD per contract of COIN-M symbols, SYMBOL=USD,… (COIN-M trades count contracts; "
         "bars state coins and USD).", "Binance's: 100 for BTC contracts, 10 for others"))
     ] = None,
-    max_pvalue: Annotated[float | None, typer.Option(help="Alert an entry only while the pair's "
-                                                     "Engle-Granger p-value is below this (its "
-                                                     "universe q-value when both legs are in "
-                                                     "--universe).")] = None,
-    net_of_cost: Annotated[bool, typer.Option(help="Alert an entry only when the expected "
-                                              "reversion to the exit threshold beats the "
-                                              "round-trip cost at the quotes (needs "
-                                              "--quotes).")] = False,
+    max_pvalue: MaxPvalue = None,
+    net_of_cost: NetOfCost = False,
     fee_bps: FeeBps = None,
     notional: Notional = None,
     pnl: Pnl = None,
@@ -138,15 +134,14 @@ def replay(
          "timeframes": timeframes, "pairs": pairs, "store": str(store) if store else None,
          "kafka": kafka, "speed": speed, "lateness_s": lateness, "kafka_prefix": kafka_prefix,
          "ticks_to_kafka": ticks_to_kafka or None, "quotes": quotes or None,
-         "contract_sizes": contract_size, "max_pvalue": max_pvalue,
-         "net_of_cost": net_of_cost or None,
+         "contract_sizes": contract_size,
          "recovery_dir": str(recovery_dir) if recovery_dir else None,
          "snapshot_s": snapshot_interval,
          **analytics_options(window, price, lag, entry_z, exit_z, cooldown, beta=beta,
                             kalman_delta=kalman_delta, kalman_obs_var=kalman_obs_var,
                             rls_lambda=rls_lambda),
          **scan_options(universe, scan_timeframe, scan_window, scan_every),
-         **trading_options(fee_bps, notional, pnl)},
+         **trading_options(fee_bps, notional, pnl, max_pvalue, net_of_cost)},
         toml_path=config_file,
     )
     input_errors: list[InputFileError] = []

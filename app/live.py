@@ -27,6 +27,8 @@ from app.options import (
     KalmanObsVar,
     Lag,
     Lateness,
+    MaxPvalue,
+    NetOfCost,
     Notional,
     Pairs,
     Pnl,
@@ -103,6 +105,8 @@ def live(
     fee_bps: FeeBps = None,
     notional: Notional = None,
     pnl: Pnl = None,
+    max_pvalue: MaxPvalue = None,
+    net_of_cost: NetOfCost = False,
     recovery_dir: RecoveryDir = None,
     snapshot_interval: SnapshotInterval = None,
     workers: Workers = 1,
@@ -130,7 +134,7 @@ def live(
                             kalman_delta=kalman_delta, kalman_obs_var=kalman_obs_var,
                             rls_lambda=rls_lambda),
          **scan_options(universe, scan_timeframe, scan_window, scan_every),
-         **trading_options(fee_bps, notional, pnl)},
+         **trading_options(fee_bps, notional, pnl, max_pvalue, net_of_cost)},
         toml_path=config_file)
     try:
         totals, elapsed = run_flow(config, workers, show_progress=False)

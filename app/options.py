@@ -111,6 +111,12 @@ Notional = Annotated[float | None, typer.Option(help=with_default(
 Pnl = Annotated[bool | None, typer.Option("--pnl/--no-pnl", help=with_default(
     "Paper-trade each pair's alerts (taker fills at the quotes, else the closes; fees; "
     "funding) to the `trades` and `pnl` tables/topics.", "pnl"))]
+MaxPvalue = Annotated[float | None, typer.Option(help=(
+    "Alert an entry only while the pair's Engle-Granger p-value is below this (its universe "
+    "q-value when both legs are in --universe)."))]
+NetOfCost = Annotated[bool, typer.Option("--net-of-cost", help=(
+    "Alert an entry only when the expected reversion to the exit threshold beats the "
+    "round-trip cost at the quotes (needs --quotes)."))]
 Workers = Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker threads.")]
 
 
@@ -126,10 +132,11 @@ def analytics_options(window: str | None, price: str | None, lag: str | None,
             "rls_lambda": rls_lambda}
 
 
-def trading_options(fee_bps: str | None, notional: float | None,
-                    pnl: bool | None) -> dict[str, Any]:
-    """The fee and paper P&L flags as configuration keys (``None``: not given)."""
-    return {"fee_bps": fee_bps, "notional": notional, "pnl": pnl}
+def trading_options(fee_bps: str | None, notional: float | None, pnl: bool | None,
+                    max_pvalue: float | None, net_of_cost: bool) -> dict[str, Any]:
+    """The fee, paper P&L and entry-gate flags as configuration keys (``None``: not given)."""
+    return {"fee_bps": fee_bps, "notional": notional, "pnl": pnl, "max_pvalue": max_pvalue,
+            "net_of_cost": net_of_cost or None}
 
 
 def scan_options(universe: str | None, scan_timeframe: str | None, scan_window: int | None,
