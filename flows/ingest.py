@@ -20,7 +20,7 @@ from bytewax.dataflow import Dataflow
 
 from connectors.kafka import KafkaRecordSink, KafkaTickSink
 from connectors.metrics import CountSink, CountTally
-from flows.pairs import source_of
+from flows.sources import source_of
 from pairflow.config import PairflowConfig
 from pairflow.metrics import Count
 from pairflow.records import DeadLetter, Health

@@ -28,8 +28,8 @@ from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulBatchLogic
 
 from connectors.metrics import CountSink, CountTally
-from connectors.replay import ReplaySource
 from connectors.store import StoreSink
+from flows.sources import source_of
 from flows.universe import qvalue_gated, scan_retention_s, scans_to_pairs, universe_scans
 from pairflow.bars import BarBuilder
 from pairflow.config import PairflowConfig, load_config
@@ -126,29 +126,6 @@ def _fan_out(config: PairflowConfig) -> Callable[[Bar | QuoteBar], list[tuple[st
 
 def _dead_count(letter: DeadLetter) -> Count:
     return Count(f"dead:{letter.reason.partition(':')[0]}", 1)
-
-
-def source_of(config: PairflowConfig, on_progress: Callable | None = None,
-              on_input_error: Callable | None = None) -> Any:
-    """The input of ``config.source``: files, the Binance feed or the ``ticks`` topic."""
-    if config.source == "replay":
-        source = ReplaySource(list(config.files), config.symbols, config.speed, on_progress,
-                              on_input_error, quotes=config.quotes, market=config.market,
-                              contract_sizes=dict(config.contract_sizes))
-        for spec in source.files:
-            if spec.interval and spec.interval not in config.timeframes:
-                raise ConfigError(f"{spec.path.name} holds {spec.interval} candles: add "
-                                  f"{spec.interval} to --timeframes")
-        return source
-    if config.source == "live":
-        from connectors.binance.source import BinanceTradeSource
-
-        return BinanceTradeSource.from_config(config)
-    from connectors.kafka import KafkaTickSource
-
-    return KafkaTickSource(config.kafka, config.kafka_prefix, tail=config.kafka_follow,
-                           partitions=config.kafka_partitions,
-                           extra_config=config.kafka_client_config)
 
 
 def build_flow(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tomllib
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pairflow.pair_settings import PairSettings, WindowSpec, parse_window
 from pairflow.pnl import DEFAULT_NOTIONAL, PnlSettings, check_notional
 from pairflow.records import SYMBOL_PATTERN, split_symbol
 from pairflow.timeframes import parse_timeframes
+from pairflow.toml_file import read_toml
 from pairflow.universe.settings import ScanSettings
 
 T = TypeVar("T")
@@ -475,18 +475,3 @@ def load_config(
         table = {**table, "kafka_client": {**flat_table(from_toml), **from_env}}
     return load_settings(PairflowConfig, env_prefix="PAIRFLOW_", env=env, table=table,
                          given=cli, parsers=_CONFIG_PARSERS, where=str(toml_path))
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """The table of a TOML file.
-
-    Raises:
-        ConfigError: the file cannot be read or is not TOML.
-    """
-    try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except OSError as error:
-        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file {path} is not valid TOML: {error}") from error

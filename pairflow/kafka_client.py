@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pairflow.errors import ConfigError
+from pairflow.toml_file import read_toml
 
 #: Prefix of the variables that set one librdkafka setting each.
 KAFKA_CLIENT_ENV = "PAIRFLOW_KAFKA_CLIENT_"
@@ -75,8 +76,6 @@ def kafka_client_settings(env: Mapping[str, str] | None = None) -> dict[str, str
     Raises:
         ConfigError: on an unreadable file or an invalid setting.
     """
-    from pairflow.config import read_toml  # config reads this module's parsers
-
     env = os.environ if env is None else env
     toml_path = env.get("PAIRFLOW_CONFIG")
     from_toml = read_toml(toml_path).get("kafka_client", {}) if toml_path else {}
