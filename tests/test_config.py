@@ -236,7 +236,7 @@ def test_each_timeframe_pair_step_uses_its_own_window():
                           end=(k + 1) * length, open=close, high=close, low=close, close=close,
                           volume=1.0, quote_volume=close, vwap=close, trades=1,
                           taker_buy_volume=0.5, first_trade_id=k, last_trade_id=k)
-                state, out = step(state, ("BTCUSDT/ETHUSDT", leg, bar))
+                state, out = step(state, ("BTCUSDT/ETHUSDT", timeframe, leg, bar))
                 records[timeframe] += [r for r in out if isinstance(r, PairStats)]
     for timeframe, window in (("1s", 12), ("1m", 10)):
         stats = records[timeframe]
