@@ -357,4 +357,4 @@ class PairDashboard(pn.viewable.Viewer):
         return pn.Column(
             self.controls, self.banner, self.message, self.series.kpis,
             pn.Row(self.series.chart_pane, side, sizing_mode="stretch_width"),
-            sizing_mode="stretch_width")
+            self.series.pnl.card, sizing_mode="stretch_width")
