@@ -171,7 +171,7 @@ class SeriesView:
         book = [self.figs[n] for n in figures.BOOK_FIGURES]
         pnl = [self.figs[n] for n in figures.PNL_FIGURES]
         rest = [self.figs[n] for n in ("corr", "pvalues", "beta")]
-        self.chart_pane.object = bk_column([*main, side, *book, *pnl, *rest],
+        self.chart_pane.object = bk_column([*main, side, *book, *rest, *pnl],
                                            sizing_mode="stretch_width")
 
     def _show_optional(self, row: dict[str, Any]) -> None:

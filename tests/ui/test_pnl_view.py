@@ -160,13 +160,12 @@ def _screenshot(page, tmp_path) -> None:
     """The P&L chart and the card below the charts; into docs/img only when asked to."""
     shot = REPO / "docs" / "img" / "dashboard-pnl.png" if UPDATE_SCREENSHOT \
         else tmp_path / "dashboard-pnl.png"
-    chart = page.locator(".bk-Canvas >> visible=true").nth(9).bounding_box()
-    card = page.locator(".pf-pnl").bounding_box()
+    chart = page.locator(".bk-Canvas >> visible=true").nth(12).bounding_box()  # the last
+    rows = page.locator("#pf-trades tbody tr").nth(7).bounding_box()
     scroll = page.evaluate("() => [window.scrollX, window.scrollY]")
-    top = min(chart["y"], card["y"])
-    bottom = max(chart["y"] + chart["height"], card["y"] + card["height"])
     page.screenshot(path=str(shot), full_page=True, clip={
-        "x": 0, "y": top + scroll[1], "width": 1500, "height": bottom - top + 10})
+        "x": 0, "y": chart["y"] + scroll[1] - 30, "width": 1500,
+        "height": rows["y"] + rows["height"] - chart["y"] + 40})
     assert shot.stat().st_size > 10_000
 
 
