@@ -22,6 +22,8 @@ table.pf td, table.pf th { border-bottom: 1px solid #eee; padding: 2px 4px; text
 .pf-enter_upper { color: #d62728; } .pf-enter_lower { color: #2ca02c; } .pf-exit { color: #777; }
 .pf-coint-yes { background: #e6f4e6; } .pf-coint-no { background: #fdecea; }
 .pf-nocoint { font-size: 10px; color: #b00; }
+.pf-win td:nth-last-child(2) { color: #2ca02c; } .pf-loss td:nth-last-child(2) { color: #d62728; }
+.pf-muted { font-size: 11px; color: #666; }
 .pf-badge { display: inline-block; padding: 4px 10px; border-radius: 12px; font-weight: 600;
             font-size: 13px; color: white; background: #777; white-space: nowrap; }
 .pf-badge-live { background: #2ca02c; } .pf-badge-stale { background: #e67e00; }

@@ -36,12 +36,14 @@ PAIR_FIGURES = ("prices", "spread", "zscore", "corr", "pvalues", "beta")
 #: Names of the quote charts (shown only for a pair with quotes): the round-trip cost, each
 #: leg's quoted spread, both legs' top-of-book imbalance.
 BOOK_FIGURES = ("costs", "quote_spread_y", "quote_spread_x", "imbalance")
+#: The paper P&L chart (shown only for a pair whose run paper-trades).
+PNL_FIGURES = ("pnl",)
 #: Every time chart: they share the x-range, and each has a y-range fitted by :data:`FIT_JS`.
-FIGURE_NAMES = PAIR_FIGURES + BOOK_FIGURES
+FIGURE_NAMES = PAIR_FIGURES + BOOK_FIGURES + PNL_FIGURES
 #: Height of the time charts in pixels.
 HEIGHTS = {"prices": 200, "spread": 190, "zscore": 210, "corr": 190, "pvalues": 200,
            "beta": 210, "costs": 180, "quote_spread_y": 180, "quote_spread_x": 180,
-           "imbalance": 180}
+           "imbalance": 180, "pnl": 220}
 #: The break-even band's legend label on the z chart.
 BREAKEVEN_LABEL = "break-even ±(exit + round-trip z)"
 #: One part of what a chart's y-range fits: columns of a source (by its key in the session's
@@ -65,6 +67,7 @@ FITS: dict[str, tuple[tuple[FitPart, ...], tuple[Any, ...]]] = {
                          None),), ()),
     "imbalance": ((("quote_y", ("imbalance", "mean_imbalance"), None),
                    ("quote_x", ("imbalance", "mean_imbalance"), None)), ()),
+    "pnl": ((("pnl", ("equity",), None), ("pnl_whatif", ("equity",), None)), (0.0,)),
 }
 #: Charts with a log y-axis: a leg's spread at the close is often one tick (a hundredth of a bp
 #: on BTCUSDT) while its max reaches bps; their fit spans the positive values, padded by ratio.
@@ -177,7 +180,7 @@ def _hover(fields: list[tuple[str, str, str]], **kw: Any) -> HoverTool:
     tooltips = [("time", "@t{%F %T}")] + [(label, f"@{{{col}}}{{{fmt}}}")
                                            for label, col, fmt in fields]
     formatters = {"@t": "datetime", **{f"@{{{col}}}": "printf" for _, col, _ in fields}}
-    return HoverTool(tooltips=tooltips, formatters=formatters, mode="vline", **kw)
+    return HoverTool(tooltips=tooltips, formatters=formatters, **{"mode": "vline", **kw})
 
 
 def _figure(name: str, title: str, x_range: Any, ylabel: str, crosshair: Span,
@@ -382,6 +385,35 @@ def build_book_figures(sources: dict[str, ColumnDataSource], legs: tuple[str, st
     out["imbalance"] = imbalance
     relabel_book(out, legs)
     return out
+
+
+def build_pnl_figure(sources: dict[str, ColumnDataSource], time_figs: dict[str, Any]
+                     ) -> dict[str, Any]:
+    """The paper P&L chart, on the time charts' shared x-range (:data:`PNL_FIGURES`).
+
+    Args:
+        sources: ``pnl`` and ``pnl_whatif`` (``t``, ``ts``, ``equity``), ``pnl_marks`` (the
+            round trips' entries and exits: ``t``, ``equity``, ``what``, ``net_pnl``,
+            ``color``, ``marker``).
+        time_figs: what :func:`build_time_figures` returned (its ``x_range``, ``crosshair``).
+
+    Returns:
+        The figure ``pnl`` and its what-if line ``pnl_whatif_renderer``.
+    """
+    fig = _figure("pnl", "Paper P&L of the alert rule: equity marked to market per bar, at the "
+                  "quotes, net of taker fees (round trips: ▲ entry, ● exit; green won, red lost)",
+                  time_figs["x_range"], "quote currency", time_figs["crosshair"])
+    fig.add_layout(Span(location=0, dimension="width", line_color="#888", line_dash="dotted"))
+    curve = fig.line("t", "equity", source=sources["pnl"], color="#1f77b4", line_width=2,
+                     legend_label="equity (live settings)")
+    whatif = fig.line("t", "equity", source=sources["pnl_whatif"], color="#ff7f0e",
+                      line_dash="dashed", legend_label="equity (what-if thresholds)")
+    marks = fig.scatter("t", "equity", source=sources["pnl_marks"], color="color",
+                        marker="marker", size=9, line_color="white")
+    fig.add_tools(_hover([("equity", "equity", "%.2f")], renderers=[curve]))
+    fig.add_tools(_hover([("round trip", "what", "%s"), ("net P&L", "net_pnl", "%.2f")],
+                         renderers=[marks], mode="mouse"))
+    return {"pnl": fig, "pnl_whatif_renderer": whatif}
 
 
 def relabel_book(figs: dict[str, Any], legs: tuple[str, str]) -> None:

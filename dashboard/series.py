@@ -21,6 +21,8 @@ from bokeh.models import ColumnDataSource
 from dashboard import charts, figures
 from dashboard.book import BookView
 from dashboard.cards import CSS, alerts_html, kpi_html
+from dashboard.paper_pnl import PnlData
+from dashboard.pnl_view import PnlView
 from dashboard.whatif import WhatIf
 from pairflow.errors import ConfigError
 from pairflow.timeframes import timeframe_us
@@ -59,6 +61,7 @@ class SeriesView:
         alerts: the newest shown alerts (at most :data:`ALERT_ROWS`), oldest first.
         bands: the residual chart's band and thresholds in σ.
         book: the legs' quote bars and the pair's executable spread (a run with quotes).
+        pnl: the paper P&L of the alert rule (a run that paper-trades).
     """
 
     def __init__(self, history: int) -> None:
@@ -88,6 +91,8 @@ class SeriesView:
         }
         self.book = BookView(history)
         self.sources.update(self.book.sources)
+        self.pnl = PnlView()
+        self.sources.update(self.pnl.sources)
         self.figs: dict[str, Any] = {}
         self.chart_pane = pn.pane.Bokeh(sizing_mode="stretch_width")
         self.kpis = pn.pane.HTML(kpi_html(None), sizing_mode="stretch_width", stylesheets=[CSS])
@@ -107,11 +112,12 @@ class SeriesView:
         return self.sources["pair"]
 
     def show(self, pair: str, timeframe: str, rows: list[dict[str, Any]],
-             alerts: list[dict[str, Any]], k: float, book: BookRows = ([], [], [])) -> None:
+             alerts: list[dict[str, Any]], k: float, book: BookRows = ([], [], []),
+             pnl: PnlData | None = None) -> None:
         """Draw a (re)loaded series: its history ``rows`` and ``alerts``, band at ``k`` σ.
 
         ``book`` holds the legs' quote bars (Y, then X) and the pair's costs (none: a run
-        without quotes).
+        without quotes); ``pnl`` its paper P&L (None: a run without).
         """
         self.pair, self.timeframe = pair, timeframe
         self._bar_s = _bar_seconds(timeframe)
@@ -148,20 +154,24 @@ class SeriesView:
             self._draw_scatter()
             self._draw_histogram()
         self.book.show(self.legs, *book, self.bands.exit)
+        self.pnl.show(pnl)
         self._update_cards()
 
     def _build(self) -> None:
         self.figs = figures.build_time_figures(self.sources, self.legs, 1000 * self._bar_s)
         self.figs.update(figures.build_side_figures(self.sources))
         self.figs.update(figures.build_book_figures(self.sources, self.legs, self.figs))
+        self.figs.update(figures.build_pnl_figure(self.sources, self.figs))
         figures.wire_fit(self.figs, self.sources)
         self.book.attach(self.figs)
+        self.pnl.attach(self.figs)
         main = [self.figs[n] for n in ("prices", "spread", "zscore")]
         side = bk_row([self.figs["scatter"], self.figs["histogram"]],
                       sizing_mode="stretch_width")
         book = [self.figs[n] for n in figures.BOOK_FIGURES]
+        pnl = [self.figs[n] for n in figures.PNL_FIGURES]
         rest = [self.figs[n] for n in ("corr", "pvalues", "beta")]
-        self.chart_pane.object = bk_column([*main, side, *book, *rest],
+        self.chart_pane.object = bk_column([*main, side, *book, *rest, *pnl],
                                            sizing_mode="stretch_width")
 
     def _show_optional(self, row: dict[str, Any]) -> None:

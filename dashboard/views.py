@@ -25,6 +25,8 @@ from dashboard.controls import Controls, Mute
 from dashboard.export import to_csv
 from dashboard.feed import Feed, FeedStatus
 from dashboard.freshness import freshness
+from dashboard.paper_pnl import PnlData
+from dashboard.paper_pnl import load as load_pnl
 from dashboard.selection import known_pairs, select, timeframes_of
 from dashboard.series import ALERT_ROWS, BookRows, SeriesView
 from dashboard.whatif_panel import WhatIfPanel
@@ -76,6 +78,8 @@ class PairDashboard(pn.viewable.Viewer):
         self._toast: Any = None
         self._toast_until = 0.0
         self._unseen = 0
+        #: The shown series got records its paper P&L depends on (redrawn once a second).
+        self._pnl_stale = False
         self._load()
         if (pair, timeframe) != (self.pair, self.timeframe):
             # A missing, empty or unknown parameter: the URL says what is shown, once the
@@ -104,7 +108,9 @@ class PairDashboard(pn.viewable.Viewer):
         pair, timeframe = self.pair, self.timeframe
         rows = self.feed.pairs(pair, timeframe, limit=self.history) if pair else []
         alerts = self.feed.alerts(pair, timeframe, limit=ALERT_ROWS) if pair else []
-        self.series.show(pair, timeframe, rows, alerts, self.controls.k, self._book(pair))
+        self._pnl_stale = False
+        self.series.show(pair, timeframe, rows, alerts, self.controls.k, self._book(pair),
+                         self._pnl(rows[-1]["price"] if rows else "log"))
         self.whatif.start_at(rows)
         self._update_waiting()
         self._update_badge()
@@ -119,6 +125,12 @@ class PairDashboard(pn.viewable.Viewer):
         return (self.feed.quotes(y, timeframe, limit=limit),
                 self.feed.quotes(x, timeframe, limit=limit),
                 self.feed.costs(pair, timeframe, limit=limit))
+
+    def _pnl(self, price: str) -> PnlData | None:
+        """The series' paper P&L (None: a run without, or no pair selected)."""
+        if not self.pair:
+            return None
+        return load_pnl(self.feed, self.pair, self.timeframe, price, self.history)
 
     def _update_waiting(self) -> None:
         if self._unknown_shown:
@@ -219,6 +231,9 @@ class PairDashboard(pn.viewable.Viewer):
         """Update the badge and the health card; retry a waiting series' history (True)."""
         if self._ticks % (HEALTH_EVERY_S * TICKS_PER_S) == 0:
             self._update_health(status)
+        if self._pnl_stale and self.series.last is not None:
+            self._pnl_stale = False
+            self.series.pnl.update(self._pnl(self.series.last["price"]))
         self._update_badge(status)
         if self.series.last is None and self.pair and not rows:
             # Still no history for the selected series: ask again once a second, so a
@@ -252,6 +267,10 @@ class PairDashboard(pn.viewable.Viewer):
         # Before the series' first statistics the book waits: the first ones reload it all.
         if (quotes or costs) and self.series.last is not None:
             self.series.book.stream(quotes, costs)
+        # The curve moves with every bar while a position is open; P&L records bring it in.
+        if mine.get("trades") or mine.get("pnl") or (
+                self.series.pnl.data is not None and mine.keys() & {"pairs", "quotes", "alerts"}):
+            self._pnl_stale = True
 
     def _refresh_options(self) -> None:
         pairs = known_pairs(self.feed.keys())
@@ -338,4 +357,4 @@ class PairDashboard(pn.viewable.Viewer):
         return pn.Column(
             self.controls, self.banner, self.message, self.series.kpis,
             pn.Row(self.series.chart_pane, side, sizing_mode="stretch_width"),
-            sizing_mode="stretch_width")
+            self.series.pnl.card, sizing_mode="stretch_width")

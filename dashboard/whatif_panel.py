@@ -19,13 +19,18 @@ from typing import Any
 import numpy as np
 import panel as pn
 
-from dashboard.cards import fmt_value
+from dashboard.cards import CSS, fmt_value
 from dashboard.controls import Mute
 from dashboard.feed import Feed
+from dashboard.paper_pnl import PnlInputs, comparison_html, replay
 from dashboard.series import SeriesView
 from dashboard.whatif import WhatIf, recompute
 from pairflow.analytics.settings import parse_hedge_label
 from pairflow.pair_settings import PairSettings
+from pairflow.pnl import PaperTrade
+
+#: The paper P&L of the live alerts and of the what-if alerts, over the same bars and quotes.
+Comparison = tuple[PaperTrade, PaperTrade]
 
 #: The form's fields (in the order of ``WhatIfPanel._inputs``) and their ``PairSettings`` names.
 FIELD_NAMES = {"window": "window", "price": "price", "lag": "lag", "entry": "entry_z",
@@ -71,6 +76,8 @@ class WhatIfPanel(pn.viewable.Viewer):
                        for name in FIELD_CHECKS}
         self.status = pn.pane.Markdown(IDLE, css_classes=["pf-whatif-status"],
                                        sizing_mode="stretch_width")
+        self.pnl = pn.pane.HTML("", visible=False, sizing_mode="stretch_width",
+                                stylesheets=[CSS], css_classes=["pf-whatif-pnl"])
         self._generation = 0
         #: The live flow's hedge-ratio estimator (from its records' ``hedge`` label): the
         #: what-if recomputes with it, so it reproduces the flow.
@@ -110,6 +117,7 @@ class WhatIfPanel(pn.viewable.Viewer):
                 self.exit.value = exits[-1]
         self._on_thresholds()
         self.status.object = IDLE
+        self.pnl.visible = False
 
     def _on_thresholds(self, *event: Any) -> None:
         entry, exit_ = self.entry.value, self.exit.value
@@ -166,24 +174,36 @@ class WhatIfPanel(pn.viewable.Viewer):
         y, x = self.series.legs
         y_bars = self.feed.bars(y, timeframe, limit=limit)
         x_bars = self.feed.bars(x, timeframe, limit=limit)
+        pnl = self.series.pnl.data
+        inputs = None
+        if pnl is not None and y_bars:
+            # The live alerts and the what-if's, paper-traded over the same bars and quotes.
+            since = (y_bars[0]["end"], None)
+            inputs = PnlInputs(y_bars, x_bars, self.feed.quotes(y, timeframe, time_range=since),
+                               self.feed.quotes(x, timeframe, time_range=since),
+                               self.feed.alerts(pair, timeframe, time_range=since))
         doc = pn.state.curdoc
         apply = partial(self._apply, generation, pair, timeframe, settings)
 
         def work() -> None:
             # Off the server's event loop; the result is applied on the session's next tick.
+            comparison: Comparison | None = None
             try:
                 result: WhatIf | Exception = recompute(pair, timeframe, y_bars, x_bars, settings)
+                if pnl is not None and inputs is not None:
+                    comparison = (replay(pair, timeframe, pnl.settings, inputs),
+                                  replay(pair, timeframe, pnl.settings, inputs, result.alerts))
             except Exception as error:  # noqa: BLE001 - shown to the user
                 result = error
             if doc is None:
-                apply(result)
+                apply(result, comparison)
             else:
-                doc.add_next_tick_callback(partial(apply, result))
+                doc.add_next_tick_callback(partial(apply, result, comparison))
 
         threading.Thread(target=work, name="whatif", daemon=True).start()
 
     def _apply(self, generation: int, pair: str, timeframe: str, settings: PairSettings,
-               result: WhatIf | Exception) -> None:
+               result: WhatIf | Exception, comparison: Comparison | None = None) -> None:
         if isinstance(result, Exception):
             self.status.object = f"**Cannot recompute:** {html.escape(str(result))}"
             return
@@ -191,6 +211,10 @@ class WhatIfPanel(pn.viewable.Viewer):
                                                                     self.series.timeframe):
             return  # superseded by a newer change
         self.series.show_whatif(result)
+        self.series.pnl.show_whatif(comparison[1] if comparison else None)
+        self.pnl.visible = comparison is not None
+        if comparison is not None:
+            self.pnl.object = comparison_html(*comparison)
         z = result.zscore
         last = f"{z[-1]:.4f}" if len(z) and np.isfinite(z[-1]) else "–"
         self.status.object = (
@@ -205,5 +229,5 @@ class WhatIfPanel(pn.viewable.Viewer):
         """The what-if card."""
         fields = [pn.Column(widget, self.errors[name], margin=0) if name in self.errors
                   else widget for name, widget in zip(FIELD_NAMES, self._inputs, strict=True)]
-        return pn.Card(*fields, self.status, title="What-if (recompute from stored bars)",
+        return pn.Card(*fields, self.status, self.pnl, title="What-if (recompute from stored bars)",
                        collapsible=False, sizing_mode="stretch_width", css_classes=["pf-whatif"])

@@ -17,7 +17,7 @@ from connectors.store import TABLES
 logger = logging.getLogger(__name__)
 
 #: The store tables (and Kafka topics) a dashboard follows.
-FOLLOWED = ("bars", "quotes", "costs", "pairs", "alerts", "health", "scan")
+FOLLOWED = ("bars", "quotes", "costs", "pairs", "alerts", "trades", "pnl", "health", "scan")
 #: The followed tables whose rows are a symbol's (the others are a pair's, or health).
 BY_SYMBOL = ("bars", "quotes")
 #: Rows kept in the fan-out log; a session further behind reloads its history.
@@ -222,6 +222,17 @@ class Feed:
               time_range: tuple[int | None, int | None] = (None, None)) -> list[dict[str, Any]]:
         """Executable-spread records of one series, oldest first (the newest ``limit``)."""
         return self._history("costs", {"pair": pair, "timeframe": timeframe}, limit, time_range)
+
+    def trades(self, pair: str, timeframe: str, limit: int | None = None,
+               time_range: tuple[int | None, int | None] = (None, None)) -> list[dict[str, Any]]:
+        """Round trips of one series' paper P&L, in exit order (the newest ``limit``)."""
+        return self._history("trades", {"pair": pair, "timeframe": timeframe}, limit,
+                             time_range)
+
+    def pnl(self, pair: str, timeframe: str) -> dict[str, Any] | None:
+        """The latest paper-P&L summary of one series (None: the source has none)."""
+        rows = self._history("pnl", {"pair": pair, "timeframe": timeframe}, 1, (None, None))
+        return rows[-1] if rows else None
 
     def health(self) -> list[dict[str, Any]]:
         """The latest health record of each stream."""

@@ -18,7 +18,7 @@ class KafkaFeed(Feed):
     """One Kafka consumer on a thread; keeps a bounded cache per series for new sessions.
 
     Reads the topics of :data:`~dashboard.feed.base.FOLLOWED` (bars, quotes, costs, pairs,
-    alerts, health, scan; a topic not created yet is left out) from the offsets of
+    alerts, trades, pnl, health, scan; a topic not created yet is left out) from the offsets of
     ``lookback_s`` seconds ago (``offsets_for_times``), so a new session sees recent history.
     """
 

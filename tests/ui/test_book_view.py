@@ -217,6 +217,9 @@ def test_a_store_without_quotes_shows_no_quote_charts_until_quotes_come(
     with sqlite3.connect(bare) as connection:
         connection.execute("DELETE FROM quotes")
         connection.execute("DELETE FROM costs")
+        # Its paper P&L was priced at the quotes: gone with them (a run without --quotes).
+        connection.execute("DELETE FROM trades")
+        connection.execute("DELETE FROM pnl")
     connection.close()
     with dashboard_server("--store", str(bare)) as url:
         page.goto(url + QUERY)
