@@ -12,13 +12,14 @@ before: so it is the flow's equity, bar by bar, and ends at the summary's total 
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from dataclasses import dataclass
 from typing import Any
 
 from dashboard.cards import fmt_value, short_time
 from dashboard.feed import Feed
-from pairflow.pnl import PaperTrade, PnlSettings, is_perpetual, paper_trade
+from pairflow.pnl import PaperTrade, PnlSettings, paper_trade
 from pairflow.records import Alert, Bar, QuoteBar, from_dict
 
 Rows = list[dict[str, Any]]
@@ -67,16 +68,14 @@ def settings_of(pair: str, price: str, trades: Rows, summary: dict[str, Any] | N
     Round trips carry the notional and both legs' fees; before the first one, the summary's
     notional and each leg's default fee (a bare leg's market taken as :data:`BARE_MARKET`).
     """
-    legs = pair.split("/")
-    perpetual = tuple(is_perpetual(leg, BARE_MARKET) for leg in legs)
-    if trades:
-        last = trades[-1]
-        return PnlSettings(last["notional"], last["price"],
-                           (last["y_fee_bps"], last["x_fee_bps"]), perpetual)  # type: ignore[arg-type]
     notional = summary["notional"] if summary else None
-    base = PnlSettings.for_pair(pair, BARE_MARKET, price,  # type: ignore[arg-type]
+    legs = PnlSettings.for_pair(pair, BARE_MARKET, price,  # type: ignore[arg-type]
                                 **({"notional": notional} if notional else {}))
-    return base
+    if not trades:
+        return legs
+    last = trades[-1]
+    return dataclasses.replace(legs, notional=last["notional"], price=last["price"],
+                               fee_bps=(last["y_fee_bps"], last["x_fee_bps"]))
 
 
 def replay(pair: str, timeframe: str, settings: PnlSettings, inputs: PnlInputs,
