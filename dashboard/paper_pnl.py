@@ -65,17 +65,17 @@ def settings_of(pair: str, price: str, trades: Rows, summary: dict[str, Any] | N
                 ) -> PnlSettings:
     """The run's paper-trading settings, as its records carry them.
 
-    Round trips carry the notional and both legs' fees; before the first one, the summary's
-    notional and each leg's default fee (a bare leg's market taken as :data:`BARE_MARKET`).
+    The summary (from the first entry on) and the round trips carry the notional and both
+    legs' fees; before any, each leg's default fee (a bare leg's market taken as
+    :data:`BARE_MARKET`).
     """
-    notional = summary["notional"] if summary else None
-    legs = PnlSettings.for_pair(pair, BARE_MARKET, price,  # type: ignore[arg-type]
-                                **({"notional": notional} if notional else {}))
-    if not trades:
+    legs = PnlSettings.for_pair(pair, BARE_MARKET, price)  # type: ignore[arg-type]
+    carried = summary or (trades[-1] if trades else None)
+    if carried is None:
         return legs
-    last = trades[-1]
-    return dataclasses.replace(legs, notional=last["notional"], price=last["price"],
-                               fee_bps=(last["y_fee_bps"], last["x_fee_bps"]))
+    return dataclasses.replace(legs, notional=carried["notional"],
+                               fee_bps=(carried["y_fee_bps"], carried["x_fee_bps"]),
+                               price=trades[-1]["price"] if trades else legs.price)
 
 
 def replay(pair: str, timeframe: str, settings: PnlSettings, inputs: PnlInputs,

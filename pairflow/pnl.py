@@ -325,7 +325,8 @@ class PaperTrader:
         assert self.last_ts is not None
         return PnlSummary(
             pair=self.pair, timeframe=self.timeframe, ts=self.last_ts,
-            notional=self.settings.notional, round_trips=self.round_trips, wins=self.wins,
+            notional=self.settings.notional, y_fee_bps=self.settings.fee_bps[0],
+            x_fee_bps=self.settings.fee_bps[1], round_trips=self.round_trips, wins=self.wins,
             hit_rate=self.wins / self.round_trips if self.round_trips else None,
             total_net_pnl=self.total_net,
             mean_net_pnl=self.total_net / self.round_trips if self.round_trips else None,

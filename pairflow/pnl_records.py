@@ -64,6 +64,7 @@ class PnlSummary:
     ``equity`` is the mark-to-market P&L: the closed round trips' net P&L plus what the open
     position would net if closed at ``ts`` (``open_pnl``). ``max_drawdown`` and ``sharpe``
     (per bar, not annualised) are of the per-bar changes of ``equity`` over ``bars`` bars.
+    ``notional`` and the legs' taker fees are the settings the pair is traded with.
     """
 
     kind: ClassVar[str] = "pnl"
@@ -71,6 +72,8 @@ class PnlSummary:
     timeframe: str
     ts: int
     notional: float
+    y_fee_bps: float
+    x_fee_bps: float
     round_trips: int
     wins: int
     hit_rate: float | None

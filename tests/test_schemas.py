@@ -115,8 +115,9 @@ def sample_records() -> list[Any]:
                   y_fee_bps=10.0, x_fee_bps=5.0, fees=29.6, funding=0.0,
                   funding_unknown_bars=3, gross_pnl=1.47, net_pnl=-28.13),
         PnlSummary(pair="spot:BTCUSDT/cm:BTCUSD_PERP", timeframe="1s", ts=t0 + 9_000_000,
-                   notional=10_000.0, round_trips=0, wins=0, hit_rate=None, total_net_pnl=0.0,
-                   mean_net_pnl=None, total_fees=0.0, total_funding=0.0, equity=-29.9,
+                   notional=10_000.0, y_fee_bps=10.0, x_fee_bps=5.0, round_trips=0, wins=0,
+                   hit_rate=None, total_net_pnl=0.0, mean_net_pnl=None, total_fees=0.0,
+                   total_funding=0.0, equity=-29.9,
                    max_drawdown=29.9, sharpe=None, bars=9, position="long",
                    open_since=t0 + 9_000_000, open_pnl=-29.9),
     ]  # fmt: skip
