@@ -298,3 +298,26 @@ def test_a_no_pnl_store_shows_no_pnl(page, replayed, tmp_path):
         exit_input.press("Enter")
         expect(page.locator(".pf-whatif-status")).to_contain_text("Recomputed")
         expect(page.locator(".pf-whatif-pnl")).to_be_hidden()
+
+
+@pytest.mark.kafka
+def test_kafka_fed_page_shows_the_paper_pnl(page, kafka_broker, unique_prefix, tmp_path):
+    """Fed by the topics alone: the same table, summary and curve as the run's store holds."""
+    store = tmp_path / "store.db"
+    pairflow("replay", *map(str, TAPES), *REPLAY, "--store", str(store),
+             "--kafka", kafka_broker.bootstrap, "--kafka-prefix", unique_prefix)
+    trades = rows(store, "trades", pair=PAIR, timeframe="1s")
+    (summary,) = rows(store, "pnl", pair=PAIR, timeframe="1s")
+    with dashboard_server("--kafka", kafka_broker.bootstrap,
+                          "--kafka-prefix", unique_prefix) as url:
+        page.goto(url + QUERY)
+        page.wait_for_function(PNL_LOADED)
+        expect(page.locator("#pf-trades tbody tr")).to_have_count(len(trades))
+        shown = page.locator("#pf-trades tbody tr").evaluate_all(TABLE)
+        assert [row[-2] for row in shown] == [f"{t['net_pnl']:,.2f}" for t in reversed(trades)]
+        kpis = page.locator("#pf-pnl-summary .pf-kpi").evaluate_all(SUMMARY)
+        assert kpis["total net P&L"] == f"{summary['total_net_pnl']:,.2f}"
+        page.wait_for_function("(total) => { const e = Bokeh.documents[0]"
+                               ".get_model_by_name('pnl_source').data.equity;"
+                               " return e[e.length - 1] === total }",
+                               arg=summary["total_net_pnl"])
