@@ -97,7 +97,6 @@ def universe_scans(config: PairflowConfig, bars: Stream[Bar]) -> Stream[ScanReco
         "universe", keyed, lambda state: _ScanLogic(state, config)))
 
 
-
 def qvalue_gated(config: PairflowConfig) -> dict[str, list[str]]:
     """The watched pairs whose entries the universe q-value gates, by their scan pair ``A/B``.
 
