@@ -39,7 +39,7 @@ from typing import Literal
 from pairflow.costs import DEFAULT_FEE_BPS, MAX_FEE_BPS, leg_fee_bps
 from pairflow.errors import ConfigError
 from pairflow.pnl_records import PnlSummary, RoundTrip
-from pairflow.records import Alert, Bar, QuoteBar, is_coinm, split_symbol
+from pairflow.records import Alert, Bar, QuoteBar, is_coinm, is_perpetual, split_symbol
 
 #: Default traded notional of leg Y, in the quote currency.
 DEFAULT_NOTIONAL = 10_000.0
@@ -57,19 +57,6 @@ def check_notional(notional: float) -> float:
         raise ConfigError(f"notional must be a finite amount > 0 of the quote currency, got "
                           f"{notional!r}")
     return float(notional)
-
-
-def is_perpetual(symbol: str, run_market: str) -> bool:
-    """Whether a leg is a perpetual future (pays funding): USDⓈ-M or COIN-M, no delivery date.
-
-    >>> [is_perpetual(s, "spot") for s in ("BTCUSDT", "cm:BTCUSD_PERP", "cm:ETHUSD_240927")]
-    [False, True, False]
-    >>> is_perpetual("BTCUSDT", "usdm")
-    True
-    """
-    market, name = split_symbol(symbol)
-    suffix = name.partition("_")[2]
-    return (market or run_market) in ("usdm", "cm") and suffix in ("", "PERP")
 
 
 @dataclass(frozen=True)

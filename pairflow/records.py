@@ -69,6 +69,19 @@ def split_symbol(name: str) -> tuple[str | None, str]:
     return market or None, symbol
 
 
+def is_perpetual(symbol: str, run_market: str) -> bool:
+    """Whether a leg is a perpetual future (pays funding): USDⓈ-M or COIN-M, no delivery date.
+
+    >>> [is_perpetual(s, "spot") for s in ("BTCUSDT", "cm:BTCUSD_PERP", "cm:ETHUSD_240927")]
+    [False, True, False]
+    >>> is_perpetual("BTCUSDT", "usdm")
+    True
+    """
+    market, name = split_symbol(symbol)
+    suffix = name.partition("_")[2]
+    return (market or run_market) in ("usdm", "cm") and suffix in ("", "PERP")
+
+
 def frame_market(futures: bool, symbol: str) -> str:
     """The market a frame came from: spot unless it is a futures frame.
 

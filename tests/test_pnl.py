@@ -15,8 +15,8 @@ from pairflow.config import load_config
 from pairflow.costs import parse_fee_bps
 from pairflow.errors import ConfigError
 from pairflow.pairs import PairState
-from pairflow.pnl import PaperTrader, PnlSettings, is_perpetual, paper_trade
-from pairflow.records import Alert, Bar, PnlSummary, QuoteBar, RoundTrip
+from pairflow.pnl import PaperTrader, PnlSettings, paper_trade
+from pairflow.records import Alert, Bar, PnlSummary, QuoteBar, RoundTrip, is_perpetual
 from tests.helpers import SHARED_DATA, SPOT_DIR, run_replay
 
 COINM_BTC = SHARED_DATA / "binance-coinm-2024-08-09" / "btcusd_perp_20240809.gz"

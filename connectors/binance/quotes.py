@@ -26,14 +26,6 @@ from pairflow.ticks import TickChunk
 _Time = msgspec.Meta(ge=0, le=10**16)
 
 
-def perpetual(symbol: str) -> bool:
-    """Whether a futures symbol is a perpetual (``BTCUSDT``, ``BTCUSD_PERP``).
-
-    Delivery contracts (``BTCUSDT_240927``, ``ETHUSD_240927``) are not.
-    """
-    return "_" not in symbol or symbol.endswith("_PERP")
-
-
 class BookTickerPayload(msgspec.Struct, gc=False):
     """A ``bookTicker`` payload as on the wire (spot: no ``e``/``E``/``T``; COIN-M adds ``ps``)."""
 

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.binance.quotes import perpetual
 from connectors.binance.rest import CM_REST_URL, SPOT_REST_URL, USDM_REST_URL, RestKind
 from connectors.binance.supervisor import SupervisorSettings
 from pairflow.config import check_market, load_settings
 from pairflow.errors import ConfigError
+from pairflow.records import is_perpetual
 
 #: Binance's WebSocket base URL of each market.
 WS_URLS = {"spot": "wss://stream.binance.com:9443", "usdm": "wss://fstream.binance.com/market",
@@ -140,7 +140,7 @@ class LiveSettings:
         if not self.quotes:
             return []
         name = symbol.lower()
-        marks = [f"{name}@markPrice@1s"] if self.market != "spot" and perpetual(symbol) else []
+        marks = [f"{name}@markPrice@1s"] if is_perpetual(symbol, self.market) else []
         return [f"{name}@bookTicker", *marks]
 
     @property
