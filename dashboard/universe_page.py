@@ -12,7 +12,6 @@ live pair page for a watched pair, else the page computed on demand
 
 from __future__ import annotations
 
-import html
 import math
 import time
 from typing import Any
@@ -32,6 +31,7 @@ from bokeh.models import (
 from bokeh.palettes import Greens256, RdBu11
 from bokeh.plotting import figure
 
+from dashboard.banner import SourceBanner
 from dashboard.cards import CSS, short_time
 from dashboard.feed import Feed
 from dashboard.universe import (
@@ -97,8 +97,7 @@ class UniversePage(pn.viewable.Viewer):
         self.measure = pn.widgets.Select(name="Heat map", options=list(MEASURES), width=130,
                                          css_classes=["pf-heat-measure"])
         self.status = pn.pane.HTML("", sizing_mode="stretch_width", stylesheets=[CSS])
-        self.banner = pn.pane.Alert("", alert_type="danger", visible=False,
-                                    sizing_mode="stretch_width", css_classes=["pf-banner"])
+        self.banner = SourceBanner(self.settings.source)
         self.message = pn.pane.Alert("", alert_type="warning", visible=False,
                                      sizing_mode="stretch_width", css_classes=["pf-message"])
         self.table_source = ColumnDataSource(table_columns([], "", 0.0, 0, set()),
@@ -119,7 +118,6 @@ class UniversePage(pn.viewable.Viewer):
         self.heat: Any = None
         self._cursor = 0
         self._generation = feed.status.generation
-        self._status_key: tuple | None = None
         self._dirty = False
         self._ticks = 0
         self._load()
@@ -263,7 +261,7 @@ class UniversePage(pn.viewable.Viewer):
     def _tick(self) -> None:
         self._ticks += 1
         status = self.feed.status
-        self._show_status(status)
+        self.banner.show(status)
         if status.generation != self._generation:
             self._generation = status.generation
             self._refresh_timeframes()
@@ -311,15 +309,6 @@ class UniversePage(pn.viewable.Viewer):
         if self.tf_select.value not in timeframes and timeframes:
             self.tf_select.value = timeframes[0]  # first scan after waiting: show it
 
-    def _show_status(self, status: Any) -> None:
-        """The banner while the source cannot be read."""
-        key = (status.ok, status.message)
-        if key != self._status_key:
-            self._status_key = key
-            self.banner.object = (f"**{self.settings.source} is unreachable:** "
-                                  f"{html.escape(status.message)} — retrying…")
-            self.banner.visible = not status.ok and status.message != "starting"
-
     # -- layout ---------------------------------------------------------------------------
     def __panel__(self) -> pn.viewable.Viewable:
         """The page."""
@@ -328,7 +317,7 @@ class UniversePage(pn.viewable.Viewer):
             self.tf_select, self.q_max, self.z_min, self.text, self.measure,
             pn.pane.HTML("<a href='?' class='pf-nav'>pair page</a>", margin=(30, 10, 0, 10)),
             sizing_mode="stretch_width")
-        return pn.Column(header, self.banner, self.message, self.status,
+        return pn.Column(header, self.banner.pane, self.message, self.status,
                          pn.Row(pn.Column(self.table, sizing_mode="stretch_width"),
                                 self.heat_pane, sizing_mode="stretch_width"),
                          sizing_mode="stretch_width")

@@ -11,7 +11,6 @@ its chart sources (a patch of the new rows only, bounded memory, the user's zoom
 
 from __future__ import annotations
 
-import html
 import io
 import logging
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 import panel as pn
 
+from dashboard.banner import SourceBanner
 from dashboard.cards import CSS, health_html, short_time
 from dashboard.charts import Bands, direction
 from dashboard.controls import Controls, Mute
@@ -66,13 +66,11 @@ class PairDashboard(pn.viewable.Viewer):
         self.message = pn.pane.Alert(selection.message, alert_type="warning",
                                      visible=bool(selection.unknown),
                                      sizing_mode="stretch_width", css_classes=["pf-message"])
-        self.banner = pn.pane.Alert("", alert_type="danger", visible=False,
-                                    sizing_mode="stretch_width", css_classes=["pf-banner"])
+        self.banner = SourceBanner(self.settings.source)
         self.health_view = pn.pane.HTML("", sizing_mode="stretch_width", stylesheets=[CSS])
         self._unknown_shown = selection.unknown is not None
         self._cursor = 0
         self._generation = feed.status.generation
-        self._status_key: tuple | None = None
         self._ticks = 0
         self._mute = Mute()
         self._toast: Any = None
@@ -194,7 +192,7 @@ class PairDashboard(pn.viewable.Viewer):
             return
         self._ticks += 1
         status = self.feed.status
-        self._show_status(status)
+        self.banner.show(status)
         if self._follow_source(status):
             return
         seq, rows, lost = self.feed.since(self._cursor)
@@ -206,15 +204,6 @@ class PairDashboard(pn.viewable.Viewer):
             return
         if rows:
             self._take(rows)
-
-    def _show_status(self, status: FeedStatus) -> None:
-        """The banner while the source cannot be read."""
-        key = (status.ok, status.message)
-        if key != self._status_key:
-            self._status_key = key
-            self.banner.object = (f"**{self.settings.source} is unreachable:** "
-                                  f"{html.escape(status.message)} — retrying…")
-            self.banner.visible = not status.ok and status.message != "starting"
 
     def _follow_source(self, status: FeedStatus) -> bool:
         """Reload after the feed (re)connected to its source; True when it did."""
@@ -355,6 +344,6 @@ class PairDashboard(pn.viewable.Viewer):
                     sizing_mode="stretch_width"),
             width=380)
         return pn.Column(
-            self.controls, self.banner, self.message, self.series.kpis,
+            self.controls, self.banner.pane, self.message, self.series.kpis,
             pn.Row(self.series.chart_pane, side, sizing_mode="stretch_width"),
             self.series.pnl.card, sizing_mode="stretch_width")
