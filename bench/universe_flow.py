@@ -35,7 +35,6 @@ import csv
 import os
 import platform
 import resource
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -44,6 +43,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.helpers import free_ports  # noqa: E402
+
 CANDLES = ROOT.parent / "shared" / "data" / "candles-2018-01-5m"
 HOUR_MS = 3_600_000
 SCAN = ["--timeframes", "5m", "--scan-timeframe", "5m", "--scan-window", "240",
@@ -78,16 +81,6 @@ def relabel(out: Path, symbols: int) -> list[Path]:
                     writer.writerow([at, *row[1:]])
         paths.append(path)
     return paths
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def children_cpu() -> float:
