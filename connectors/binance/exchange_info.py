@@ -56,7 +56,7 @@ def with_exchange_contract_sizes(config: PairflowConfig) -> PairflowConfig:
                        "specification (100 USD for BTC contracts, 10 for others)", rest_url,
                        error)
         return config
+    symbols = {split_symbol(name)[1] for name in config.symbols}
+    sizes = {symbol: size for symbol, size in listed.items() if symbol in symbols}
     given = dict(config.contract_sizes)
-    sizes = {split_symbol(s)[1]: listed[split_symbol(s)[1]] for s in config.symbols
-             if split_symbol(s)[1] in listed}
     return dataclasses.replace(config, contract_sizes=tuple(sorted({**sizes, **given}.items())))
