@@ -65,6 +65,17 @@ def copy_store(source: Path, target: Path) -> Path:
     return target
 
 
+def store_rows(store: Path, table: str, **where: object) -> list[dict]:
+    """The rows of a store table (equality filters ``where``), as the store reader gives them."""
+    from connectors.store import StoreReader
+
+    reader = StoreReader(store)
+    try:
+        return list(reader.query(table, where))
+    finally:
+        reader.close()
+
+
 @contextmanager
 def dashboard_server(*args: str, timeout_s: float = 120.0,
                      log_path: Path | None = None) -> Iterator[str]:

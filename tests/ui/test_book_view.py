@@ -18,9 +18,9 @@ from confluent_kafka import Producer
 from playwright.sync_api import expect
 
 from connectors.kafka import record_key, topic_for
-from connectors.store import StoreReader, StoreWriter
+from connectors.store import StoreWriter
 from pairflow.records import PairStats, QuoteBar, SpreadCost, from_dict, to_json
-from tests.ui.conftest import REPO, copy_store, dashboard_server, pairflow
+from tests.ui.conftest import REPO, copy_store, dashboard_server, pairflow, store_rows
 from tests.ui.test_dashboard import UPDATE_SCREENSHOT, data
 
 pytestmark = pytest.mark.ui
@@ -78,13 +78,6 @@ def url(store):
         yield url
 
 
-def rows(store, table, **where) -> list[dict]:
-    reader = StoreReader(store)
-    try:
-        return list(reader.query(table, where))
-    finally:
-        reader.close()
-
 
 def plain(values: list) -> list:
     """Plotted values with NaN (a missing value) as None, as the store has them."""
@@ -113,7 +106,7 @@ def test_quote_charts_plot_the_stored_rows_and_the_band_is_exit_plus_round_trip_
     assert page.evaluate(VISIBLE, [*BOOK_FIGURES, "breakeven"]) == [True] * 5
     assert BREAKEVEN in page.evaluate(LEGEND, "zscore")
     for source, symbol in (("quote_y_source", Y), ("quote_x_source", X)):
-        stored = rows(store, "quotes", symbol=symbol, timeframe="1s")
+        stored = store_rows(store, "quotes", symbol=symbol, timeframe="1s")
         shown = data(page, source)
         assert len(stored) > 250
         assert shown["ts"] == [r["end"] for r in stored]
@@ -126,9 +119,9 @@ def test_quote_charts_plot_the_stored_rows_and_the_band_is_exit_plus_round_trip_
         page.wait_for_function(f"() => {{ const r = Bokeh.documents[0].get_model_by_name("
                                f"'{chart}').y_range; return r.start > 0 && r.start <= {lo} "
                                f"&& r.end >= {hi} && r.end < {2 * hi} }}")
-    costs = rows(store, "costs", pair=PAIR, timeframe="1s")
+    costs = store_rows(store, "costs", pair=PAIR, timeframe="1s")
     assert len(costs) > 200 and all(c["round_trip_z"] is not None for c in costs)
-    alerts = rows(store, "alerts", pair=PAIR, timeframe="1s")
+    alerts = store_rows(store, "alerts", pair=PAIR, timeframe="1s")
     assert {a["threshold"] for a in alerts if a["kind"] == "exit"} == {EXIT_Z}
     shown = data(page, "cost_source")
     assert shown["ts"] == [c["ts"] for c in costs]
@@ -148,7 +141,7 @@ def test_quote_charts_plot_the_stored_rows_and_the_band_is_exit_plus_round_trip_
                            f"return r[0] <= {-widest} && r[1] >= {widest} }}")
     _screenshot(page, tmp_path)
     page.evaluate("() => { Bokeh.documents[0].get_model_by_name('breakeven').visible = false }")
-    zs = [r["zscore"] for r in rows(store, "pairs", pair=PAIR, timeframe="1s")
+    zs = [r["zscore"] for r in store_rows(store, "pairs", pair=PAIR, timeframe="1s")
           if r["zscore"] is not None]
     top = max(max(zs), 2.0)  # the entry line is always in view
     page.wait_for_function(f"() => {{ const r = ({Z_RANGE})(); "
@@ -161,7 +154,7 @@ def test_the_band_follows_the_exit_threshold_of_the_whatif(page, url, store):
     exit_input = page.locator(".pf-whatif input").nth(2)
     exit_input.fill("1.25")
     exit_input.press("Enter")
-    costs = rows(store, "costs", pair=PAIR, timeframe="1s")
+    costs = store_rows(store, "costs", pair=PAIR, timeframe="1s")
     page.wait_for_function("() => Bokeh.documents[0].get_model_by_name('cost_source')"
                            f".data.breakeven_hi[0] === {1.25 + costs[0]['round_trip_z']}")
     assert data(page, "cost_source")["breakeven_hi"] == [1.25 + c["round_trip_z"]
@@ -170,9 +163,9 @@ def test_the_band_follows_the_exit_threshold_of_the_whatif(page, url, store):
 
 def _after_all(store) -> int:
     """A bar end after every stored pair record, quote bar and cost (a new bar, not a rewrite)."""
-    ends = [rows(store, "pairs", pair=PAIR, timeframe="1s")[-1]["ts"],
-            rows(store, "costs", pair=PAIR, timeframe="1s")[-1]["ts"],
-            *(rows(store, "quotes", symbol=s, timeframe="1s")[-1]["end"] for s in (Y, X))]
+    ends = [store_rows(store, "pairs", pair=PAIR, timeframe="1s")[-1]["ts"],
+            store_rows(store, "costs", pair=PAIR, timeframe="1s")[-1]["ts"],
+            *(store_rows(store, "quotes", symbol=s, timeframe="1s")[-1]["end"] for s in (Y, X))]
     return max(ends) + 1_000_000
 
 
@@ -180,11 +173,11 @@ def _next_rows(store, ts: int, round_trip_z: float) -> list:
     """The newest stored pair record, quote bars and cost, moved to the bar ending at ts."""
     out = []
     for symbol in (Y, X):
-        last = from_dict(QuoteBar, rows(store, "quotes", symbol=symbol, timeframe="1s")[-1])
+        last = from_dict(QuoteBar, store_rows(store, "quotes", symbol=symbol, timeframe="1s")[-1])
         out.append(dataclasses.replace(last, start=ts - 1_000_000, end=ts,
                                        spread_bps=last.spread_bps * 3))
-    cost = from_dict(SpreadCost, rows(store, "costs", pair=PAIR, timeframe="1s")[-1])
-    stats = from_dict(PairStats, rows(store, "pairs", pair=PAIR, timeframe="1s")[-1])
+    cost = from_dict(SpreadCost, store_rows(store, "costs", pair=PAIR, timeframe="1s")[-1])
+    stats = from_dict(PairStats, store_rows(store, "pairs", pair=PAIR, timeframe="1s")[-1])
     return [*out, dataclasses.replace(cost, ts=ts, round_trip_z=round_trip_z),
             dataclasses.replace(stats, ts=ts)]
 
@@ -250,7 +243,7 @@ def test_kafka_fed_page_shows_the_replayed_quotes_and_costs_then_new_ones(
     pairflow("replay", *map(str, TAPES), "--symbols", f"{Y},{X}", "--pairs", PAIR, "--quotes",
              "--timeframes", "1s", "--window", "60", "--store", str(store),
              "--kafka", kafka_broker.bootstrap, "--kafka-prefix", unique_prefix)
-    costs = rows(store, "costs", pair=PAIR, timeframe="1s")
+    costs = store_rows(store, "costs", pair=PAIR, timeframe="1s")
     with dashboard_server("--kafka", kafka_broker.bootstrap,
                           "--kafka-prefix", unique_prefix) as url:
         page.goto(url + QUERY)
@@ -258,7 +251,7 @@ def test_kafka_fed_page_shows_the_replayed_quotes_and_costs_then_new_ones(
         page.wait_for_function("() => Bokeh.documents[0].get_model_by_name('cost_source')"
                                f".data.t.length === {len(costs)}")
         for source, symbol in (("quote_y_source", Y), ("quote_x_source", X)):
-            stored = rows(store, "quotes", symbol=symbol, timeframe="1s")
+            stored = store_rows(store, "quotes", symbol=symbol, timeframe="1s")
             page.wait_for_function(f"() => Bokeh.documents[0].get_model_by_name('{source}')"
                                    f".data.t.length === {len(stored)}")
             shown = data(page, source)

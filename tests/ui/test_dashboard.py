@@ -11,9 +11,9 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from connectors.store import StoreReader, StoreWriter
+from connectors.store import StoreWriter
 from pairflow.records import Alert, Bar, PairStats, from_dict, us_to_iso
-from tests.ui.conftest import REPO, copy_store, dashboard_server, pairflow
+from tests.ui.conftest import REPO, copy_store, dashboard_server, pairflow, store_rows
 
 pytestmark = pytest.mark.ui
 
@@ -50,10 +50,6 @@ def open_dashboard(page, url, query=""):
 
 def data(page, name="pair_source"):
     return page.evaluate(DATA, name)
-
-
-def store_rows(store, table, **where):
-    return list(StoreReader(store).query(table, where))
 
 
 def test_renders_every_chart_with_the_store_values(page, url, store, tmp_path):

@@ -13,19 +13,15 @@ from confluent_kafka import Producer
 from playwright.sync_api import expect
 
 from connectors.kafka import record_key, topic_for
-from connectors.store import StoreReader
 from pairflow.records import PairStats, from_dict, to_json
-from tests.ui.conftest import DATA, dashboard_server, pairflow
+from tests.ui.conftest import DATA, dashboard_server, pairflow, store_rows
 from tests.ui.test_dashboard import LOADED, PAIR, data, open_dashboard
 
 pytestmark = pytest.mark.ui
 
 
 def _pair_rows(store) -> list[dict]:
-    reader = StoreReader(store)
-    rows = list(reader.query("pairs", {"pair": PAIR, "timeframe": "1s"}))
-    reader.close()
-    return rows
+    return store_rows(store, "pairs", pair=PAIR, timeframe="1s")
 
 
 @pytest.mark.kafka

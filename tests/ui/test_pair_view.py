@@ -11,9 +11,9 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from connectors.store import StoreReader, StoreWriter
+from connectors.store import StoreWriter
 from pairflow.records import Bar, Health, PairStats, from_dict
-from tests.ui.conftest import copy_store, dashboard_server
+from tests.ui.conftest import copy_store, dashboard_server, store_rows
 from tests.ui.test_dashboard import LOADED, PAIR, X_RANGE, X, Y, data
 
 pytestmark = pytest.mark.ui
@@ -48,13 +48,6 @@ def url(store, server_log):
     with dashboard_server("--store", str(store), log_path=server_log) as url:
         yield url
 
-
-def store_rows(store, table, **where):
-    reader = StoreReader(store)
-    try:
-        return list(reader.query(table, where))
-    finally:
-        reader.close()
 
 
 def all_ranged(page) -> None:

@@ -18,10 +18,10 @@ import sqlite3
 import pytest
 from playwright.sync_api import expect
 
-from connectors.store import StoreReader, StoreWriter
+from connectors.store import StoreWriter
 from pairflow.pnl_records import PnlSummary, RoundTrip
 from pairflow.records import Bar, PairStats, from_dict
-from tests.ui.conftest import REPO, copy_store, dashboard_server, pairflow
+from tests.ui.conftest import REPO, copy_store, dashboard_server, pairflow, store_rows
 from tests.ui.test_dashboard import UPDATE_SCREENSHOT, data
 
 pytestmark = pytest.mark.ui
@@ -73,13 +73,6 @@ def url(store):
         yield url
 
 
-def rows(store, table, **where) -> list[dict]:
-    reader = StoreReader(store)
-    try:
-        return list(reader.query(table, where))
-    finally:
-        reader.close()
-
 
 # -- this module's own arithmetic: plain loops over the stored rows, none of pairflow's code --
 
@@ -108,8 +101,8 @@ def derive_alerts(pair_rows: list[dict], entry: float, exit_: float) -> list[dic
 
 def plain_pnl(store, alerts: list[dict], since: int = 0) -> dict:
     """Round trips, wins, net P&L and the equity curve of ``alerts`` over the stored bars."""
-    close = {(r["symbol"], r["end"]): r["close"] for r in rows(store, "bars")}
-    book = {(r["symbol"], r["end"]): (r["bid"], r["ask"]) for r in rows(store, "quotes")}
+    close = {(r["symbol"], r["end"]): r["close"] for r in store_rows(store, "bars")}
+    book = {(r["symbol"], r["end"]): (r["bid"], r["ask"]) for r in store_rows(store, "quotes")}
     ends = sorted(e for s, e in close if s == Y and (X, e) in close and e >= since)
     by_end: dict[int, list] = {}
     for alert in alerts:
@@ -172,8 +165,8 @@ def _screenshot(page, tmp_path) -> None:
 def test_curve_table_and_summary_are_the_stored_paper_pnl(page, url, store, tmp_path):
     page.goto(url + QUERY)
     page.wait_for_function(PNL_LOADED)
-    trades = rows(store, "trades", pair=PAIR, timeframe="1s")
-    (summary,) = rows(store, "pnl", pair=PAIR, timeframe="1s")
+    trades = store_rows(store, "trades", pair=PAIR, timeframe="1s")
+    (summary,) = store_rows(store, "pnl", pair=PAIR, timeframe="1s")
     assert len(trades) >= 10 and summary["round_trips"] == len(trades)
     assert summary["position"] == "flat"
     # The table: the stored round trips, newest first, as displayed.
@@ -194,7 +187,7 @@ def test_curve_table_and_summary_are_the_stored_paper_pnl(page, url, store, tmp_
     # The curve: one point per aligned bar, ending at the stored total; at every exit to flat
     # it has realised exactly the round trips closed so far.
     curve = data(page, "pnl_source")
-    plain = plain_pnl(store, rows(store, "alerts", pair=PAIR, timeframe="1s"))
+    plain = plain_pnl(store, store_rows(store, "alerts", pair=PAIR, timeframe="1s"))
     assert curve["ts"] == plain["ends"]
     assert curve["equity"][-1] == summary["total_net_pnl"]
     assert curve["equity"] == pytest.approx(plain["curve"], abs=1e-6)
@@ -224,8 +217,8 @@ def test_whatif_pnl_equals_an_independent_recomputation(page, url, store, entry,
     for field, value in ((entry_input, entry), (exit_input, exit_)):
         field.fill(str(value))
         field.press("Enter")
-    pair_rows = rows(store, "pairs", pair=PAIR, timeframe="1s")
-    live = plain_pnl(store, rows(store, "alerts", pair=PAIR, timeframe="1s"))
+    pair_rows = store_rows(store, "pairs", pair=PAIR, timeframe="1s")
+    live = plain_pnl(store, store_rows(store, "alerts", pair=PAIR, timeframe="1s"))
     whatif = plain_pnl(store, derive_alerts(pair_rows, entry, exit_))
     assert whatif["round_trips"] != live["round_trips"] or whatif["net"] != live["net"]
     names = ["round trips", "hit rate", "net P&L", "max drawdown"]
@@ -240,7 +233,7 @@ def test_whatif_pnl_equals_an_independent_recomputation(page, url, store, entry,
         page.wait_for_timeout(100)  # polls what the page shows; the bound is a generous cap
     assert table.evaluate_all(WHATIF_PNL) == want
     # The live column is the stored summary (the history holds the whole run).
-    (summary,) = rows(store, "pnl", pair=PAIR, timeframe="1s")
+    (summary,) = store_rows(store, "pnl", pair=PAIR, timeframe="1s")
     assert want[2][1] == f"{summary['total_net_pnl']:,.2f}"
     shown = data(page, "pnl_whatif_source")
     assert shown["ts"] == whatif["ends"]
@@ -251,14 +244,14 @@ def test_new_records_stream_into_the_curve_table_and_summary(page, url, store):
     page.goto(url + QUERY)
     page.wait_for_function(PNL_LOADED)
     before = len(data(page, "pnl_source")["ts"])
-    last_trade = from_dict(RoundTrip, rows(store, "trades", pair=PAIR, timeframe="1s")[-1])
-    (summary,) = rows(store, "pnl", pair=PAIR, timeframe="1s")
-    ends = [b["end"] for b in rows(store, "bars", symbol=Y, timeframe="1s")]
-    ts = max(ends[-1], rows(store, "pairs", pair=PAIR, timeframe="1s")[-1]["ts"]) + 1_000_000
-    bars = [dataclasses.replace(from_dict(Bar, rows(store, "bars", symbol=s,
+    last_trade = from_dict(RoundTrip, store_rows(store, "trades", pair=PAIR, timeframe="1s")[-1])
+    (summary,) = store_rows(store, "pnl", pair=PAIR, timeframe="1s")
+    ends = [b["end"] for b in store_rows(store, "bars", symbol=Y, timeframe="1s")]
+    ts = max(ends[-1], store_rows(store, "pairs", pair=PAIR, timeframe="1s")[-1]["ts"]) + 1_000_000
+    bars = [dataclasses.replace(from_dict(Bar, store_rows(store, "bars", symbol=s,
                                                     timeframe="1s")[-1]),
                                 start=ts - 1_000_000, end=ts) for s in (Y, X)]
-    stats = dataclasses.replace(from_dict(PairStats, rows(store, "pairs", pair=PAIR,
+    stats = dataclasses.replace(from_dict(PairStats, store_rows(store, "pairs", pair=PAIR,
                                                           timeframe="1s")[-1]), ts=ts)
     trade = dataclasses.replace(last_trade, trade_id=f"{PAIR}|1s|{ts - 1}", entry_ts=ts - 1,
                                 exit_ts=ts, net_pnl=123.45)
@@ -306,8 +299,8 @@ def test_kafka_fed_page_shows_the_paper_pnl(page, kafka_broker, unique_prefix, t
     store = tmp_path / "store.db"
     pairflow("replay", *map(str, TAPES), *REPLAY, "--store", str(store),
              "--kafka", kafka_broker.bootstrap, "--kafka-prefix", unique_prefix)
-    trades = rows(store, "trades", pair=PAIR, timeframe="1s")
-    (summary,) = rows(store, "pnl", pair=PAIR, timeframe="1s")
+    trades = store_rows(store, "trades", pair=PAIR, timeframe="1s")
+    (summary,) = store_rows(store, "pnl", pair=PAIR, timeframe="1s")
     with dashboard_server("--kafka", kafka_broker.bootstrap,
                           "--kafka-prefix", unique_prefix) as url:
         page.goto(url + QUERY)

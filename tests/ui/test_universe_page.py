@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from connectors.store import StoreReader, StoreWriter
+from connectors.store import StoreWriter
 from pairflow.analytics import EstimatorSettings, run_history
 from pairflow.records import ScanRecord, from_dict
-from tests.ui.conftest import REPO, copy_store, dashboard_server, pairflow
+from tests.ui.conftest import REPO, copy_store, dashboard_server, pairflow, store_rows
 from tests.ui.test_dashboard import LOADED, UPDATE_SCREENSHOT, data
 
 pytestmark = pytest.mark.ui
@@ -75,18 +75,11 @@ def url(store):
         yield url
 
 
-def stored(store: Path, table: str, **where) -> list[dict]:
-    reader = StoreReader(store)
-    try:
-        return list(reader.query(table, where))
-    finally:
-        reader.close()
-
 
 def latest_scans(store: Path) -> dict[str, dict]:
     """The newest scan row of each pair, picked here from all of the store's scan rows."""
     latest: dict[str, dict] = {}
-    for row in stored(store, "scan", timeframe=TIMEFRAME):
+    for row in store_rows(store, "scan", timeframe=TIMEFRAME):
         if row["pair"] not in latest or row["ts"] > latest[row["pair"]]["ts"]:
             latest[row["pair"]] = row
     return latest
@@ -137,7 +130,7 @@ def test_table_is_the_latest_scan_of_every_pair(page, url, store, tmp_path):
     latest = latest_scans(store)
     assert sorted(latest) == [f"{a}/{b}" for i, a in enumerate(UNIVERSE)
                               for b in UNIVERSE[i + 1:]]
-    newest_bar = max(bar["end"] for bar in stored(store, "bars", timeframe=TIMEFRAME))
+    newest_bar = max(bar["end"] for bar in store_rows(store, "bars", timeframe=TIMEFRAME))
     open_universe(page, url)
     wait_rows(page, [shown_text(latest[pair], newest_bar) for pair in sorted(latest)])
     # The numbers the table sorts on are the store's, to the bit.
@@ -162,7 +155,7 @@ def test_table_is_the_latest_scan_of_every_pair(page, url, store, tmp_path):
 
 def test_sorting_and_filters(page, url, store):
     latest = latest_scans(store)
-    newest_bar = max(bar["end"] for bar in stored(store, "bars", timeframe=TIMEFRAME))
+    newest_bar = max(bar["end"] for bar in store_rows(store, "bars", timeframe=TIMEFRAME))
     open_universe(page, url)
     by_z = sorted(latest.values(), key=lambda row: abs(row["zscore"]))
     page.locator(".slick-header-column", has_text="|z|").click()
@@ -193,7 +186,7 @@ def test_a_new_scan_streams_in_without_reload(page, store, tmp_path):
     """A scan written after the page loaded replaces its pair's row (and moves the ages)."""
     copy = copy_store(store, tmp_path / "streamed.db")
     latest = latest_scans(copy)
-    newest_bar = max(bar["end"] for bar in stored(copy, "bars", timeframe=TIMEFRAME))
+    newest_bar = max(bar["end"] for bar in store_rows(copy, "bars", timeframe=TIMEFRAME))
     with dashboard_server("--store", str(copy)) as url:
         open_universe(page, url)
         wait_rows(page, [shown_text(latest[pair], newest_bar) for pair in sorted(latest)])
@@ -241,7 +234,7 @@ def test_a_watched_pair_opens_its_live_page(page, url, store):
     page.locator(".slick-cell", has_text=WATCHED).click()
     page.wait_for_url(f"**/?pair={WATCHED.replace('/', '%2F')}&timeframe={TIMEFRAME}")
     page.wait_for_function(LOADED)
-    rows = stored(store, "pairs", pair=WATCHED, timeframe=TIMEFRAME)
+    rows = store_rows(store, "pairs", pair=WATCHED, timeframe=TIMEFRAME)
     assert data(page)["ts"] == [row["ts"] for row in rows]
 
 
@@ -253,10 +246,10 @@ def test_an_unwatched_pair_opens_its_page_computed_on_demand(page, url, store):
     page.wait_for_function(LOADED)
     # What the statistics core computes from the stored bars, legs aligned by bar end here.
     a, b = UNWATCHED.split("/")
-    b_close = {bar["end"]: bar["close"] for bar in stored(store, "bars", symbol=b,
+    b_close = {bar["end"]: bar["close"] for bar in store_rows(store, "bars", symbol=b,
                                                            timeframe=TIMEFRAME)}
     aligned = [(bar["end"], bar["close"], b_close[bar["end"]])
-               for bar in stored(store, "bars", symbol=a, timeframe=TIMEFRAME)
+               for bar in store_rows(store, "bars", symbol=a, timeframe=TIMEFRAME)
                if bar["end"] in b_close]
     results = run_history(EstimatorSettings(window=WINDOW), [r[1] for r in aligned],
                           [r[2] for r in aligned])
@@ -281,7 +274,7 @@ def test_kafka_fed_universe_page_shows_the_scan_topic(page, kafka_broker, unique
     store = tmp_path / "kafka.db"
     replay(candles, store, "--kafka", kafka_broker.bootstrap, "--kafka-prefix", unique_prefix)
     latest = latest_scans(store)
-    newest_bar = max(bar["end"] for bar in stored(store, "bars", timeframe=TIMEFRAME))
+    newest_bar = max(bar["end"] for bar in store_rows(store, "bars", timeframe=TIMEFRAME))
     with dashboard_server("--kafka", kafka_broker.bootstrap,
                           "--kafka-prefix", unique_prefix) as url:
         open_universe(page, url)
