@@ -390,3 +390,24 @@ def free_ports(count: int) -> list[int]:
     for sock in sockets:
         sock.close()
     return ports
+
+
+def hedged_legs(symbols: tuple[str, str], n: int, ask_markup: float, spread_bps: float
+                ) -> tuple[list[list[Any]], list[list[Any]]]:
+    """Bars and quote bars of two legs on 10 µs bars, one per leg: leg 1 a log random walk,
+    leg 0 twice it times noise (a cointegrated pair, seed 11); quotes at the close − 1 bp and
+    the close × ``ask_markup``, with ``spread_bps`` as every spread statistic."""
+    from pairflow.records import Bar, QuoteBar
+
+    rng = np.random.default_rng(11)
+    walk = 50.0 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    hedged = 100.0 * (walk / 50.0) * np.exp(rng.normal(0, 0.01, n))
+    bars, quotes = [], []
+    for symbol, closes in zip(symbols, (hedged, walk), strict=True):
+        bars.append([Bar(symbol, "1s", i * 10, i * 10 + 10, c, c, c, c, 1.0, c, c, 1, 0.0, i, i)
+                     for i, c in enumerate(closes.tolist())])
+        quotes.append([QuoteBar(symbol, "1s", i * 10, i * 10 + 10, c * 0.9999, 1.0,
+                                c * ask_markup, 1.0, spread_bps, spread_bps, spread_bps, 0.0,
+                                0.0, c, 3, None, None, None)
+                       for i, c in enumerate(closes.tolist())])
+    return bars, quotes

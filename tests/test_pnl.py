@@ -17,7 +17,7 @@ from pairflow.errors import ConfigError
 from pairflow.pairs import PairState
 from pairflow.pnl import PaperTrader, PnlSettings, paper_trade
 from pairflow.records import Alert, Bar, PnlSummary, QuoteBar, RoundTrip, is_perpetual
-from tests.helpers import SHARED_DATA, SPOT_DIR, run_replay
+from tests.helpers import SHARED_DATA, SPOT_DIR, hedged_legs, run_replay
 
 COINM_BTC = SHARED_DATA / "binance-coinm-2024-08-09" / "btcusd_perp_20240809.gz"
 SPOT_BTC = SPOT_DIR / "btcusdt_20240809.gz"
@@ -229,19 +229,8 @@ def test_fee_bps_from_a_toml_table(tmp_path):
 # ----------------------------------------------------------------- the flow's pair state
 
 
-def _inputs(n: int = 240):
-    """Bars and quote bars of two legs: X a random walk, Y = X plus a noisy spread."""
-    rng = np.random.default_rng(11)
-    x = 50.0 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
-    y = 100.0 * (x / 50.0) * np.exp(rng.normal(0, 0.01, n))
-    bars, quotes = [], []
-    for symbol, closes in (("Y", y), ("X", x)):
-        bars.append([Bar(symbol, "1s", i * 10, i * 10 + 10, c, c, c, c, 1.0, c, c, 1, 0.0, i, i)
-                     for i, c in enumerate(closes.tolist())])
-        quotes.append([QuoteBar(symbol, "1s", i * 10, i * 10 + 10, c * 0.9999, 1.0, c * 1.0002,
-                                1.0, 3.0, 3.0, 3.0, 0.0, 0.0, c, 3, None, None, None)
-                       for i, c in enumerate(closes.tolist())])
-    return bars, quotes
+def _inputs():
+    return hedged_legs(("Y", "X"), 240, ask_markup=1.0002, spread_bps=3.0)
 
 
 def _flow(order: str, pnl: bool = True, net_of_cost: bool = False) -> list:

@@ -9,7 +9,8 @@ from pairflow.alerts import AlertState
 from pairflow.analytics import EstimatorSettings
 from pairflow.errors import ConfigError
 from pairflow.pairs import PairState
-from pairflow.records import Alert, Bar, QuoteBar, SpreadCost
+from pairflow.records import Alert, SpreadCost
+from tests.helpers import hedged_legs
 
 
 def _cost(beta: float, crossing: float, fees: float) -> SpreadCost:
@@ -64,20 +65,8 @@ def test_alerts_are_unchanged_when_the_options_are_off():
     assert got == want and len(want) > 20
 
 
-def _inputs(n: int = 160):
-    """Bars and quote bars of two legs: B a random walk, A = B plus a noisy spread (log)."""
-    rng = np.random.default_rng(11)
-    b = 50.0 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
-    a = 100.0 * (b / 50.0) * np.exp(rng.normal(0, 0.01, n))
-    bars, quotes = [], []
-    for leg, closes in enumerate((a, b)):
-        symbol = "AB"[leg]
-        bars.append([Bar(symbol, "1s", i * 10, i * 10 + 10, c, c, c, c, 1.0, c, c, 1, 0.0, i, i)
-                     for i, c in enumerate(closes.tolist())])
-        quotes.append([QuoteBar(symbol, "1s", i * 10, i * 10 + 10, c * 0.9999, 1.0, c * 1.0001,
-                                1.0, 2.0, 2.0, 2.0, 0.0, 0.0, c, 3, None, None, None)
-                       for i, c in enumerate(closes.tolist())])
-    return bars, quotes
+def _inputs():
+    return hedged_legs(("A", "B"), 160, ask_markup=1.0001, spread_bps=2.0)
 
 
 def _run(order: str) -> list:
