@@ -19,6 +19,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Annotated
 
 import msgspec
@@ -80,6 +81,19 @@ _envelopes = msgspec.json.Decoder(list[TradeEnvelope], strict=False)
 _payloads = msgspec.json.Decoder(list[TradePayload], strict=False)
 _envelope = msgspec.json.Decoder(TradeEnvelope, strict=False)
 _payload = msgspec.json.Decoder(TradePayload, strict=False)
+
+# Fields of decoded payloads read a column at a time (``map`` over C getters: no Python frame
+# per payload).
+_KIND, _SYMBOL, _PRICE, _QTY, _TIME, _MAKER, _MARKET = map(attrgetter, "espqTmX")
+_TRADE_ID, _AGG_ID, _FIRST_ID, _LAST_ID = map(attrgetter, "tafl")
+_DATA, _STREAM = attrgetter("data"), attrgetter("stream")
+
+
+def _ints(field: Callable[[TradePayload], int], payloads: list[TradePayload], n: int
+          ) -> np.ndarray:
+    """One integer field of every payload as int64; TypeError when one is missing (None)."""
+    return np.fromiter(map(field, payloads), np.int64, n)
+
 
 _STREAM_PREFIX = b'{"stream":"'
 #: What decoding bad input can raise: msgspec's errors, and invalid UTF-8 in a string.
@@ -294,27 +308,24 @@ class FrameParser:
         When every frame is a combined-stream trade envelope — what ``pairflow record`` writes —
         the batch is checked and decoded as one JSON array without a Python step per frame.
         """
-        body = b",".join(frames)
         count = len(frames)
-        # A batch that decodes as trade envelopes is one; the count (one scan: the pattern ends
-        # both ``@trade`` and ``@aggTrade`` stream names) only saves a doomed attempt on
-        # batches of other streams.
-        if body.count(b'rade","data":{') == count:
-            try:
-                decoded = _envelopes.decode(b"[" + body + b"]")
-            except DECODE_ERRORS:
-                decoded = None
-            if decoded is not None:
-                out = ParsedFrames(frames=count)
-                parts: list[TickChunk] = []
-                where = origin_at or _nowhere
-                self._columns(recv_ts, lambda i: (frames[i], where(i)),
-                              [d.data for d in decoded], [d.stream for d in decoded], parts, out)
-                for chunk in parts:
-                    previous = out.chunks.get(chunk.symbol)
-                    out.chunks[chunk.symbol] = (chunk if previous is None
-                                                else _concat(previous, chunk))
-                return out
+        # A batch that decodes as trade envelopes is one. In a batch mixing other streams the
+        # decode fails at the first such frame, which comes early: quotes outnumber trades.
+        try:
+            decoded = _envelopes.decode(b"[" + b",".join(frames) + b"]")
+        except DECODE_ERRORS:
+            decoded = None
+        if decoded is not None:
+            out = ParsedFrames(frames=count)
+            parts: list[TickChunk] = []
+            where = origin_at or _nowhere
+            self._columns(recv_ts, lambda i: (frames[i], where(i)),
+                          list(map(_DATA, decoded)), list(map(_STREAM, decoded)), parts, out)
+            for chunk in parts:
+                previous = out.chunks.get(chunk.symbol)
+                out.chunks[chunk.symbol] = (chunk if previous is None
+                                            else _concat(previous, chunk))
+            return out
         return self.parse(list(zip(recv_ts.tolist(), frames, strict=True)), origin_at)
 
     def _columns(self, recv: np.ndarray, frame_at, payloads: list[TradePayload],
@@ -324,48 +335,52 @@ class FrameParser:
         ``frame_at(i)`` gives the raw frame of payload ``i`` and its origin, for a dead letter.
         """
         n = len(payloads)
-        symbols = [p.s for p in payloads]
+        symbols = list(map(_SYMBOL, payloads))
         names = symbols if self._names is None else [self.name_of(p.M is None, p.s)
                                                      for p in payloads]
-        kinds = {p.e for p in payloads}
-        trade_ids = [p.t for p in payloads]
-        if kinds == {"trade"} and None not in trade_ids:
-            ids = first = last = np.array(trade_ids, np.int64)
-        elif kinds == {"aggTrade"}:
-            agg, firsts, lasts = ([p.a for p in payloads], [p.f for p in payloads],
-                                  [p.l for p in payloads])
-            if None in agg or None in firsts or None in lasts:
+        kinds = set(map(_KIND, payloads))
+        try:
+            if kinds == {"trade"}:
+                ids = first = last = _ints(_TRADE_ID, payloads, n)
+            elif kinds == {"aggTrade"}:
+                ids, first, last = (_ints(_AGG_ID, payloads, n), _ints(_FIRST_ID, payloads, n),
+                                    _ints(_LAST_ID, payloads, n))
+            else:
                 return self._columns_slowly(recv, frame_at, payloads, streams, parts, out)
-            ids, first, last = (np.array(agg, np.int64), np.array(firsts, np.int64),
-                                np.array(lasts, np.int64))
-        else:
+        except TypeError:  # an id missing (None): checked frame by frame
             return self._columns_slowly(recv, frame_at, payloads, streams, parts, out)
-        price = np.array([p.p for p in payloads], np.float64)
-        qty = np.array([p.q for p in payloads], np.float64)
-        times = np.array([p.T for p in payloads], np.int64)
+        price = np.fromiter(map(_PRICE, payloads), np.float64, n)
+        qty = np.fromiter(map(_QTY, payloads), np.float64, n)
+        times = _ints(_TIME, payloads, n)
         ok = np.isfinite(price) & np.isfinite(qty) & (price > 0) & (qty > 0) & (times > 0)
         ok &= first <= last
-        market = [p.X for p in payloads]
+        market = list(map(_MARKET, payloads))
         ghost = np.zeros(n, bool)
         if market.count(None) != n:
             ghost = np.array([x is not None and x != "MARKET" for x in market])
             ok |= ghost & (times > 0)
+        distinct = (((s, s) for s in set(symbols)) if names is symbols
+                    else set(zip(symbols, names, strict=True)))
         usable = {n: bool(EXCHANGE_SYMBOL_PATTERN.match(s)) and n in self.symbols
-                  for s, n in set(zip(symbols, names, strict=True))}
+                  for s, n in distinct}
+        # Each payload's name as an index into ``usable``: masks are then integer compares.
+        code_of = {name: code for code, name in enumerate(usable)}
+        codes = (np.zeros(n, np.int64) if len(code_of) == 1
+                 else np.fromiter(map(code_of.__getitem__, names), np.int64, n))
         if not all(usable.values()):
-            ok &= np.array([usable[n] for n in names])
+            ok &= np.fromiter(usable.values(), bool, len(usable))[codes]
         if streams is not None:
             stream_symbol = {st: st.partition("@")[0].upper() for st in set(streams)}
-            carried = [stream_symbol[st] for st in streams]
+            carried = list(map(stream_symbol.__getitem__, streams))
             if carried != symbols:
                 ok &= np.array(carried) == np.array(symbols)
         for index in np.flatnonzero(~ok).tolist():
             problem = self._problem(payloads[index], streams and streams[index])
             out.dead.append(self._dead(problem, *frame_at(index), int(recv[index])))
         ts = exchange_time_us(times)
-        maker = np.array([p.m for p in payloads], np.bool_)
+        maker = np.fromiter(map(_MAKER, payloads), np.bool_, n)
         for symbol in sorted({s for s, good in usable.items() if good}):
-            mask = ok if len(usable) == 1 else ok & (np.array(names) == symbol)
+            mask = ok if len(usable) == 1 else ok & (codes == code_of[symbol])
             trades = mask & ~ghost
             if ghost.any():
                 for kind in (market[i] for i in np.flatnonzero(mask & ghost).tolist()):
