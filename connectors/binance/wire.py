@@ -309,13 +309,14 @@ class FrameParser:
         the batch is checked and decoded as one JSON array without a Python step per frame.
         """
         count = len(frames)
-        # A batch that decodes as trade envelopes is one. In a batch mixing other streams the
-        # decode fails at the first such frame, which comes early: quotes outnumber trades.
+        # A batch that decodes as one trade envelope per frame is one (an empty frame, or one
+        # holding two objects, changes the count). In a batch mixing other streams the decode
+        # fails at the first such frame, which comes early: quotes outnumber trades.
         try:
             decoded = _envelopes.decode(b"[" + b",".join(frames) + b"]")
         except DECODE_ERRORS:
             decoded = None
-        if decoded is not None:
+        if decoded is not None and len(decoded) == count:
             out = ParsedFrames(frames=count)
             parts: list[TickChunk] = []
             where = origin_at or _nowhere
