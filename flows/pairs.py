@@ -181,7 +181,7 @@ def build_flow(
     # Bar
     scans = universe_scans(config, bars)
     # ScanRecord, or None without a universe
-    pair_out = []  # no pairs, no pair steps: a replay of bars alone pays nothing per bar here
+    pair_streams = []  # no pairs, no pair steps: a replay of bars alone pays nothing per bar here
     if config.pairs:
         legs = op.flat_map("fan_out", op.merge("quoted_bars", bars, *quote_bars) if quote_bars
                            else bars, _fan_out(config))
@@ -189,18 +189,18 @@ def build_flow(
         if gate_scans is not None:
             legs = op.merge("legs_and_scans", legs, gate_scans)
         # ("Y/X|tf", PairInput)
-        pair_out = [op.key_rm("pairs_out", op.stateful_flat_map("pairs", legs,
+        pair_streams = [op.key_rm("pairs_out", op.stateful_flat_map("pairs", legs,
                                                                 _pair_step(config)))]
     # PairStats | Alert | SpreadCost | RoundTrip | PnlSummary
     dead = op.merge("dead", is_dead.trues, bars_or_late.falses)
-    records = op.merge("records", bars, *pair_out, dead, is_health.trues,
+    records = op.merge("records", bars, *pair_streams, dead, is_health.trues,
                        *([scans] if scans else []), *quote_bars)
     # Bar | PairStats | Alert | SpreadCost | RoundTrip | PnlSummary | DeadLetter | Health
     # | ScanRecord | QuoteBar
     all_counts = op.merge("counts", is_count.trues, bar_counts.trues,
                           op.map("count_dead", dead, _dead_count),
                           *(op.map("count_pairs", out, lambda r: Count(f"{r.kind}s", 1))
-                            for out in pair_out),
+                            for out in pair_streams),
                           *([op.map("count_scans", scans, lambda _: Count("scans", 1))]
                             if scans else []), *quote_counts)
     op.output("tally", all_counts, CountSink(tally))

@@ -362,8 +362,8 @@ class FrameParser:
             ok |= ghost & (times > 0)
         distinct = (((s, s) for s in set(symbols)) if names is symbols
                     else set(zip(symbols, names, strict=True)))
-        usable = {n: bool(EXCHANGE_SYMBOL_PATTERN.match(s)) and n in self.symbols
-                  for s, n in distinct}
+        usable = {name: bool(EXCHANGE_SYMBOL_PATTERN.match(s)) and name in self.symbols
+                  for s, name in distinct}
         # Each payload's name as an index into ``usable``: masks are then integer compares.
         code_of = {name: code for code, name in enumerate(usable)}
         codes = (np.zeros(n, np.int64) if len(code_of) == 1
