@@ -67,18 +67,24 @@ class CandleBlock(Block):
 
     def bars(self, first: int, last: int) -> list[Bar]:
         """The candles ``first`` to ``last`` (exclusive) as bars."""
-        ids = (self.trade_ids[first:last].tolist() if self.trade_ids is not None
-               else [(-1, -1)] * (last - first))
-        out = []
-        for start, row, (first_id, last_id) in zip(self.start[first:last].tolist(),
-                                                   self.values[first:last].tolist(), ids,
-                                                   strict=True):
-            open_, high, low, close, volume, quote, trades, taker = row
-            known = quote == quote  # NaN: the layout does not carry it
-            out.append(Bar(self.symbol, self.timeframe, start, start + self.length, open_,
-                           high, low, close, volume, quote if known else None,
-                           quote / volume if known and volume > 0 else None,
-                           int(trades) if known else None, taker if known else None,
-                           first_id if first_id >= 0 else None,
-                           last_id if last_id >= 0 else None))
-        return out
+        n = last - first
+        start = self.start[first:last]
+        open_, high, low, close, volume, quote, trades, taker = self.values[first:last].T
+        known = ~np.isnan(quote)  # NaN: the layout does not carry it
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vwap = quote / volume
+        ids = self.trade_ids[first:last] if self.trade_ids is not None else np.full((n, 2), -1)
+        symbol, timeframe = self.symbol, self.timeframe
+        return list(map(
+            Bar, [symbol] * n, [timeframe] * n, start.tolist(), (start + self.length).tolist(),
+            open_.tolist(), high.tolist(), low.tolist(), close.tolist(), volume.tolist(),
+            _or_none(quote, known), _or_none(vwap, known & (volume > 0)),
+            _or_none(np.where(known, trades, 0).astype(np.int64), known), _or_none(taker, known),
+            _or_none(ids[:, 0], ids[:, 0] >= 0), _or_none(ids[:, 1], ids[:, 1] >= 0)))
+
+
+def _or_none(values: np.ndarray, present: np.ndarray) -> list:
+    """``values`` as Python numbers, None where not ``present``."""
+    if present.all():
+        return values.tolist()
+    return np.where(present, values.astype(object), None).tolist()
