@@ -70,16 +70,21 @@ class _LatestCandles:
     def __init__(self) -> None:
         self._last: dict[tuple[str, str], int] = {}
 
-    def fresh(self, bars: list[Bar], out: ReplayBatch) -> list[Bar]:
-        kept = []
-        for bar in bars:
-            key = (bar.symbol, bar.timeframe)
-            if bar.end > self._last.get(key, -1):
-                self._last[key] = bar.end
-                kept.append(bar)
-            else:
-                out.skipped["duplicate_candle"] += 1
-        return kept
+    def fresh(self, block: CandleBlock, first: int, last: int, out: ReplayBatch) -> list[Bar]:
+        """The bars of candles ``first`` to ``last`` of ``block`` that end after all given."""
+        ends = block.keys[first:last]
+        if not len(ends):
+            return []
+        key = (block.symbol, block.timeframe)
+        # A block's ends never decrease: a candle is new when it ends after the ones before it.
+        before = np.maximum.accumulate(np.concatenate(([self._last.get(key, -1)], ends)))[:-1]
+        new = ends > before
+        self._last[key] = max(self._last.get(key, -1), int(ends[-1]))
+        if new.all():
+            return block.bars(first, last)
+        out.skipped["duplicate_candle"] += int((~new).sum())
+        return [bar for bar, keep in zip(block.bars(first, last), new.tolist(), strict=True)
+                if keep]
 
 
 class _Cursor:
@@ -277,7 +282,7 @@ class MergedReplay:
             self._flush(pending, out)
             out.frames += last - first
             if isinstance(block, CandleBlock):
-                out.bars.extend(self._candles.fresh(block.bars(first, last), out))
+                out.bars.extend(self._candles.fresh(block, first, last, out))
             else:
                 out.chunks.append(block.chunk.take(slice(first, last)))
 
