@@ -114,3 +114,23 @@ def test_a_store_of_an_earlier_version_reads_with_its_missing_tables_and_columns
     writer.write([_bar(2_000_000)])
     writer.close()
     assert [b["taker_buy_volume"] for b in StoreReader(store).query("bars")] == [None, None, 0.0]
+
+
+def test_a_store_keyed_by_bar_start_is_still_written_without_duplicates(tmp_path):
+    """Stores made before bars were keyed on their end keep their key and index: upserts hold."""
+    store = tmp_path / "old-key.db"
+    writer = StoreWriter(store)
+    writer.close()
+    with sqlite3.connect(store) as db:  # the layout of a store written before
+        columns = [row[1] for row in db.execute("PRAGMA table_info(bars)")]
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        db.execute("DROP TABLE bars")
+        db.execute(f"CREATE TABLE bars ({quoted}, PRIMARY KEY (symbol, timeframe, start))")
+        db.execute("CREATE INDEX bars_by_end ON bars (symbol, timeframe, end)")
+    writer = StoreWriter(store)
+    writer.write([_bar(0), _bar(1_000_000)])
+    writer.write([_bar(1_000_000), _bar(2_000_000)])  # a replay over the same window again
+    writer.close()
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT start FROM bars ORDER BY start").fetchall() == [
+            (0,), (1_000_000,), (2_000_000,)]

@@ -212,3 +212,20 @@ def test_equivalent_json_trade_is_never_silently_skipped(frame):
     out = parse(frame, symbols={"BTCUSDT"})
     ticks = sum(len(c) for c in out.chunks.values())
     assert ticks + len(out.dead) == 1, (out.skipped, out.dead)
+
+
+def test_a_recorded_batch_is_decoded_whole_only_when_each_frame_is_one_envelope():
+    # The recording path decodes a batch as one JSON array: an empty frame, or a line holding
+    # two envelopes, must not shift or drop frames — each is a dead letter, the rest ticks.
+    good = [trade_frame("BTCUSDT", i, "1.5", "2", 1723161255000 + i).encode() for i in (1, 2, 3)]
+    parser = FrameParser({"BTCUSDT"}, "replay")
+    frames = [good[0], good[1] + b"," + good[2], b"", good[2]]
+    out = parser.parse_columns(np.arange(len(frames), dtype=np.int64) + 1_000, frames,
+                               lambda i: f"tape:{i + 1}")
+    assert only_chunk(out, "BTCUSDT").trade_id.tolist() == [1, 3]
+    assert sorted(d.origin for d in out.dead) == ["tape:2", "tape:3"]
+    assert all(REASON.match(d.reason) for d in out.dead)
+    # The same frames one by one, as a live socket hands them over.
+    live = FrameParser({"BTCUSDT"}, "live").parse([(1_000 + i, f) for i, f in enumerate(frames)])
+    assert only_chunk(live, "BTCUSDT").trade_id.tolist() == [1, 3]
+    assert sorted(d.raw for d in live.dead) == sorted(f.decode() for f in frames[1:3])

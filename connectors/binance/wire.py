@@ -282,6 +282,8 @@ class FrameParser:
     def _decode(self, batch, many, one, enveloped, where, parts: list[TickChunk], out) -> None:
         try:
             decoded = many.decode(b"[" + b",".join(f for _, f, _ in batch) + b"]")
+            if len(decoded) != len(batch):  # a frame holding two objects: find it
+                raise msgspec.DecodeError("not one object per frame")
         except DECODE_ERRORS:
             decoded = []
             for recv, frame, index in batch:
