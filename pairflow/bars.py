@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pairflow.columns import values_or_none
 from pairflow.exact import segment_sums
 from pairflow.records import Bar
 from pairflow.ticks import FeedGap, Heartbeat, TickChunk
@@ -364,18 +365,18 @@ class BarBuilder:
             keep &= ~((gap_start < starts + length) & (starts < gap_end))
         if not keep.all():
             windows, starts = windows.take(keep), starts[keep]
-        symbol, name = self.symbol, frame.name
-        return [
-            Bar(symbol, name, start, start + length, open_, high, low, close, volume, quote,
-                quote / volume if volume > 0 else None, trades, taker, first, last) if trades else
-            Bar(symbol, name, start, start + length, close, close, close, close, 0.0, 0.0,
-                None, 0, 0.0, None, None)
-            for start, open_, high, low, close, volume, quote, trades, taker, first, last in zip(
-                starts.tolist(), windows.open.tolist(), windows.high.tolist(),
-                windows.low.tolist(), windows.close.tolist(), windows.volume.tolist(),
-                windows.quote.tolist(), windows.trades.tolist(), windows.taker_buy.tolist(),
-                windows.first_id.tolist(), windows.last_id.tolist(), strict=True)
-        ]
+        n = len(starts)
+        traded = windows.trades > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vwap = windows.quote / windows.volume
+        # A quiet window's columns already hold its flat bar (OHLC at the close, zero volumes).
+        return list(map(
+            Bar, [self.symbol] * n, [frame.name] * n, starts.tolist(), (starts + length).tolist(),
+            windows.open.tolist(), windows.high.tolist(), windows.low.tolist(),
+            windows.close.tolist(), windows.volume.tolist(), windows.quote.tolist(),
+            values_or_none(vwap, windows.volume > 0), windows.trades.tolist(),
+            windows.taker_buy.tolist(), values_or_none(windows.first_id, traded),
+            values_or_none(windows.last_id, traded)))
 
     def _forget_before(self, ts: int) -> None:
         self._gaps = [g for g in self._gaps if g[1] > ts]

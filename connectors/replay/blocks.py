@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pairflow.columns import values_or_none
 from pairflow.records import Bar, DeadLetter
 from pairflow.ticks import TickChunk
 from pairflow.timeframes import timeframe_us
@@ -78,13 +79,8 @@ class CandleBlock(Block):
         return list(map(
             Bar, [symbol] * n, [timeframe] * n, start.tolist(), (start + self.length).tolist(),
             open_.tolist(), high.tolist(), low.tolist(), close.tolist(), volume.tolist(),
-            _or_none(quote, known), _or_none(vwap, known & (volume > 0)),
-            _or_none(np.where(known, trades, 0).astype(np.int64), known), _or_none(taker, known),
-            _or_none(ids[:, 0], ids[:, 0] >= 0), _or_none(ids[:, 1], ids[:, 1] >= 0)))
+            values_or_none(quote, known), values_or_none(vwap, known & (volume > 0)),
+            values_or_none(np.where(known, trades, 0).astype(np.int64), known),
+            values_or_none(taker, known), values_or_none(ids[:, 0], ids[:, 0] >= 0),
+            values_or_none(ids[:, 1], ids[:, 1] >= 0)))
 
-
-def _or_none(values: np.ndarray, present: np.ndarray) -> list:
-    """``values`` as Python numbers, None where not ``present``."""
-    if present.all():
-        return values.tolist()
-    return np.where(present, values.astype(object), None).tolist()
