@@ -227,3 +227,19 @@ def test_the_flow_stores_quote_bars_only_when_asked(tmp_path):
     assert totals["quote_bars:1m"] == len(want) and "skipped:bookTicker" not in totals
     assert table_rows(without, "quotes") == []
     assert table_rows(with_quotes, "bars") == table_rows(without, "bars")
+
+
+def test_a_quote_frame_holding_two_objects_is_skipped_not_shifted_onto_the_others():
+    from collections import Counter
+
+    from connectors.binance.quotes import decode_quotes
+
+    def quote(update_id: int) -> bytes:
+        return (b'{"stream":"btcusdt@bookTicker","data":{"u":%d,"s":"BTCUSDT","b":"1.0",'
+                b'"B":"2.0","a":"1.1","A":"3.0"}}' % update_id)
+
+    frames = [quote(1), quote(2) + b"," + quote(3), quote(4)]
+    skipped = Counter()
+    recv, payloads = decode_quotes([10, 20, 30], frames, [True] * 3, skipped)
+    assert recv == [10, 30] and [p.u for p in payloads] == [1, 4]
+    assert skipped == Counter({"bad_quote": 1})

@@ -19,6 +19,7 @@ from typing import Annotated
 import msgspec
 import numpy as np
 
+from connectors.binance.json_batch import DECODE_ERRORS, decode_batch
 from pairflow.quotes import MarkChunk, QuoteChunk
 from pairflow.records import exchange_time_us
 from pairflow.ticks import TickChunk
@@ -68,9 +69,6 @@ class MarkPriceEnvelope(msgspec.Struct, gc=False):
     data: MarkPricePayload
 
 
-_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
-
-
 _DECODERS = {
     "quote": tuple(msgspec.json.Decoder(kind, strict=False) for kind in (
         list[BookTickerEnvelope], list[BookTickerPayload], BookTickerEnvelope, BookTickerPayload)),
@@ -90,17 +88,14 @@ def decode_quotes(recv: list[int], frames: list[bytes], enveloped: list[bool],
     envelopes, payloads_of, envelope, payload = _DECODERS[kind]
     if all(enveloped) or not any(enveloped):
         many = envelopes if enveloped and enveloped[0] else payloads_of
-        try:
-            decoded = many.decode(b"[" + b",".join(frames) + b"]")
-            payloads = [d.data for d in decoded] if many is envelopes else decoded
-            return recv, payloads
-        except _ERRORS:
-            pass
+        decoded = decode_batch(many, frames)
+        if decoded is not None:
+            return recv, [d.data for d in decoded] if many is envelopes else decoded
     kept_recv, payloads = [], []
     for at, frame, wrapped in zip(recv, frames, enveloped, strict=True):
         try:
             value = (envelope if wrapped else payload).decode(frame)
-        except _ERRORS:
+        except DECODE_ERRORS:
             skipped[f"bad_{kind}"] += 1
             continue
         kept_recv.append(at)

@@ -25,6 +25,7 @@ from typing import Annotated
 import msgspec
 import numpy as np
 
+from connectors.binance.json_batch import DECODE_ERRORS, decode_batch
 from connectors.binance.quotes import (
     QuoteClock,
     UpdateIds,
@@ -96,8 +97,6 @@ def _ints(field: Callable[[TradePayload], int], payloads: list[TradePayload], n:
 
 
 _STREAM_PREFIX = b'{"stream":"'
-#: What decoding bad input can raise: msgspec's errors, and invalid UTF-8 in a string.
-DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
 _TRADE_KINDS = frozenset({"trade", "aggTrade"})
 #: A mark-price frame's kind: its stream's (``btcusdt@markPrice@1s``) or its event type's.
 _MARK_KINDS = frozenset({"markPrice", "markPriceUpdate"})
@@ -280,11 +279,8 @@ class FrameParser:
                 out.quotes[symbol] = timed
 
     def _decode(self, batch, many, one, enveloped, where, parts: list[TickChunk], out) -> None:
-        try:
-            decoded = many.decode(b"[" + b",".join(f for _, f, _ in batch) + b"]")
-            if len(decoded) != len(batch):  # a frame holding two objects: find it
-                raise msgspec.DecodeError("not one object per frame")
-        except DECODE_ERRORS:
+        decoded = decode_batch(many, [f for _, f, _ in batch])
+        if decoded is None:
             decoded = []
             for recv, frame, index in batch:
                 try:
@@ -311,14 +307,10 @@ class FrameParser:
         the batch is checked and decoded as one JSON array without a Python step per frame.
         """
         count = len(frames)
-        # A batch that decodes as one trade envelope per frame is one (an empty frame, or one
-        # holding two objects, changes the count). In a batch mixing other streams the decode
-        # fails at the first such frame, which comes early: quotes outnumber trades.
-        try:
-            decoded = _envelopes.decode(b"[" + b",".join(frames) + b"]")
-        except DECODE_ERRORS:
-            decoded = None
-        if decoded is not None and len(decoded) == count:
+        # A batch that decodes as trade envelopes is one. In a batch mixing other streams the
+        # decode fails at the first such frame, which comes early: quotes outnumber trades.
+        decoded = decode_batch(_envelopes, frames)
+        if decoded is not None:
             out = ParsedFrames(frames=count)
             parts: list[TickChunk] = []
             where = origin_at or _nowhere
