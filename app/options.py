@@ -63,8 +63,8 @@ Kafka = Annotated[str | None, typer.Option("--kafka", help="Kafka bootstrap serv
 KafkaPrefix = Annotated[str | None, typer.Option(help=with_default("Kafka topic prefix.",
                                                                    "kafka_prefix"))]
 TickForm = Annotated[str | None, typer.Option("--kafka-tick-form", help=with_default(
-    "How ticks go to the `ticks` topic: batch (a symbol's run of ticks per message, as "
-    "columns) or tick (one tick per message, for consumers that want per-tick records).",
+    "Ticks to Kafka as batch (a symbol's ticks per message, as columns) or tick (one per "
+    "message).",
     "kafka_tick_form"))]
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="TOML configuration file "
                                                  "(flags and PAIRFLOW_* override it).")]
