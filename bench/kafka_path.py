@@ -7,7 +7,8 @@ message forms side by side: tick batches (the default) and one tick per message 
 ``kafka_tick_form = "tick"``):
 
 1. **produce**: ``pairflow replay TAPE --ticks-to-kafka`` (1m bars to a store as well), once per
-   form, each into its own topic, against the same replay without Kafka (same process layout);
+   form, each into its own topics (created before, as an operator would), against the same
+   replay without Kafka (same process layout);
 2. **one worker**: ``python -m bytewax.run flows.pairs:flow`` with ``source = "kafka"``,
    ``kafka_follow = false``, 1s/1m/5m bars to SQLite, reading each form's topic; its start-up
    and end alone are timed over an empty topic, so the rate after start-up is shown too; the
@@ -98,7 +99,13 @@ FORMS = ("batch", "tick")
 
 
 def produce(tape: Path, ticks: int, bootstrap: str, prefixes: dict[str, str], work: Path) -> None:
-    """Each form into its own topic (``prefixes[form]``), and the replay alone."""
+    """Each form into its own topics (``prefixes[form]``, created first as an operator would),
+    and the replay alone."""
+    from connectors.kafka import TOPIC_SUFFIXES, ensure_topics
+
+    for prefix in prefixes.values():
+        ensure_topics(bootstrap, [prefix + suffix for suffix in TOPIC_SUFFIXES.values()],
+                      PARTITIONS)
     env = _env(kafka_partitions=str(PARTITIONS))
     base = _timed([_replay(tape, work / "base.db")], [env])
     print(f"produce: replay alone                     {_rate(ticks, base)}")
@@ -114,7 +121,7 @@ def workers(tape: Path, ticks: int, bootstrap: str, prefixes: dict[str, str],
             work: Path) -> None:
     """One worker per form, two workers over the batch topic; start-up alone over an empty
     topic, so the rates after start-up are shown too."""
-    from connectors.kafka import ensure_topics, topic_for
+    from connectors.kafka import TOPIC_SUFFIXES, ensure_topics
 
     flow = [sys.executable, "-m", "bytewax.run", "flows.pairs:flow"]
     addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(2))
@@ -126,8 +133,7 @@ def workers(tape: Path, ticks: int, bootstrap: str, prefixes: dict[str, str],
                     store=str(work / store))
 
     empty = f"empty{uuid.uuid4().hex[:8]}."
-    ensure_topics(bootstrap, [topic_for(kind, empty) for kind in ("tick", "bar", "deadletter")],
-                  PARTITIONS)
+    ensure_topics(bootstrap, [empty + suffix for suffix in TOPIC_SUFFIXES.values()], PARTITIONS)
     idle = {1: _timed([flow], [settings(empty, "empty1.db")]),
             2: _timed(two_flows, [settings(empty, "empty2.db")] * 2)}
     print(f"start-up and end alone (an empty topic): one worker {idle[1][0]:.1f} s wall, "
