@@ -177,3 +177,22 @@ def test_a_bad_mark_is_refused(value):
     items, bad = decode_poll([value], [b"heartbeat"])
     assert items == [] and [b.index for b in bad] == [0]
     assert bad[0].reason.startswith("bad_mark: ")
+
+
+def test_the_batch_schema_is_the_tick_schema_in_columns():
+    tick = json.loads((SCHEMAS / "tick.schema.json").read_text())
+    batch = json.loads((SCHEMAS / "tickbatch.schema.json").read_text())
+    for schema in (batch, MARK_SCHEMA.schema):
+        Draft202012Validator.check_schema(schema)
+    assert set(batch["properties"]) == {"kind", "ghost_ids", *tick["properties"]}
+    assert set(batch["required"]) == set(batch["properties"])
+    for name, spec in tick["properties"].items():
+        if name in ("v", "symbol", "source"):
+            assert batch["properties"][name] == spec, name
+        else:  # a column of the tick's values
+            item = {k: v for k, v in spec.items() if k != "description"}
+            assert batch["properties"][name]["items"] == item, name
+    assert set(json.loads(encode_batches(_chunk("BTCUSDT", 3))[0])) == set(batch["required"])
+    # Marks name symbols as ticks do.
+    assert {kind["properties"]["symbol"]["pattern"] for kind in MARK_SCHEMA.schema["oneOf"]} == {
+        tick["properties"]["symbol"]["pattern"]}
