@@ -41,6 +41,7 @@ from app.options import (
     ScanWindow,
     SnapshotInterval,
     Store,
+    TickForm,
     Timeframes,
     Universe,
     Window,
@@ -107,6 +108,7 @@ def replay(
     kafka_prefix: KafkaPrefix = None,
     ticks_to_kafka: Annotated[bool, typer.Option(help="Also publish the normalised ticks to "
                                                  "the `ticks` topic (needs --kafka).")] = False,
+    kafka_tick_form: TickForm = None,
     quotes: Annotated[bool, typer.Option(help="Also read the recordings' @bookTicker quotes "
                                          "into quote bars (`quotes` table/topic).")] = False,
     contract_size: Annotated[str | None, typer.Option(help=described(
@@ -133,8 +135,8 @@ def replay(
         {"source": "replay", "files": [str(f) for f in files], "symbols": symbols,
          "timeframes": timeframes, "pairs": pairs, "store": str(store) if store else None,
          "kafka": kafka, "speed": speed, "lateness_s": lateness, "kafka_prefix": kafka_prefix,
-         "ticks_to_kafka": ticks_to_kafka or None, "quotes": quotes or None,
-         "contract_sizes": contract_size,
+         "ticks_to_kafka": ticks_to_kafka or None, "kafka_tick_form": kafka_tick_form,
+         "quotes": quotes or None, "contract_sizes": contract_size,
          "recovery_dir": str(recovery_dir) if recovery_dir else None,
          "snapshot_s": snapshot_interval,
          **analytics_options(window, price, lag, entry_z, exit_z, cooldown, beta=beta,

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from app.live import Duration, Market, RestUrl, WsUrl
-from app.options import ConfigFile, KafkaPrefix, Symbols, with_default
+from app.options import ConfigFile, KafkaPrefix, Symbols, TickForm, with_default
 from app.runner import print_summary, run_flow
 from pairflow.config import load_config
 
@@ -28,6 +28,7 @@ def ingest(
                                        "127.0.0.1:9092.")],
     kafka_prefix: KafkaPrefix = None,
     kafka_partitions: Partitions = None,
+    kafka_tick_form: TickForm = None,
     market: Market = None,
     ws_url: WsUrl = None,
     rest_url: RestUrl = None,
@@ -47,7 +48,8 @@ def ingest(
     config = load_config(
         {"source": "live", "ingest_only": True, "symbols": symbols, "market": market,
          "ws_url": ws_url, "rest_url": rest_url, "kafka": kafka, "kafka_prefix": kafka_prefix,
-         "kafka_partitions": kafka_partitions, "duration_s": duration,
+         "kafka_partitions": kafka_partitions, "kafka_tick_form": kafka_tick_form,
+         "duration_s": duration,
          "record_dir": str(record) if record else None},
         toml_path=config_file)
     try:

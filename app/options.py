@@ -62,6 +62,10 @@ Kafka = Annotated[str | None, typer.Option("--kafka", help="Kafka bootstrap serv
                                            "127.0.0.1:9092.")]
 KafkaPrefix = Annotated[str | None, typer.Option(help=with_default("Kafka topic prefix.",
                                                                    "kafka_prefix"))]
+TickForm = Annotated[str | None, typer.Option("--kafka-tick-form", help=with_default(
+    "Ticks to Kafka as batch (a symbol's ticks per message, as columns) or tick (one per "
+    "message).",
+    "kafka_tick_form"))]
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="TOML configuration file "
                                                  "(flags and PAIRFLOW_* override it).")]
 RecoveryDir = Annotated[Path | None, typer.Option(help="Bytewax recovery directory: snapshot "

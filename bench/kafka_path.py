@@ -2,25 +2,28 @@
 
 Needs a broker (``--bootstrap``, or one started here with ``tests.kafka_broker``). The input is
 bench/tapes.py's looped spot recording (BTCUSDT + ETHUSDT, ``--ticks`` trades). Each phase runs the
-real commands in subprocesses and times them from start to exit:
+real commands in subprocesses and times them from start to exit, the ``ticks`` topic in both
+message forms side by side: tick batches (the default) and one tick per message (the baseline,
+``kafka_tick_form = "tick"``):
 
-1. **produce**: ``pairflow replay TAPE --ticks-to-kafka`` (1m bars to a store as well) against
-   the same replay without Kafka (the baseline, same process layout);
+1. **produce**: ``pairflow replay TAPE --ticks-to-kafka`` (1m bars to a store as well), once per
+   form, each into its own topics (created before, as an operator would), against the same
+   replay without Kafka (same process layout);
 2. **one worker**: ``python -m bytewax.run flows.pairs:flow`` with ``source = "kafka"``,
-   ``kafka_follow = false``, 1s/1m/5m bars to SQLite, reading the topic phase 1 filled; its
-   bars are compared with an in-process replay's;
-3. **two workers**: the same flow as two processes (``-i 0/1 -a …``) over the same topic;
-4. **close latency**: ticks and 50 ms heartbeats stamped with the wall clock are published at
-   ``--rate`` ticks/s for ``--seconds``; one tailing worker publishes 1s bars to Kafka; the
-   latency of a bar is when it is read from the ``bars`` topic minus when its window could
-   close (its end plus the allowed lateness).
+   ``kafka_follow = false``, 1s/1m/5m bars to SQLite, reading each form's topic; its start-up
+   and end alone are timed over an empty topic, so the rate after start-up is shown too; the
+   bars of every run are compared with an in-process replay's;
+3. **two workers**: the same flow as two processes (``-i 0/1 -a …``) over the batch topic;
+4. **close latency**: ticks (as batches) and 50 ms heartbeats stamped with the wall clock are
+   published at ``--rate`` ticks/s for ``--seconds``; one tailing worker publishes 1s bars to
+   Kafka; the latency of a bar is when it is read from the ``bars`` topic minus when its window
+   could close (its end plus the allowed lateness).
 
 The ``ticks`` topic has 2 partitions: the keys BTCUSDT and ETHUSDT hash to different ones, so
 each worker process owns one symbol (with 3 partitions both hash to partition 0).
 
-Before them, the pieces side by side in this process on 200 k synthetic ticks: column-wise
-encoding and batched produce against the former per-tick ``to_json`` and ``produce``, and the
-batch decode against the former per-message decode into one-tick chunks.
+Before them, the pieces side by side in this process on 200 k synthetic ticks: encoding,
+encoding + producing (delivered) and decoding a poll, batch form against per-tick form.
 
 Usage: ``python bench/kafka_path.py [--ticks 1000000] [--bootstrap HOST:PORT]``.
 """
@@ -37,6 +40,7 @@ import tempfile
 import threading
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,33 +96,73 @@ def _replay(tape: Path, store: Path, *extra: str) -> list[str]:
             "--timeframes", "1m", "--store", str(store), *extra]
 
 
-def produce(tape: Path, ticks: int, bootstrap: str, prefix: str, work: Path) -> None:
+FORMS = ("batch", "tick")
+
+
+def produce(tape: Path, ticks: int, bootstrap: str, prefixes: dict[str, str], work: Path) -> None:
+    """Each form into its own topics (``prefixes[form]``, created first as an operator would),
+    and the replay alone."""
+    from connectors.kafka import TOPIC_SUFFIXES, ensure_topics
+
+    for prefix in prefixes.values():
+        ensure_topics(bootstrap, [prefix + suffix for suffix in TOPIC_SUFFIXES.values()],
+                      PARTITIONS)
     env = _env(kafka_partitions=str(PARTITIONS))
     base = _timed([_replay(tape, work / "base.db")], [env])
-    kafka = _timed([_replay(tape, work / "kafka.db", "--kafka", bootstrap, "--kafka-prefix",
-                            prefix, "--ticks-to-kafka")], [env])
-    print(f"produce: replay --ticks-to-kafka {_rate(ticks, kafka)}\n"
-          f"         replay alone            {_rate(ticks, base)}\n"
-          f"         CPU per tick for Kafka: {(kafka[1] - base[1]) / ticks * 1e6:.2f} us")
+    print(f"produce: replay alone                     {_rate(ticks, base)}")
+    for form in FORMS:
+        timing = _timed([_replay(tape, work / f"produce-{form}.db", "--kafka", bootstrap,
+                                 "--kafka-prefix", prefixes[form], "--ticks-to-kafka",
+                                 "--kafka-tick-form", form)], [env])
+        print(f"         replay --ticks-to-kafka ({form:5}) {_rate(ticks, timing)}; Kafka "
+              f"{(timing[1] - base[1]) / ticks * 1e6:.2f} us CPU per tick")
 
 
-def workers(tape: Path, ticks: int, bootstrap: str, prefix: str, work: Path) -> None:
+def workers(tape: Path, ticks: int, bootstrap: str, prefixes: dict[str, str],
+            work: Path) -> None:
+    """One worker per form, two workers over the batch topic; start-up alone over an empty
+    topic, so the rates after start-up are shown too."""
+    from connectors.kafka import TOPIC_SUFFIXES, ensure_topics
+
     flow = [sys.executable, "-m", "bytewax.run", "flows.pairs:flow"]
-    settings = {"source": "kafka", "kafka": bootstrap, "kafka_prefix": prefix,
-                "kafka_follow": "false", "kafka_partitions": str(PARTITIONS),
-                "symbols": SYMBOLS, "timeframes": "1s,1m,5m"}
-    one = _timed([flow], [_env(**settings, store=str(work / "one.db"))])
     addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(2))
-    env_two = _env(**settings, store=str(work / "two.db"))
-    two = _timed([[*flow, "-i", str(i), "-a", addresses] for i in range(2)], [env_two] * 2)
+    two_flows = [[*flow, "-i", str(i), "-a", addresses] for i in range(2)]
+
+    def settings(prefix: str, store: str) -> dict[str, str]:
+        return _env(source="kafka", kafka=bootstrap, kafka_prefix=prefix, kafka_follow="false",
+                    kafka_partitions=str(PARTITIONS), symbols=SYMBOLS, timeframes="1s,1m,5m",
+                    store=str(work / store))
+
+    empty = f"empty{uuid.uuid4().hex[:8]}."
+    ensure_topics(bootstrap, [empty + suffix for suffix in TOPIC_SUFFIXES.values()], PARTITIONS)
+    idle = {1: _timed([flow], [settings(empty, "empty1.db")]),
+            2: _timed(two_flows, [settings(empty, "empty2.db")] * 2)}
+    print(f"start-up and end alone (an empty topic): one worker {idle[1][0]:.1f} s wall, "
+          f"{idle[1][1]:.1f} s CPU; two workers {idle[2][0]:.1f} s wall, {idle[2][1]:.1f} s CPU")
+
+    def line(name: str, workers: int, timing: tuple[float, float]) -> str:
+        after = [ticks / (t - i) / 1e3 for t, i in zip(timing, idle[workers], strict=True)]
+        return (f"{name}: {_rate(ticks, timing)} | after start-up {after[0]:.0f} k ticks/s, "
+                f"{after[1]:.0f} k ticks/CPU-s")
+
+    stores, runs = [], {}
+    for form in FORMS:
+        runs[form] = _timed([flow], [settings(prefixes[form], f"one-{form}.db")])
+        stores.append(work / f"one-{form}.db")
+        print(line(f"one worker ({form:5})", 1, runs[form]))
+    two = _timed(two_flows, [settings(prefixes["batch"], "two.db")] * 2)
+    stores.append(work / "two.db")
+    one = runs["batch"]
+    print(f"{line('two workers (batch)', 2, two)}\n"
+          f"  two vs one: {one[0] / two[0]:.2f}x wall, after start-up "
+          f"{(one[0] - idle[1][0]) / (two[0] - idle[2][0]):.2f}x")
     reference = _timed([[sys.executable, "-m", "app.cli", "replay", str(tape), "--symbols",
                          SYMBOLS, "--timeframes", "1s,1m,5m", "--store", str(work / "ref.db")]],
                        [_env()])
-    same = _bars(work / "one.db") == _bars(work / "ref.db") == _bars(work / "two.db")
-    print(f"one worker:        {_rate(ticks, one)}\n"
-          f"in-process replay: {_rate(ticks, reference)}\n"
-          f"two workers:       {_rate(ticks, two)} | wall {one[0] / two[0]:.2f}x one\n"
-          f"bars identical to the in-process replay's: {same}")
+    expected = _bars(work / "ref.db")
+    same = all(_bars(store) == expected for store in stores)
+    print(f"in-process replay:   {_rate(ticks, reference)}\n"
+          f"bars of every worker run identical to the in-process replay's: {same}")
 
 
 def latency(bootstrap: str, prefix: str, work: Path, rate: int, seconds: float) -> None:
@@ -127,7 +171,7 @@ def latency(bootstrap: str, prefix: str, work: Path, rate: int, seconds: float) 
 
     from connectors.kafka import DeliveryStats, ensure_topics, topic_for
     from connectors.kafka.producer import DeliveringProducer, producer_config
-    from connectors.kafka.wire import MARK_HEADER, encode_chunk, encode_mark
+    from connectors.kafka.wire import KIND_HEADER, TICKS_KIND, encode_batches, encode_mark
     from pairflow.ticks import Heartbeat, TickChunk
 
     lateness_s = 0.05
@@ -170,10 +214,11 @@ def latency(bootstrap: str, prefix: str, work: Path, rate: int, seconds: float) 
             ids = np.arange(trade_id, trade_id + n, dtype=np.int64)
             chunk = TickChunk(symbol, "live", ts, ts, ids, ids, ids, np.full(n, 100.0),
                               np.full(n, 0.1), np.zeros(n, bool))
-            producer.produce_values(topic, symbol, encode_chunk(chunk))
+            for value in encode_batches(chunk):
+                producer.produce(topic, symbol, value, headers=[(KIND_HEADER, TICKS_KIND)])
             if int(now / 50_000) != int((now - tick_every * 1e6) / 50_000):
                 kind, value = encode_mark(Heartbeat(symbol, now))
-                producer.produce(topic, symbol, value, headers=[(MARK_HEADER, kind.encode())])
+                producer.produce(topic, symbol, value, headers=[(KIND_HEADER, kind.encode())])
         trade_id += n
         producer.poll(0)
         time.sleep(tick_every)
@@ -192,14 +237,18 @@ def latency(bootstrap: str, prefix: str, work: Path, rate: int, seconds: float) 
 
 
 def components(bootstrap: str, prefix: str, n: int = 200_000) -> None:
-    """The tick path's pieces side by side in this process: columns against per-tick records."""
-    import msgspec
+    """The tick path's pieces side by side in this process: batch form against per-tick form."""
     import numpy as np
 
     from connectors.kafka import DeliveryStats, ensure_topics, topic_for
     from connectors.kafka.producer import DeliveringProducer, producer_config
-    from connectors.kafka.wire import decode_ticks, encode_chunk
-    from pairflow.records import Tick, to_json
+    from connectors.kafka.wire import (
+        KIND_HEADER,
+        TICKS_KIND,
+        decode_poll,
+        encode_batches,
+        encode_ticks,
+    )
     from pairflow.ticks import TickChunk
 
     rng = np.random.default_rng(1)
@@ -210,55 +259,46 @@ def components(bootstrap: str, prefix: str, n: int = 200_000) -> None:
                       rng.random(n) < 0.5)
     topic = topic_for("tick", prefix)
     ensure_topics(bootstrap, [topic], PARTITIONS)
+    slices = [chunk.take(slice(start, start + 10_000)) for start in range(0, n, 10_000)]
 
     def timed(step) -> float:
         started = time.perf_counter()
         step()
         return n / (time.perf_counter() - started) / 1e3
 
-    values = encode_chunk(chunk)
-    encode_new = timed(lambda: encode_chunk(chunk))
-    encode_old = timed(lambda: [to_json(t) for t in chunk.ticks()])
-
-    def produce_new() -> None:
+    def ready_producer() -> DeliveringProducer:
+        # A new idempotent producer delivers nothing until it has its producer id, which
+        # takes a variable 0-1 s: one record delivered first keeps that out of the timing.
         producer = DeliveringProducer(producer_config(bootstrap), DeliveryStats(), "bench")
-        for start in range(0, n, 10_000):
-            producer.produce_values(topic, "BTCUSDT", encode_chunk(chunk.take(
-                slice(start, start + 10_000))))
+        producer.produce(topic, "warm-up", b"{}")
+        producer.flush()
+        return producer
+
+    def produce_batches(producer: DeliveringProducer) -> None:
+        for part in slices:
+            for value in encode_batches(part):
+                producer.produce(topic, "BTCUSDT", value, headers=[(KIND_HEADER, TICKS_KIND)])
         producer.close()
 
-    def produce_old() -> None:
-        # The former path: per-tick records, one produce call and one delivery report each.
-        from confluent_kafka import Producer
+    def produce_ticks(producer: DeliveringProducer) -> None:
+        for part in slices:
+            producer.produce_values(topic, "BTCUSDT", encode_ticks(part))
+        producer.close()
 
-        config = {**producer_config(bootstrap), "delivery.report.only.error": False}
-        producer = Producer(config)
-        delivered = []
-        for tick in chunk.ticks():
-            while True:
-                try:
-                    producer.produce(topic, to_json(tick), tick.symbol,
-                                     on_delivery=lambda err, msg: delivered.append(err))
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-            producer.poll(0)
-        producer.flush(60)
-        assert len(delivered) == n and not any(delivered)
-
-    decoder = msgspec.json.Decoder()
-
-    def decode_old() -> None:
-        for value in values:  # the former path: one dict, one Tick, one one-tick chunk each
-            data = decoder.decode(value)
-            data.pop("v")
-            tick = msgspec.convert(data, Tick)
-            TickChunk.from_ticks(tick.symbol, tick.source, [tick])
-
-    print(f"components ({n} ticks, ticks/s): encode {encode_new:,.0f} k vs per-tick to_json "
-          f"{encode_old:,.0f} k ({encode_new / encode_old:.1f}x) | encode+produce "
-          f"{timed(produce_new):,.0f} k vs per-tick {timed(produce_old):,.0f} k | decode "
-          f"{timed(lambda: decode_ticks(values)):,.0f} k vs per-tick {timed(decode_old):,.0f} k")
+    # A poll's worth of messages (10 k ticks) at a time, as a worker decodes them.
+    batches = [encode_batches(part) for part in slices]
+    ticks = [encode_ticks(part) for part in slices]
+    rates = {
+        "encode": (timed(lambda: [encode_batches(p) for p in slices]),
+                   timed(lambda: [encode_ticks(p) for p in slices])),
+        "encode+produce, delivered": (timed(partial(produce_batches, ready_producer())),
+                                      timed(partial(produce_ticks, ready_producer()))),
+        "decode a poll": (timed(lambda: [decode_poll(v, [TICKS_KIND] * len(v)) for v in batches]),
+                          timed(lambda: [decode_poll(v, [None] * len(v)) for v in ticks])),
+    }
+    print(f"components ({n} ticks, k ticks/s, batch form vs per-tick form): " + " | ".join(
+        f"{name} {new:,.0f} vs {old:,.0f} ({new / old:.1f}x)"
+        for name, (new, old) in rates.items()))
 
 
 def main() -> None:
@@ -267,6 +307,9 @@ def main() -> None:
     parser.add_argument("--bootstrap", help="a running broker (default: start one)")
     parser.add_argument("--rate", type=int, default=2_000, help="ticks/s in the latency phase")
     parser.add_argument("--seconds", type=float, default=30.0, help="latency phase length")
+    parser.add_argument("--phases", default="components,workers,latency",
+                        help="which phases to run (workers includes produce, which fills the "
+                             "topics)")
     args = parser.parse_args()
     tape, ticks = tapes.make("spot_recording", args.ticks)
     broker = None
@@ -280,11 +323,14 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            prefix = f"bench{uuid.uuid4().hex[:8]}."
-            components(bootstrap, f"parts{uuid.uuid4().hex[:8]}.")
-            produce(tape, ticks, bootstrap, prefix, work)
-            workers(tape, ticks, bootstrap, prefix, work)
-            latency(bootstrap, f"lat{uuid.uuid4().hex[:8]}.", work, args.rate, args.seconds)
+            prefixes = {form: f"bench{form}{uuid.uuid4().hex[:8]}." for form in FORMS}
+            if "components" in args.phases:
+                components(bootstrap, f"parts{uuid.uuid4().hex[:8]}.")
+            if "workers" in args.phases:
+                produce(tape, ticks, bootstrap, prefixes, work)
+                workers(tape, ticks, bootstrap, prefixes, work)
+            if "latency" in args.phases:
+                latency(bootstrap, f"lat{uuid.uuid4().hex[:8]}.", work, args.rate, args.seconds)
     finally:
         if broker is not None:
             broker.close()

@@ -42,5 +42,6 @@ def build_ingest_flow(config: PairflowConfig, tally: CountTally | None = None) -
         extra_config=config.kafka_client_config, delivery_timeout_s=config.kafka_timeout_s))
     op.output("kafka_ticks", is_record.falses, KafkaTickSink(
         config.kafka, config.kafka_prefix, partitions=config.kafka_partitions,
-        extra_config=config.kafka_client_config, delivery_timeout_s=config.kafka_timeout_s))
+        extra_config=config.kafka_client_config, delivery_timeout_s=config.kafka_timeout_s,
+        form=config.kafka_tick_form))
     return flow

@@ -219,7 +219,7 @@ def build_flow(
             op.output("kafka_ticks", is_candle.falses, KafkaTickSink(
                 config.kafka, config.kafka_prefix, partitions=config.kafka_partitions,
                 extra_config=config.kafka_client_config,
-                delivery_timeout_s=config.kafka_timeout_s))
+                delivery_timeout_s=config.kafka_timeout_s, form=config.kafka_tick_form))
     return flow
 
 

@@ -36,6 +36,8 @@ T = TypeVar("T")
 
 SourceKind = Literal["replay", "live", "kafka"]
 Market = Literal["spot", "usdm", "cm"]
+#: How ticks are published to Kafka: many of a symbol per message as columns, or one per message.
+KafkaTickForm = Literal["batch", "tick"]
 MARKETS: tuple[str, ...] = get_args(Market)
 
 
@@ -94,6 +96,9 @@ class PairflowConfig:
         kafka_prefix: topic name prefix.
         kafka_partitions: partitions of topics pairflow creates.
         ticks_to_kafka: also publish normalised ticks to the ``ticks`` topic.
+        kafka_tick_form: how ticks are published: ``batch`` (a symbol's run of ticks per
+            message, as columns; the fast form) or ``tick`` (one tick per message, for
+            consumers that want per-tick records). Workers read both.
         quotes: read ``@bookTicker`` quotes and write a quote bar (:class:`QuoteBar`) per
             symbol and bar to the ``quotes`` table/topic.
         contract_sizes: USD per contract of COIN-M symbols, as ``(exchange symbol, USD)``
@@ -159,6 +164,7 @@ class PairflowConfig:
     kafka_prefix: str = "pairflow."
     kafka_partitions: int = 3
     ticks_to_kafka: bool = False
+    kafka_tick_form: KafkaTickForm = "batch"
     quotes: bool = False
     contract_sizes: tuple[tuple[str, float], ...] = ()
     fee_bps: tuple[tuple[str, float], ...] = tuple(DEFAULT_FEE_BPS.items())
@@ -276,6 +282,9 @@ class PairflowConfig:
         if not self.snapshot_s >= 1 or self.snapshot_s != int(self.snapshot_s):
             raise ConfigError(f"snapshot interval must be a whole number of seconds >= 1, got "
                               f"{self.snapshot_s}")
+        if self.kafka_tick_form not in get_args(KafkaTickForm):
+            raise ConfigError(f"kafka_tick_form {self.kafka_tick_form!r} is not batch (a "
+                              f"symbol's ticks per message) or tick (one tick per message)")
         if self.kafka_partitions < 1:
             raise ConfigError(f"kafka_partitions must be >= 1, got {self.kafka_partitions}")
         if self.ingest_only and (self.source != "live" or not self.kafka):

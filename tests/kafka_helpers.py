@@ -7,6 +7,7 @@ show about delivery holds for the sink too.
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import time
 import uuid
@@ -17,12 +18,17 @@ from typing import Any
 
 import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from jsonschema import Draft202012Validator
 
 from connectors.kafka import DEFAULT_PREFIX, DeliveryStats, ensure_topics, topic_for
 from connectors.kafka.logs import librdkafka_log, log_consumer_error
 from connectors.kafka.producer import DeliveringProducer, producer_config
 from pairflow.errors import SinkError
 from pairflow.records import Tick, from_dict, to_json
+
+_SCHEMAS = {name: Draft202012Validator(json.loads(
+    (Path(__file__).resolve().parents[1] / "schemas" / f"{name}.schema.json").read_text()))
+    for name in ("tick", "tickbatch", "mark")}
 
 
 class TickPublisher:
@@ -253,3 +259,28 @@ def wait_for_kafka_client(process: subprocess.Popen, timeout_s: float = 120.0) -
         time.sleep(0.02)
     msg = f"no Kafka client in process {process.pid} (exit code {process.poll()})"
     raise AssertionError(msg)
+
+
+#: The tick columns of a batch value (``schemas/tickbatch.schema.json``).
+BATCH_COLUMNS = ("trade_id", "price", "qty", "ts", "recv_ts", "buyer_is_maker",
+                 "first_trade_id", "last_trade_id")
+
+
+def published_ticks(values: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ticks of ``ticks`` topic values in order, as per-tick values: batches unfolded, marks
+    left out; each validated against its schema first."""
+    ticks: list[dict[str, Any]] = []
+    for value in values:
+        kind = value.get("kind")
+        if kind is None:
+            _SCHEMAS["tick"].validate(value)
+            ticks.append(value)
+        elif kind == "ticks":
+            _SCHEMAS["tickbatch"].validate(value)
+            assert len({len(value[name]) for name in BATCH_COLUMNS}) == 1, value
+            ticks.extend({"v": 1, "symbol": value["symbol"], "source": value["source"],
+                          **dict(zip(BATCH_COLUMNS, row, strict=True))}
+                         for row in zip(*(value[name] for name in BATCH_COLUMNS), strict=True))
+        else:
+            _SCHEMAS["mark"].validate(value)
+    return ticks

@@ -56,6 +56,8 @@ CONFIG_ERRORS = [
     (["--window", "5"], ["window must be at least 10 bars, got 5"]),
     (["--lateness", "-1"], ["lateness"]),
     (["--speed", "warp"], ["speed"]),
+    (["--kafka", "127.0.0.1:1", "--ticks-to-kafka", "--kafka-tick-form", "rows"],
+     ["kafka_tick_form 'rows' is not batch", "or tick"]),
 ]
 
 
@@ -133,7 +135,7 @@ def test_help(command):
 @pytest.mark.parametrize("command,option,field", [
     ("replay", "--window", "window"), ("replay", "--timeframes", "timeframes"),
     ("replay", "--exit-z", "exit_z"), ("live", "--market", "market"),
-    ("live", "--lateness", "lateness_s"),
+    ("live", "--lateness", "lateness_s"), ("ingest", "--kafka-tick-form", "kafka_tick_form"),
 ])
 def test_help_shows_the_configuration_default(command, option, field):
     default = {f.name: f.default for f in dataclasses.fields(PairflowConfig)}[field]

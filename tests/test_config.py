@@ -105,6 +105,7 @@ INVALID = [
     ({"files": None, "source": "replay"}, "needs input files"),
     ({"source": "ftp"}, "source"),
     ({"window": "ten"}, "window = 'ten' is not a valid value"),
+    ({"kafka_tick_form": "rows"}, "kafka_tick_form 'rows' is not batch"),
 ]
 
 
@@ -115,6 +116,17 @@ def test_invalid_values_say_what_to_fix(change, message):
         load_config(cli, env={})
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_kafka_tick_form_through_every_layer(tmp_path):
+    assert load_config(BASE, env={}).kafka_tick_form == "batch"
+    toml = write_toml(tmp_path, 'kafka_tick_form = "tick"\n')
+    assert load_config(BASE, env={}, toml_path=toml).kafka_tick_form == "tick"
+    env = {"PAIRFLOW_KAFKA_TICK_FORM": "batch"}
+    assert load_config(BASE, env=env, toml_path=toml).kafka_tick_form == "batch"
+    assert load_config({**BASE, "kafka_tick_form": "tick"}, env=env).kafka_tick_form == "tick"
+    with pytest.raises(ConfigError, match="kafka_tick_form 'ticks' is not batch"):
+        load_config(BASE, env={"PAIRFLOW_KAFKA_TICK_FORM": "ticks"})
 
 
 def test_invalid_env_value_names_the_setting():

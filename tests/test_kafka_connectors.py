@@ -23,7 +23,6 @@ from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.testing import TestingSink, TestingSource, run_main
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
-from jsonschema import Draft202012Validator
 
 from connectors.kafka import (
     TICK_DEAD_STAGE,
@@ -35,16 +34,15 @@ from connectors.kafka import (
     record_key,
     topic_for,
 )
+from connectors.kafka.wire import encode_batches
 from pairflow.errors import SinkError
 from pairflow.metrics import Count
 from pairflow.records import RECORD_TYPES, DeadLetter, Tick, from_dict, schema_version
 from pairflow.ticks import FeedGap, Heartbeat, TickChunk
-from tests.kafka_helpers import TickPublisher, consume_records
-from tests.test_schemas import SCHEMA_DIR, sample_records, validator
+from tests.kafka_helpers import TickPublisher, consume_records, published_ticks
+from tests.test_schemas import sample_records, validator
 
 pytestmark = pytest.mark.kafka
-
-MARK_SCHEMA = Draft202012Validator(json.loads((SCHEMA_DIR / "mark.schema.json").read_text()))
 
 
 def make_ticks(n: int, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")) -> list[Tick]:
@@ -206,26 +204,39 @@ def test_publisher_failure_is_raised_by_close(
     publisher.close()  # second close: no-op
 
 
-def test_ticks_round_trip_through_kafka_with_dead_letters(
+def test_both_tick_forms_and_marks_round_trip_with_dead_letters(
     kafka_broker: Any, unique_prefix: str
 ) -> None:
-    ticks = make_ticks(200, ("BTCUSDT", "ETHUSDT", "SOLUSDT"))
+    """Per-tick and batch messages in any mix read back in order; bad ones of either form (and
+    bad marks) become dead letters naming their offsets."""
+    ticks = make_ticks(300, ("BTCUSDT", "ETHUSDT", "SOLUSDT"))
+    topic = topic_for("tick", unique_prefix)
+    batch_header = [("pairflow-kind", b"ticks")]
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap})
     with TickPublisher(kafka_broker.bootstrap, unique_prefix, partitions=2) as publisher:
         publisher.publish_many(ticks[:100])
-        for tick in ticks[100:]:
+        publisher.flush()
+        for symbol in ("BTCUSDT", "ETHUSDT", "SOLUSDT"):  # the middle third as batches
+            chunk = TickChunk.from_ticks(symbol, "replay",
+                                         [t for t in ticks[100:200] if t.symbol == symbol])
+            for value in encode_batches(chunk, ticks_per_message=7):
+                producer.produce(topic, key=symbol, value=value, headers=batch_header)
+        assert producer.flush(10) == 0
+        for tick in ticks[200:]:
             publisher.publish(tick)
-    assert publisher.stats.delivered == len(ticks)
+    assert publisher.stats.delivered == 200
 
-    topic = topic_for("tick", unique_prefix)
-    bad = [b"{not json", b'{"v": 2, "symbol": "BTCUSDT"}', b'{"v": 1, "symbol": "BTCUSDT"}']
-    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap})
-    for value in bad:
-        producer.produce(topic, key=b"BTCUSDT", value=value)
-    assert producer.flush(10) == 0
-
-    mark_topic_bad = b'{"kind":"heartbeat","v":1,"symbol":"BTCUSDT"}'  # no ts
-    producer.produce(topic, key=b"BTCUSDT", value=mark_topic_bad,
-                     headers=[("pairflow-kind", b"heartbeat")])
+    good_batch = json.loads(encode_batches(TickChunk.from_ticks("BTCUSDT", "replay", ticks[:1]))[0])
+    bad = [  # (header, value)
+        (None, b"{not json"), (None, b'{"v": 2, "symbol": "BTCUSDT"}'),
+        (None, b'{"v": 1, "symbol": "BTCUSDT"}'),
+        (batch_header, json.dumps({**good_batch, "qty": [0.5, 0.5]}).encode()),
+        (batch_header, json.dumps({**good_batch, "price": [-1.0]}).encode()),
+        (batch_header, b'{"kind":"ticks"'),
+        ([("pairflow-kind", b"heartbeat")], b'{"kind":"heartbeat","v":1,"symbol":"BTCUSDT"}'),
+    ]
+    for headers, value in bad:
+        producer.produce(topic, key=b"BTCUSDT", value=value, headers=headers)
     assert producer.flush(10) == 0
 
     out = _read_ticks_topic(kafka_broker.bootstrap, unique_prefix)
@@ -235,22 +246,28 @@ def test_ticks_round_trip_through_kafka_with_dead_letters(
     ends = [r for r in out if isinstance(r, Heartbeat)]
     assert ends and all(h.final for h in ends)
     assert {h.symbol for h in ends} == {t.symbol for t in ticks}
-    assert len(got_ticks) == len(ticks) and len(dead) == len(bad) + 1
-    # One poll batch makes one chunk per symbol, not one per message.
-    assert sum(isinstance(r, TickChunk) for r in out) < len(ticks) // 10
+    assert len(got_ticks) == len(ticks) and len(dead) == len(bad)
+    # A poll makes one chunk per symbol, whatever the messages' form.
+    assert sum(isinstance(r, TickChunk) for r in out) < 20
     for symbol in {t.symbol for t in ticks}:  # per-symbol order survives partitioning
         assert [t for t in got_ticks if t.symbol == symbol] == [
             t for t in ticks if t.symbol == symbol
         ]
-    assert sorted(d.raw for d in dead) == sorted(v.decode() for v in [*bad, mark_topic_bad])
+    assert sorted(d.raw for d in dead) == sorted(v.decode() for _, v in bad)
     assert {d.stage for d in dead} == {TICK_DEAD_STAGE}
     # Each names its origin: the topic, partition and offset it was read at.
     assert all(f"(topic {topic} partition " in d.reason and " offset " in d.reason for d in dead)
     assert all(re.fullmatch(rf"{re.escape(topic)}/\d+@\d+", d.origin) for d in dead)
     assert len({d.origin for d in dead}) == len(dead)
+    offsets = sorted(int(d.origin.rsplit("@", 1)[1]) for d in dead)
+    partition_of_btc = {int(d.origin.split("/")[1].split("@")[0]) for d in dead}
+    assert len(partition_of_btc) == 1  # all keyed BTCUSDT: the last messages of its partition
+    assert offsets == list(range(offsets[0], offsets[0] + len(bad)))
     reasons = " | ".join(d.reason for d in dead)
     assert "malformed" in reasons and "$.v" in reasons and "missing required field" in reasons
-    assert "bad mark" in reasons
+    assert "bad_batch: columns of different lengths" in reasons
+    assert "bad_batch: Expected `float` > 0.0 - at `$.price[0]`" in reasons
+    assert "bad_mark" in reasons
 
 
 def _read_ticks_topic(bootstrap: str, prefix: str, batch_size: int = 10_000) -> list[Any]:
@@ -265,7 +282,9 @@ def _read_ticks_topic(bootstrap: str, prefix: str, batch_size: int = 10_000) -> 
     return items
 
 
-def test_chunks_and_marks_round_trip_in_order(kafka_broker: Any, unique_prefix: str) -> None:
+@pytest.mark.parametrize("form", ["batch", "tick"])
+def test_chunks_and_marks_round_trip_in_order(kafka_broker: Any, unique_prefix: str,
+                                              form: str) -> None:
     """What an ingest publishes (chunks, heartbeats, gaps) a worker reads back, in order."""
     ticks = make_ticks(3_000, ("BTCUSDT", "ETHUSDT"))
     by_symbol = {s: [t for t in ticks if t.symbol == s] for s in ("BTCUSDT", "ETHUSDT")}
@@ -278,20 +297,20 @@ def test_chunks_and_marks_round_trip_in_order(kafka_broker: Any, unique_prefix: 
     sent.insert(3, FeedGap("ETHUSDT", 5, 9, "backfill refused"))
     sent.append(Heartbeat("BTCUSDT", 0, final=True))
     flow = Dataflow("ingest")
-    sink = KafkaTickSink(kafka_broker.bootstrap, unique_prefix, partitions=2)
+    sink = KafkaTickSink(kafka_broker.bootstrap, unique_prefix, partitions=2, form=form)
     op.output("out", op.input("in", flow, TestingSource(sent, batch_size=4)), sink)
     run_main(flow)
-    assert (sink.stats.delivered, sink.stats.failed) == (len(ticks) + 8, 0)
+    # Six chunks of 500 ticks: six batch messages, or a message per tick; and eight marks.
+    assert (sink.stats.delivered, sink.stats.failed) == (
+        (6 if form == "batch" else len(ticks)) + 8, 0)
 
     topic = topic_for("tick", unique_prefix)
-    raw = consume_records(kafka_broker.bootstrap, topic)
-    marks = [value for _, value in raw if "kind" in value]
-    ticks_json = [value for _, value in raw if "kind" not in value]
-    for value in marks:
-        MARK_SCHEMA.validate(value)
-    for value in ticks_json:
-        validator("tick").validate(value)
-    assert sorted(v["trade_id"] for v in ticks_json) == [t.trade_id for t in ticks]
+    raw = [value for _, value in consume_records(kafka_broker.bootstrap, topic)]
+    assert sum(value.get("kind") in {"heartbeat", "gap"} for value in raw) == 8
+    assert all(value.get("kind") == ("ticks" if form == "batch" else None)
+               for value in raw if value.get("kind") not in {"heartbeat", "gap"})
+    published = published_ticks(raw)  # each value validated against its schema
+    assert sorted(v["trade_id"] for v in published) == [t.trade_id for t in ticks]
 
     # Small poll batches, so marks fall between chunks and order is tested across batches.
     out = _read_ticks_topic(kafka_broker.bootstrap, unique_prefix, batch_size=300)

@@ -3,7 +3,9 @@
 Topics, under a configurable prefix (default ``pairflow.``), and their keys (the record's
 ``key`` property; a tick's is its symbol):
 
-- ``ticks``: :class:`~pairflow.records.Tick`, key ``symbol``;
+- ``ticks``: ticks of one symbol as columns (tick batches, the default) or one
+  :class:`~pairflow.records.Tick` per message, and heartbeat / gap marks, key ``symbol``
+  (:mod:`~connectors.kafka.wire`);
 - ``bars``: :class:`~pairflow.records.Bar`, key ``SYMBOL|timeframe``;
 - ``pairs``: :class:`~pairflow.records.PairStats`, key ``Y/X|timeframe``;
 - ``alerts``: :class:`~pairflow.records.Alert`, key ``Y/X``;
@@ -13,7 +15,9 @@ Topics, under a configurable prefix (default ``pairflow.``), and their keys (the
 One module per job: :mod:`~connectors.kafka.topics` (names and keys),
 :mod:`~connectors.kafka.admin` (creating topics), :mod:`~connectors.kafka.producer` (the
 delivering producer, its counters and the flush at exit), :mod:`~connectors.kafka.sink`
-(:class:`KafkaRecordSink`) and :mod:`~connectors.kafka.source` (:class:`KafkaTickSource`).
+(:class:`KafkaRecordSink`), :mod:`~connectors.kafka.wire` (the ``ticks`` topic's message forms),
+:mod:`~connectors.kafka.ticksink` (:class:`KafkaTickSink`) and :mod:`~connectors.kafka.source`
+(:class:`KafkaTickSource`).
 Import the public names from this package.
 
 Across a restart of the flow, Bytewax replays from its last snapshot, so the topics are

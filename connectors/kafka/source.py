@@ -1,11 +1,12 @@
 """The flow's input from the ``ticks`` topic: columnar chunks, marks and dead letters.
 
-Each poll of a partition (up to ``batch_size`` messages) becomes one
-:class:`~pairflow.ticks.TickChunk` per symbol run, made by one typed decode of the batch
-(:mod:`connectors.kafka.wire`); heartbeat and gap marks become the
-:class:`~pairflow.ticks.Heartbeat` / :class:`~pairflow.ticks.FeedGap` the ingest published, in
-their place among the ticks. The partition is read by a plain ``confluent_kafka.Consumer``
-(assigned, no consumer group); its next offset is Bytewax resume state.
+Each poll of a partition (about ``batch_size`` ticks, in batch messages or one tick per
+message, in any mix) becomes one :class:`~pairflow.ticks.TickChunk` per symbol run, made by
+one typed decode per message form (:mod:`connectors.kafka.wire`); heartbeat and gap marks
+become the :class:`~pairflow.ticks.Heartbeat` / :class:`~pairflow.ticks.FeedGap` the ingest
+published, in their place among the symbol's ticks. The partition is read by a plain
+``confluent_kafka.Consumer`` (assigned, no consumer group); its next offset is Bytewax resume
+state.
 """
 
 from __future__ import annotations
@@ -16,12 +17,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
-from connectors.kafka.admin import ensure_topics, list_partitions
+from connectors.kafka.admin import REACH_TIMEOUT_S, ensure_topics, list_partitions
 from connectors.kafka.logs import librdkafka_log, log_consumer_error
 from connectors.kafka.topics import DEFAULT_PREFIX, topic_for
-from connectors.kafka.wire import decode_mark, decode_ticks
+from connectors.kafka.wire import KIND_HEADER, TICKS_KIND, TICKS_PER_MESSAGE, decode_poll
 from pairflow.metrics import Count
 from pairflow.records import DeadLetter
 from pairflow.ticks import FeedGap, Heartbeat, TickChunk
@@ -40,6 +48,11 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+def _kind(headers: list[tuple[str, bytes | None]] | None) -> bytes | None:
+    """The ``pairflow-kind`` header's value, ``None`` for a tick in the per-tick form."""
+    return dict(headers).get(KIND_HEADER) if headers else None
+
+
 def _dead(message: Message, reason: str) -> DeadLetter:
     """A dead letter naming the message's origin (topic, partition, offset)."""
     where = f"topic {message.topic()} partition {message.partition()} offset {message.offset()}"
@@ -54,9 +67,18 @@ class _TickPartition(StatefulSourcePartition[TickItem, int]):
     def __init__(self, config: dict[str, Any], topic: str, index: int, offset: int,
                  batch_size: int) -> None:
         self._consumer = Consumer(config)
+        # Assigned before it knows the partition's leader, the consumer waits a fixed 500 ms
+        # to look the start offset up (measured: an empty partition's end was read after
+        # 0.61 s, 0.17-0.27 s with the topic's metadata asked for first).
+        try:
+            self._consumer.list_topics(topic, timeout=REACH_TIMEOUT_S)
+        except KafkaException as exc:  # the consumer finds the leader itself, only later
+            logger.debug("kafka tick source metadata not ready err=%s", exc)
         self._consumer.assign([TopicPartition(topic, index, offset)])
         self._offset = offset
         self._batch_size = batch_size
+        #: Ticks per tick-carrying message lately: how many messages a poll asks for.
+        self._ticks_per_message = TICKS_PER_MESSAGE
         self._symbols: set[str] = set()
         self._ended = False
         self._idle = False
@@ -64,18 +86,19 @@ class _TickPartition(StatefulSourcePartition[TickItem, int]):
     def next_batch(self) -> list[TickItem]:
         if self._ended:
             raise StopIteration
-        messages = self._consumer.consume(self._batch_size, 0)
+        messages = self._consumer.consume(max(1, self._batch_size // self._ticks_per_message), 0)
         self._idle = not messages
-        if not messages:
-            return []
-        errors = list(map(Message.error, messages))
-        headers = list(map(Message.headers, messages))
         out: list[TickItem] = []
-        if not any(errors) and not any(headers):
+        errors = list(map(Message.error, messages))
+        if any(errors):
+            # An error event's offset is not a message's: only messages move the offset.
+            for message, err in zip(messages, errors, strict=True):
+                if err is not None:
+                    self._on_error(message, err, out)
+            messages = [m for m, err in zip(messages, errors, strict=True) if err is None]
+        if messages:
             self._offset = messages[-1].offset() + 1
-            self._flush(messages, out)  # the common case: ticks only
-        else:
-            self._mixed(messages, errors, headers, out)
+            self._decode(messages, out)
         if self._ended:
             # End of the topic (no tail): close the open bars of the symbols this partition
             # carried, as a replay does at the end of its files. Ticks are keyed by symbol, so
@@ -83,42 +106,19 @@ class _TickPartition(StatefulSourcePartition[TickItem, int]):
             out.extend(Heartbeat(symbol, 0, final=True) for symbol in sorted(self._symbols))
         return out
 
-    def _mixed(self, messages: list[Message], errors: list[KafkaError | None],
-               headers: list[Any], out: list[TickItem]) -> None:
-        """A batch with marks or errors among the ticks: decoded run by run, in order."""
-        pending: list[Message] = []  # tick messages not yet decoded, in order
-        for message, err, header in zip(messages, errors, headers, strict=True):
-            if err is None:
-                # An error event's offset is not a message's: only messages move the offset.
-                self._offset = message.offset() + 1
-                if not header:
-                    pending.append(message)
-                    continue
-            self._flush(pending, out)
-            pending = []
-            if err is not None:
-                self._on_error(message, err, out)
-            else:
-                out.append(self._mark(message))
-        self._flush(pending, out)
-
-    def _flush(self, pending: list[Message], out: list[TickItem]) -> None:
-        """Decode the pending tick messages in one go."""
-        if not pending:
-            return
-        chunks, bad = decode_ticks(list(map(Message.value, pending)))
-        out.extend(chunks)
-        out.append(Count("ticks_read", sum(map(len, chunks))))
-        self._symbols.update(chunk.symbol for chunk in chunks)
-        out.extend(_dead(pending[b.index], b.reason) for b in bad)
-
-    def _mark(self, message: Message) -> Heartbeat | FeedGap | DeadLetter:
-        try:
-            mark = decode_mark(message.value())
-        except ValueError as exc:
-            return _dead(message, str(exc))
-        self._symbols.add(mark.symbol)
-        return mark
+    def _decode(self, messages: list[Message], out: list[TickItem]) -> None:
+        """Ticks, batches and marks of one poll, in one decode per form."""
+        headers = list(map(Message.headers, messages))
+        kinds = ([_kind(h) for h in headers] if any(headers) else [None] * len(messages))
+        items, bad = decode_poll(list(map(Message.value, messages)), kinds)
+        ticks = sum(len(item) for item in items if isinstance(item, TickChunk))
+        carriers = sum(kind is None or kind == TICKS_KIND for kind in kinds)
+        if ticks and carriers:
+            self._ticks_per_message = max(1, ticks // carriers)
+        out.extend(items)
+        out.append(Count("ticks_read", ticks))
+        self._symbols.update(item.symbol for item in items)
+        out.extend(_dead(messages[b.index], b.reason) for b in bad)
 
     def _on_error(self, message: Message, err: KafkaError, out: list[TickItem]) -> None:
         if err.code() == KafkaError._PARTITION_EOF:
@@ -141,6 +141,9 @@ class _TickPartition(StatefulSourcePartition[TickItem, int]):
 class KafkaTickSource(FixedPartitionedSource[TickItem, int]):
     """Read the ``ticks`` topic as columnar chunks of ticks, heartbeats and feed gaps.
 
+    Both tick forms are read, in any mix: batch messages (many ticks of one symbol as columns)
+    and one tick per message.
+
     Each batch also carries a ``Count("ticks_read", n)`` for the run's totals.
 
     The unit of parallelism is the Kafka partition (ticks and marks are keyed by symbol, so one
@@ -148,7 +151,7 @@ class KafkaTickSource(FixedPartitionedSource[TickItem, int]):
     there is no consumer group, and each partition's next offset is Bytewax resume state, so
     with recovery enabled a restarted flow continues where its last snapshot was
     (at-least-once; exactly-once up to the sinks' idempotence). A message that is not a valid
-    tick or mark becomes a :class:`~pairflow.records.DeadLetter` with stage ``kafka_ticks``
+    tick, batch or mark becomes a :class:`~pairflow.records.DeadLetter` with stage ``kafka_ticks``
     naming its topic, partition and offset, instead of stopping the flow.
 
     Args:
@@ -159,7 +162,8 @@ class KafkaTickSource(FixedPartitionedSource[TickItem, int]):
         partitions: Partitions of the topic if this source creates it.
         starting_offset: Where a partition without resume state starts
             (``confluent_kafka.OFFSET_BEGINNING`` or ``OFFSET_END``).
-        batch_size: Most messages per partition per poll (one decode each).
+        batch_size: Ticks per partition per poll, about: a poll asks for as many messages as
+            carried that many ticks lately (one decode per poll and form).
         extra_config: librdkafka client settings (security, fetch sizes, …).
     """
 
@@ -203,6 +207,10 @@ class KafkaTickSource(FixedPartitionedSource[TickItem, int]):
             "group.id": "pairflow-unused",  # required by librdkafka; partitions are assigned
             "enable.auto.commit": False,
             "enable.partition.eof": not self.tail,
+            # The broker holds a fetch at the end of the partition this long: new ticks end it
+            # at once, so it only delays noticing the end (measured: an empty topic's end took
+            # 1.05 s to read with librdkafka's 500 ms, 0.69 s with 100 ms).
+            "fetch.wait.max.ms": 100,
             "error_cb": log_consumer_error,
             "logger": librdkafka_log,
             **self.extra_config,

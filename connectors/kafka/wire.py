@@ -1,36 +1,53 @@
 """The ``ticks`` topic's message forms, encoded and decoded a column at a time.
 
-Two kinds of message share the topic, both keyed by symbol (so they stay in one partition, in
-order):
+Three kinds of message share the topic, all keyed by symbol (so one symbol's messages stay in
+one partition, in order):
 
-- a **tick**: the JSON of :class:`~pairflow.records.Tick` (``schemas/tick.schema.json``), no
-  header;
+- a **tick batch** (the default form): one symbol's run of ticks as columns, one JSON array per
+  field (``schemas/ticks.schema.json``), at most :data:`TICKS_PER_MESSAGE` ticks, with the
+  header ``pairflow-kind: ticks``;
+- a **tick** (the per-tick form, for consumers that want one record per message): the JSON of
+  :class:`~pairflow.records.Tick` (``schemas/tick.schema.json``), no header;
 - a **mark**: a per-symbol watermark (``"kind": "heartbeat"``: the feed is complete up to
   exchange time ``ts``) or a declared feed gap (``"kind": "gap"``: trades in ``[start, end)``
   are lost for good), ``schemas/mark.schema.json``, with the header ``pairflow-kind`` naming
-  the kind. Consumers that want only ticks skip messages carrying that header.
+  the kind.
 
-The hot paths never make a Python object per tick: a chunk's values are formatted by joining
-whole columns, and a poll batch is decoded by one typed ``msgspec`` call over all its values.
+A consumer tells them apart by the header: none is a tick, ``ticks`` a batch, anything else a
+mark; the value's ``kind`` field says the same (ticks have none). The hot paths make no Python
+object per tick: a chunk is encoded by formatting whole columns, and a poll is decoded by one
+typed ``msgspec`` call per form, whose values become numpy columns, one chunk per symbol run.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import groupby
 from operator import attrgetter
 from typing import Annotated, Final, Literal
 
 import msgspec
 import numpy as np
 
-from pairflow.records import SCHEMA_VERSION, SYMBOL_PATTERN, SYMBOL_TEXT, TickSource
+from pairflow.records import SCHEMA_VERSION, SYMBOL_PATTERN, TickSource
 from pairflow.ticks import FeedGap, Heartbeat, TickChunk
 
-#: Header naming a mark's kind; ticks carry no header.
-MARK_HEADER: Final = "pairflow-kind"
+#: Header naming the kind of a batch or mark (``ticks``, ``heartbeat``, ``gap``); a tick in
+#: the per-tick form carries none.
+KIND_HEADER: Final = "pairflow-kind"
+#: Most ticks in one batch message: ~90 bytes each as JSON, so ~180 kB typical and at most
+#: ~370 kB (every number at its longest), well under the broker's 1 MB message limit.
+TICKS_PER_MESSAGE: Final = 2048
+#: The header value of a batch; a mark's is its ``kind``.
+TICKS_KIND: Final = b"ticks"
 
-_Symbol = Annotated[str, msgspec.Meta(pattern=f"^{SYMBOL_TEXT}$")]
-_Micros = Annotated[int, msgspec.Meta(ge=0)]
+_Symbol = Annotated[str, msgspec.Meta(pattern=SYMBOL_PATTERN.pattern)]
+# The typed decode checks every value: what numpy's columns can hold, what the schemas allow.
+# A non-finite number cannot reach a column: JSON has none and msgspec refuses out-of-range ones.
+_Id = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+_Micros = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+_Price = Annotated[float, msgspec.Meta(gt=0)]
+_Size = Annotated[float, msgspec.Meta(ge=0)]
 
 
 class _TickRow(msgspec.Struct, gc=False):
@@ -41,15 +58,33 @@ class _TickRow(msgspec.Struct, gc=False):
 
     v: Literal[1]
     symbol: str
-    trade_id: int
-    price: float
-    qty: float
-    ts: int
-    recv_ts: int
+    trade_id: _Id
+    price: _Price
+    qty: _Size
+    ts: _Micros
+    recv_ts: _Micros
     buyer_is_maker: bool
     source: TickSource
-    first_trade_id: int
-    last_trade_id: int
+    first_trade_id: _Id
+    last_trade_id: _Id
+
+
+class _TickBatch(msgspec.Struct, tag_field="kind", tag="ticks", forbid_unknown_fields=True,
+                 gc=False):
+    """A batch message: one symbol's ticks as columns (``ghost_ids``: see :class:`TickChunk`)."""
+
+    v: Literal[1]
+    symbol: _Symbol
+    source: TickSource
+    trade_id: list[_Id]
+    price: list[_Price]
+    qty: list[_Size]
+    ts: list[_Micros]
+    recv_ts: list[_Micros]
+    buyer_is_maker: list[bool]
+    first_trade_id: list[_Id]
+    last_trade_id: list[_Id]
+    ghost_ids: list[_Id]
 
 
 class _HeartbeatMark(msgspec.Struct, tag_field="kind", tag="heartbeat", forbid_unknown_fields=True):
@@ -67,15 +102,39 @@ class _GapMark(msgspec.Struct, tag_field="kind", tag="gap", forbid_unknown_field
     reason: str
 
 
+_Kinded = _TickBatch | _HeartbeatMark | _GapMark
+
 _rows = msgspec.json.Decoder(list[_TickRow])
 _row = msgspec.json.Decoder(_TickRow)
-_mark = msgspec.json.Decoder(_HeartbeatMark | _GapMark)
+_kinded_list = msgspec.json.Decoder(list[_Kinded])
+_kinded = msgspec.json.Decoder(_Kinded)
 _encoder = msgspec.json.Encoder()
 
-_INT_COLUMNS: Final = ("ts", "recv_ts", "trade_id", "first_trade_id", "last_trade_id")
+#: A chunk's columns with their types, in :class:`TickChunk`'s field order.
+_COLUMNS: Final = (("ts", np.int64), ("recv_ts", np.int64), ("trade_id", np.int64),
+                   ("first_trade_id", np.int64), ("last_trade_id", np.int64),
+                   ("price", np.float64), ("qty", np.float64), ("buyer_is_maker", np.bool_))
 
 
 # --- encoding ---------------------------------------------------------------------------------
+
+
+def encode_batches(chunk: TickChunk, ticks_per_message: int = TICKS_PER_MESSAGE) -> list[bytes]:
+    """The batch message values of a chunk, in order, each of at most ``ticks_per_message``.
+
+    A chunk's ghost ids go with its ticks, as many per message; a chunk with neither makes none.
+    """
+    n, ghosts = len(chunk), len(chunk.ghost_ids)
+    columns = {name: getattr(chunk, name).tolist() for name, _ in _COLUMNS}
+    ghost_ids = chunk.ghost_ids.tolist()
+    out = []
+    for start in range(0, max(n, ghosts), ticks_per_message):
+        part = slice(start, start + ticks_per_message)
+        out.append(_encoder.encode(_TickBatch(
+            SCHEMA_VERSION, chunk.symbol, chunk.source,
+            **{name: values[part] for name, values in columns.items()},
+            ghost_ids=ghost_ids[part])))
+    return out
 
 
 def _column(values: np.ndarray) -> list[bytes]:
@@ -83,11 +142,11 @@ def _column(values: np.ndarray) -> list[bytes]:
     return _encoder.encode(values.tolist())[1:-1].split(b",")
 
 
-def encode_chunk(chunk: TickChunk) -> list[bytes]:
-    """The ``ticks`` message values of a chunk, in order; each equals ``to_json`` of its tick.
+def encode_ticks(chunk: TickChunk) -> list[bytes]:
+    """The per-tick message values of a chunk, in order; each equals ``to_json`` of its tick.
 
     Columns are formatted whole and interleaved with the constant parts of the object by list
-    slicing, so the cost per tick is a few C-level copies.
+    slicing, so the cost per tick is a few C-level copies. Ghost ids have no per-tick form.
     """
     n = len(chunk)
     if n == 0:
@@ -132,46 +191,130 @@ def encode_mark(mark: Heartbeat | FeedGap) -> tuple[str, bytes]:
 
 @dataclass(frozen=True, slots=True)
 class BadMessage:
-    """A message that is neither a valid tick nor a valid mark: ``index`` in its batch, why."""
+    """A message that is not a valid tick, batch or mark: ``index`` in its poll, why."""
 
     index: int
     reason: str
 
 
-def decode_mark(value: bytes | None) -> Heartbeat | FeedGap:
-    """A mark message back into the :class:`Heartbeat` or :class:`FeedGap` it was made from.
+TickItem = TickChunk | Heartbeat | FeedGap
 
-    Raises:
-        ValueError: the value is not a valid mark.
+
+def decode_poll(values: list[bytes | None], kinds: list[bytes | None],
+                ) -> tuple[list[TickItem], list[BadMessage]]:
+    """One poll of a partition as chunks and marks, with the bad messages apart.
+
+    ``values`` are in offset order, ``kinds`` their ``pairflow-kind`` headers (``None``: none).
+
+    Each form is decoded by one typed call over all its messages (per run of ticks between
+    other messages); only when it fails are the values decoded one by one to tell the bad from
+    the good. A symbol's chunks that no mark of it separates are joined into one, so a poll
+    makes one chunk per symbol (and source) run; a symbol's items keep their order.
+    """
+    if not any(kinds):
+        return _decode_rows(values)
+    marked = [i for i, kind in enumerate(kinds) if kind is not None]
+    decoded = iter(_decode_kinded([values[i] for i in marked], [kinds[i] for i in marked]))
+    items: list[TickItem] = []
+    bad: list[BadMessage] = []
+    for is_tick, run in groupby(range(len(values)), key=lambda i: kinds[i] is None):
+        at = list(run)
+        if is_tick:
+            chunks, bad_rows = _decode_rows([values[i] for i in at])
+            items.extend(chunks)
+            bad.extend(BadMessage(at[b.index], b.reason) for b in bad_rows)
+            continue
+        for i in at:
+            item = next(decoded)
+            if isinstance(item, str):
+                bad.append(BadMessage(i, item))
+            else:
+                items.append(item)
+    return _joined(items), bad
+
+
+def _decode_kinded(values: list[bytes | None], kinds: list[bytes]) -> list[TickItem | str]:
+    """Batch and mark values as items, or the reason each bad one is refused."""
+    decoded = _decode_joined(_kinded_list, values)
+    if decoded is not None:
+        return list(map(_from_kinded, decoded))
+    out: list[TickItem | str] = []
+    for value, kind in zip(values, kinds, strict=True):
+        what = "bad_batch" if kind == TICKS_KIND else "bad_mark"
+        try:
+            out.append(_from_kinded(_kinded.decode(value or b"")))
+        except msgspec.DecodeError as exc:
+            out.append(f"{what}: {exc}" if value else f"{what}: empty value")
+    return out
+
+
+def _decode_joined(decoder: msgspec.json.Decoder, values: list[bytes | None]) -> list | None:
+    """All values decoded by one call as the items of one JSON array; ``None`` if any is bad.
+
+    Each must be one JSON value: an empty one or two in one would shift the others' places.
     """
     try:
-        mark = _mark.decode(value or b"")
-    except msgspec.DecodeError as exc:
-        msg = f"bad mark: {exc}"
-        raise ValueError(msg) from exc
-    if isinstance(mark, _HeartbeatMark):
-        return Heartbeat(mark.symbol, mark.ts, mark.final)
-    if mark.end <= mark.start:
-        msg = f"bad mark: gap end {mark.end} is not after its start {mark.start}"
-        raise ValueError(msg)
-    return FeedGap(mark.symbol, mark.start, mark.end, mark.reason)
+        decoded = decoder.decode(b"[" + b",".join(values) + b"]")
+    except (msgspec.DecodeError, TypeError):  # TypeError: a message without a value
+        return None
+    return decoded if len(decoded) == len(values) else None
 
 
-def decode_ticks(values: list[bytes]) -> tuple[list[TickChunk], list[BadMessage]]:
-    """Tick message values (one partition, in offset order) as chunks, one per symbol run.
+def _from_kinded(message: _Kinded) -> TickItem | str:
+    if isinstance(message, _TickBatch):
+        return _batch_chunk(message)
+    if isinstance(message, _HeartbeatMark):
+        return Heartbeat(message.symbol, message.ts, message.final)
+    if message.end <= message.start:
+        return f"bad_mark: gap end {message.end} is not after its start {message.start}"
+    return FeedGap(message.symbol, message.start, message.end, message.reason)
 
-    One typed decode of the whole batch; only when it fails are the values decoded one by one
-    to tell the bad ones (returned as :class:`BadMessage`) from the good.
-    """
+
+def _batch_chunk(batch: _TickBatch) -> TickChunk | str:
+    lengths = {name: len(getattr(batch, name)) for name, _ in _COLUMNS}
+    if len(set(lengths.values())) > 1:
+        return f"bad_batch: columns of different lengths {lengths}"
+    return TickChunk(batch.symbol, batch.source,
+                     **{name: np.array(getattr(batch, name), kind) for name, kind in _COLUMNS},
+                     ghost_ids=np.array(batch.ghost_ids, np.int64))
+
+
+def _joined(items: list[TickItem]) -> list[TickItem]:
+    """Items with each symbol's consecutive chunks of one source joined (symbol order kept)."""
+    out: list[TickItem | list[TickChunk]] = []
+    runs: dict[str, list[TickChunk]] = {}  # a symbol's open run of chunks, in ``out``
+    for item in items:
+        if isinstance(item, TickChunk):
+            run = runs.get(item.symbol)
+            if run is not None and run[0].source == item.source:
+                run.append(item)
+                continue
+            runs[item.symbol] = run = [item]
+            out.append(run)
+        else:
+            runs.pop(item.symbol, None)  # a mark ends its symbol's run
+            out.append(item)
+    return [_concat(item) if isinstance(item, list) else item for item in out]
+
+
+def _concat(chunks: list[TickChunk]) -> TickChunk:
+    if len(chunks) == 1:
+        return chunks[0]
+    return TickChunk(chunks[0].symbol, chunks[0].source,
+                     **{name: np.concatenate([getattr(c, name) for c in chunks])
+                        for name, _ in _COLUMNS},
+                     ghost_ids=np.concatenate([c.ghost_ids for c in chunks]))
+
+
+def _decode_rows(values: list[bytes | None]) -> tuple[list[TickChunk], list[BadMessage]]:
+    """Per-tick values as chunks, one per symbol (and source) run, and the bad ones."""
     if not values:
         return [], []
-    try:
-        rows = _rows.decode(b"[" + b",".join(values) + b"]")
+    rows = _decode_joined(_rows, values)
+    if rows is not None:
         symbols = list(map(attrgetter("symbol"), rows))
         if all(map(_is_symbol, set(symbols))):
             return _chunks(rows, symbols), []
-    except msgspec.DecodeError:
-        pass  # some value is bad: find which
     rows = []
     bad: list[BadMessage] = []
     for index, value in enumerate(values):
@@ -197,10 +340,7 @@ def _chunks(rows: list[_TickRow], symbols: list[str]) -> list[TickChunk]:
     if n == 0:
         return []
     sources = list(map(attrgetter("source"), rows))
-    columns = {name: np.fromiter(map(attrgetter(name), rows), np.int64, n) for name in _INT_COLUMNS}
-    columns["price"] = np.fromiter(map(attrgetter("price"), rows), np.float64, n)
-    columns["qty"] = np.fromiter(map(attrgetter("qty"), rows), np.float64, n)
-    columns["buyer_is_maker"] = np.fromiter(map(attrgetter("buyer_is_maker"), rows), np.bool_, n)
+    columns = {name: np.fromiter(map(attrgetter(name), rows), kind, n) for name, kind in _COLUMNS}
     if len(set(sources)) == 1 and len(set(symbols)) == 1:
         return [TickChunk(symbols[0], sources[0], **columns)]
     out = []
