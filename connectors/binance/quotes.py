@@ -19,7 +19,7 @@ from typing import Annotated
 import msgspec
 import numpy as np
 
-from connectors.binance.json_batch import DECODE_ERRORS, decode_batch
+from connectors.json_batch import DECODE_ERRORS, decode_batch
 from pairflow.quotes import MarkChunk, QuoteChunk
 from pairflow.records import exchange_time_us
 from pairflow.ticks import TickChunk

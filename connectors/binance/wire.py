@@ -25,7 +25,6 @@ from typing import Annotated
 import msgspec
 import numpy as np
 
-from connectors.binance.json_batch import DECODE_ERRORS, decode_batch
 from connectors.binance.quotes import (
     QuoteClock,
     UpdateIds,
@@ -33,6 +32,7 @@ from connectors.binance.quotes import (
     mark_chunks,
     quote_chunks,
 )
+from connectors.json_batch import DECODE_ERRORS, decode_batch
 from pairflow.quotes import MarkChunk, QuoteChunk
 from pairflow.records import (
     EXCHANGE_SYMBOL_PATTERN,

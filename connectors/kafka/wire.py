@@ -29,6 +29,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 import numpy as np
 
+from connectors.json_batch import decode_batch
 from pairflow.records import SCHEMA_VERSION, SYMBOL_PATTERN, TickSource
 from pairflow.ticks import FeedGap, Heartbeat, TickChunk
 
@@ -235,7 +236,7 @@ def decode_poll(values: list[bytes | None], kinds: list[bytes | None],
 
 def _decode_kinded(values: list[bytes | None], kinds: list[bytes]) -> list[TickItem | str]:
     """Batch and mark values as items, or the reason each bad one is refused."""
-    decoded = _decode_joined(_kinded_list, values)
+    decoded = decode_batch(_kinded_list, values)
     if decoded is not None:
         return list(map(_from_kinded, decoded))
     out: list[TickItem | str] = []
@@ -246,18 +247,6 @@ def _decode_kinded(values: list[bytes | None], kinds: list[bytes]) -> list[TickI
         except msgspec.DecodeError as exc:
             out.append(f"{what}: {exc}" if value else f"{what}: empty value")
     return out
-
-
-def _decode_joined(decoder: msgspec.json.Decoder, values: list[bytes | None]) -> list | None:
-    """All values decoded by one call as the items of one JSON array; ``None`` if any is bad.
-
-    Each must be one JSON value: an empty one or two in one would shift the others' places.
-    """
-    try:
-        decoded = decoder.decode(b"[" + b",".join(values) + b"]")
-    except (msgspec.DecodeError, TypeError):  # TypeError: a message without a value
-        return None
-    return decoded if len(decoded) == len(values) else None
 
 
 def _from_kinded(message: _Kinded) -> TickItem | str:
@@ -310,7 +299,7 @@ def _decode_rows(values: list[bytes | None]) -> tuple[list[TickChunk], list[BadM
     """Per-tick values as chunks, one per symbol (and source) run, and the bad ones."""
     if not values:
         return [], []
-    rows = _decode_joined(_rows, values)
+    rows = decode_batch(_rows, values)
     if rows is not None:
         symbols = list(map(attrgetter("symbol"), rows))
         if all(map(_is_symbol, set(symbols))):

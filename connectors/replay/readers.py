@@ -13,8 +13,8 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from connectors.binance.json_batch import DECODE_ERRORS
 from connectors.binance.wire import Id, Time, decode_reason
+from connectors.json_batch import DECODE_ERRORS
 from connectors.replay.blocks import Block, ChunkBlock, RecordingBlock
 from connectors.replay.csv_candles import candle_blocks
 from connectors.replay.csv_ticks import csv_tick_blocks

@@ -1,4 +1,4 @@
-"""Many frames decoded by one msgspec call: the frames joined into one JSON array.
+"""Many frames or messages decoded by one msgspec call: joined into one JSON array.
 
 One call per batch instead of one per frame is what makes the decode cheap; the join copies the
 batch's bytes once. A frame that is not exactly one JSON value (empty, or two objects) would
@@ -30,13 +30,15 @@ def json_array(frames: list[bytes]) -> bytes:
     return b",".join(items)
 
 
-def decode_batch(decoder: msgspec.json.Decoder, frames: list[bytes]) -> list[Any] | None:
+def decode_batch(decoder: msgspec.json.Decoder, frames: list[bytes | None]
+                 ) -> list[Any] | None:
     """Every frame decoded by one call of a ``list[…]`` decoder, in order, or None.
 
-    None when a frame is bad or is not exactly one item: then decode frame by frame.
+    None when a frame is bad, missing (a Kafka message without a value) or is not exactly one
+    item: then decode frame by frame.
     """
     try:
         decoded = decoder.decode(json_array(frames))
-    except DECODE_ERRORS:
+    except (*DECODE_ERRORS, TypeError):  # TypeError: a missing frame in the join
         return None
     return decoded if len(decoded) == len(frames) else None
