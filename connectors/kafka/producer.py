@@ -40,6 +40,12 @@ WAIT_SLICE_S: Final = 0.2
 REPORT_GRACE_S: Final = 5.0
 #: Most records in one producer's local queue (librdkafka ``queue.buffering.max.messages``).
 QUEUE_MESSAGES: Final = 500_000
+#: Most bytes in it (``queue.buffering.max.kbytes``; librdkafka's default is 1 GiB): tick
+#: batches are ~180 kB each, so a broker that falls behind would otherwise grow the process
+#: by a gigabyte. Set above what QUEUE_MESSAGES per-tick messages take (≤ 400 B each), so for
+#: them the count binds first and :meth:`DeliveringProducer.produce_values`' batch call is never
+#: refused half-way; records produced one by one wait for room either way.
+QUEUE_KBYTES: Final = 256 * 1024
 #: Records handed to librdkafka per batch call.
 BATCH_MESSAGES: Final = 10_000
 
@@ -126,6 +132,7 @@ def producer_config(
         "compression.type": "lz4",
         "delivery.report.only.error": True,
         "queue.buffering.max.messages": QUEUE_MESSAGES,
+        "queue.buffering.max.kbytes": QUEUE_KBYTES,
         "message.timeout.ms": int(delivery_timeout_s * 1000),
     }
     config.update(extra_config or {})
