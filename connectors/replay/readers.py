@@ -27,6 +27,8 @@ from pairflow.ticks import TickChunk
 #: Lines read from a file at a time; also roughly the ticks per emitted batch.
 BLOCK_LINES = 16_384
 _POWERS_OF_TEN = 10 ** np.arange(18, -1, -1, dtype=np.int64)
+#: Offsets of a recording line's head: 19 digits of receive time (ns) and a blank.
+_HEAD = np.arange(20)
 
 
 def file_blocks(spec: InputFile, symbols: frozenset[str], stage: str,
@@ -69,36 +71,42 @@ def _recording_blocks(path: Path, stage: str, progress: list[int]) -> Iterator[B
         lines = block.data.split(b"\n")
         if not lines[-1]:
             lines.pop()
+        lengths = np.fromiter(map(len, lines), np.int64, len(lines))
+        # Where each line starts in the block: the receive times are read there as one array,
+        # with no Python step per line.
+        starts = np.cumsum(lengths + 1) - lengths - 1
+        data = np.frombuffer(block.data, np.uint8)
         for start in range(0, len(lines), BLOCK_LINES):
             part = lines[start : start + BLOCK_LINES]
             numbers = np.arange(len(part), dtype=np.int64) + block.first_line + start
-            keep = np.fromiter(map(bool, part), bool, len(part))
+            sizes, at = lengths[start : start + BLOCK_LINES], starts[start : start + BLOCK_LINES]
+            keep = sizes > 0
             if not keep.all():
                 part = [line for line in part if line]
-                numbers = numbers[keep]
+                numbers, sizes, at = numbers[keep], sizes[keep], at[keep]
+            # A line of a receive time, a blank and a frame is longer than 20 bytes.
+            heads = data[at[:, None] + _HEAD] if (sizes > len(_HEAD)).all() else None
             keys, frames, kept, dead, last_key = _split_recording(
-                part, numbers, origin, stage, last_key)
+                part, heads, numbers, origin, stage, last_key)
             yield RecordingBlock(keys, frames, dead, origin, kept)
 
 
 def _split_recording(
-    lines: list[bytes], numbers: np.ndarray, origin: str, stage: str, last_key: int
+    lines: list[bytes], heads: np.ndarray | None, numbers: np.ndarray, origin: str, stage: str,
+    last_key: int
 ) -> tuple[np.ndarray, list[bytes], np.ndarray, list[DeadLetter], int]:
     """Receive times (µs, running maximum), frames, their line numbers and dead letters.
 
-    Receive times have 19 digits from 2001 to 2286; lines of that shape are cut column-wise
-    with numpy, any other block line by line.
+    ``heads`` are the lines' first 20 bytes (None when a line is shorter). Receive times have
+    19 digits from 2001 to 2286; lines of that shape are cut column-wise with numpy, any other
+    block line by line.
     """
-    heads = np.frombuffer(b"".join([line[:20] for line in lines]), np.uint8)
-    if len(heads) != 20 * len(lines):
+    if heads is None:
         return _split_recording_slowly(lines, numbers, origin, stage, last_key)
-    heads = heads.reshape(len(lines), 20)
     digits = heads[:, :19]
     if not ((heads[:, 19] == ord(" ")).all() and ((digits >= 48) & (digits <= 57)).all()):
         return _split_recording_slowly(lines, numbers, origin, stage, last_key)
     frames = [line[20:] for line in lines]
-    if not all(frames):
-        return _split_recording_slowly(lines, numbers, origin, stage, last_key)
     ns = (digits.astype(np.int64) - 48) @ _POWERS_OF_TEN
     # Receive times are monotone in a recording; a clock step back must not break the merge
     # order, so keys are the running maximum.
