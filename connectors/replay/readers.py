@@ -68,50 +68,46 @@ def _recording_blocks(path: Path, stage: str, progress: list[int]) -> Iterator[B
     origin = str(path.resolve())
     last_key = 0
     for block in iter_blocks(path, progress):
-        lines = block.data.split(b"\n")
-        if not lines[-1]:
-            lines.pop()
-        lengths = np.fromiter(map(len, lines), np.int64, len(lines))
-        # Where each line starts in the block: the receive times are read there as one array,
-        # with no Python step per line.
-        starts = np.cumsum(lengths + 1) - lengths - 1
-        data = np.frombuffer(block.data, np.uint8)
-        for start in range(0, len(lines), BLOCK_LINES):
-            part = lines[start : start + BLOCK_LINES]
-            numbers = np.arange(len(part), dtype=np.int64) + block.first_line + start
-            sizes, at = lengths[start : start + BLOCK_LINES], starts[start : start + BLOCK_LINES]
-            keep = sizes > 0
-            if not keep.all():
-                part = [line for line in part if line]
-                numbers, sizes, at = numbers[keep], sizes[keep], at[keep]
-            # A line of a receive time, a blank and a frame is longer than 20 bytes.
-            heads = data[at[:, None] + _HEAD] if (sizes > len(_HEAD)).all() else None
+        data = block.data
+        # The block's lines found as one array (the scan runs without the GIL the flow needs).
+        raw = np.frombuffer(data, np.uint8)
+        ends = np.flatnonzero(raw == ord("\n"))
+        if not data.endswith(b"\n"):
+            ends = np.append(ends, len(data))
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        for start in range(0, len(starts), BLOCK_LINES):
+            at, stop = starts[start : start + BLOCK_LINES], ends[start : start + BLOCK_LINES]
+            numbers = np.arange(len(at), dtype=np.int64) + block.first_line + start
+            keep = stop > at
+            if not keep.all():  # blank lines
+                at, stop, numbers = at[keep], stop[keep], numbers[keep]
             keys, frames, kept, dead, last_key = _split_recording(
-                part, heads, numbers, origin, stage, last_key)
+                data, raw, at, stop, numbers, origin, stage, last_key)
             yield RecordingBlock(keys, frames, dead, origin, kept)
 
 
 def _split_recording(
-    lines: list[bytes], heads: np.ndarray | None, numbers: np.ndarray, origin: str, stage: str,
-    last_key: int
+    data: bytes, raw: np.ndarray, at: np.ndarray, stop: np.ndarray, numbers: np.ndarray,
+    origin: str, stage: str, last_key: int
 ) -> tuple[np.ndarray, list[bytes], np.ndarray, list[DeadLetter], int]:
     """Receive times (µs, running maximum), frames, their line numbers and dead letters.
 
-    ``heads`` are the lines' first 20 bytes (None when a line is shorter). Receive times have
-    19 digits from 2001 to 2286; lines of that shape are cut column-wise with numpy, any other
-    block line by line.
+    The lines are ``data[at[i]:stop[i]]`` (``raw`` is ``data`` as bytes). Receive times have
+    19 digits from 2001 to 2286; lines of that shape, with a frame after the blank, are cut
+    column-wise with numpy, any other block line by line.
     """
-    if heads is None:
-        return _split_recording_slowly(lines, numbers, origin, stage, last_key)
-    digits = heads[:, :19]
-    if not ((heads[:, 19] == ord(" ")).all() and ((digits >= 48) & (digits <= 57)).all()):
-        return _split_recording_slowly(lines, numbers, origin, stage, last_key)
-    frames = [line[20:] for line in lines]
-    ns = (digits.astype(np.int64) - 48) @ _POWERS_OF_TEN
-    # Receive times are monotone in a recording; a clock step back must not break the merge
-    # order, so keys are the running maximum.
-    keys = np.maximum.accumulate(np.concatenate(([last_key], ns // 1000)))[1:]
-    return keys, frames, numbers, [], int(keys[-1]) if len(keys) else last_key
+    if (stop - at > len(_HEAD)).all():
+        heads = raw[at[:, None] + _HEAD]
+        digits = heads[:, :19]
+        if (heads[:, 19] == ord(" ")).all() and ((digits >= 48) & (digits <= 57)).all():
+            frames = list(map(data.__getitem__, map(slice, (at + 20).tolist(), stop.tolist())))
+            ns = (digits.astype(np.int64) - 48) @ _POWERS_OF_TEN
+            # Receive times are monotone in a recording; a clock step back must not break the
+            # merge order, so keys are the running maximum.
+            keys = np.maximum.accumulate(np.concatenate(([last_key], ns // 1000)))[1:]
+            return keys, frames, numbers, [], int(keys[-1]) if len(keys) else last_key
+    lines = list(map(data.__getitem__, map(slice, at.tolist(), stop.tolist())))
+    return _split_recording_slowly(lines, numbers, origin, stage, last_key)
 
 
 def _split_recording_slowly(
