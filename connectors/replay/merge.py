@@ -240,51 +240,55 @@ class MergedReplay:
     def _take(self, live: list[_Cursor], pieces: list[_Piece], budget: int,
               pending: _PendingFrames, out: ReplayBatch) -> int:
         """Take up to ``budget`` lines of the pieces in merge order; returns how many."""
-        if len(pieces) == 1:  # one file due (the usual case): already in order
-            index, _, start, stop = pieces[0]
-            owner = np.full(min(stop - start, budget), index)
-        else:
-            keys = np.concatenate([c.block.keys[a:b] for _, c, a, b in pieces])
-            owner = np.concatenate([np.full(b - a, i) for i, _, a, b in pieces])
-            # Exactly ``max_lines`` in all: a resumed replay skips exactly the lines its
-            # snapshot counted. A prefix of the merged order is a prefix of every piece.
-            owner = owner[np.argsort(keys, kind="stable")[:budget]]
+        if len(pieces) == 1:  # one file due (the usual case): already in order, one run
+            _, cursor, start, stop = pieces[0]
+            stop = min(stop, start + budget)
+            self._emit_run(cursor.block, start, stop, pending, out)
+            self.lines_done += stop - start
+            cursor.pos = stop
+            return stop - start
+        keys = np.concatenate([c.block.keys[a:b] for _, c, a, b in pieces])
+        owner = np.concatenate([np.full(b - a, i) for i, _, a, b in pieces])
+        # Exactly ``max_lines`` in all: a resumed replay skips exactly the lines its snapshot
+        # counted. A prefix of the merged order is a prefix of every piece.
+        owner = owner[np.argsort(keys, kind="stable")[:budget]]
         taken = np.bincount(owner, minlength=len(live))
         pieces = [(i, c, a, a + int(taken[i])) for i, c, a, _ in pieces if taken[i]]
-        self._emit_runs(live, owner, {i: a for i, _, a, _ in pieces}, pending, out)
-        for _, cursor, _, stop in pieces:
-            self.lines_done += stop - cursor.pos
-            cursor.pos = stop
-        return len(owner)
-
-    def _emit_runs(self, live: list[_Cursor], owner: np.ndarray, offsets: dict[int, int],
-                   pending: _PendingFrames, out: ReplayBatch) -> None:
-        """Emit the taken lines run by run of one file, in merge order.
-
-        Recording frames gather in ``pending`` to be parsed together; a run of parsed lines
-        (CSV, NDJSON) first flushes them, so the output keeps the merge order.
-        """
+        offsets = {i: a for i, _, a, _ in pieces}
+        # Runs of consecutive lines of one file, in merge order.
         runs = np.flatnonzero(np.diff(owner)) + 1
         for run_start, run_stop in zip(np.concatenate(([0], runs)).tolist(),
                                        np.concatenate((runs, [len(owner)])).tolist(),
                                        strict=True):
             index = int(owner[run_start])
-            block = live[index].block
             first = offsets[index]
             last = offsets[index] = first + run_stop - run_start
-            if isinstance(block, RecordingBlock):
-                pending.frames.extend(block.frames[first:last])
-                pending.keys.append(block.keys[first:last])
-                pending.files.append(block.path)
-                pending.lines.append(block.lines[first:last])
-                pending.sizes.append(last - first)
-                continue
-            self._flush(pending, out)
-            out.frames += last - first
-            if isinstance(block, CandleBlock):
-                out.bars.extend(self._candles.fresh(block, first, last, out))
-            else:
-                out.chunks.append(block.chunk.take(slice(first, last)))
+            self._emit_run(live[index].block, first, last, pending, out)
+        for _, cursor, _, stop in pieces:
+            self.lines_done += stop - cursor.pos
+            cursor.pos = stop
+        return len(owner)
+
+    def _emit_run(self, block: Block, first: int, last: int, pending: _PendingFrames,
+                  out: ReplayBatch) -> None:
+        """Emit lines ``first`` to ``last`` of one file's block.
+
+        Recording frames gather in ``pending`` to be parsed together; a run of parsed lines
+        (CSV, NDJSON) first flushes them, so the output keeps the merge order.
+        """
+        if isinstance(block, RecordingBlock):
+            pending.frames.extend(block.frames[first:last])
+            pending.keys.append(block.keys[first:last])
+            pending.files.append(block.path)
+            pending.lines.append(block.lines[first:last])
+            pending.sizes.append(last - first)
+            return
+        self._flush(pending, out)
+        out.frames += last - first
+        if isinstance(block, CandleBlock):
+            out.bars.extend(self._candles.fresh(block, first, last, out))
+        else:
+            out.chunks.append(block.chunk.take(slice(first, last)))
 
     def _flush(self, pending: _PendingFrames, out: ReplayBatch) -> None:
         if not pending.frames:
