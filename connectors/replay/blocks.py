@@ -83,4 +83,3 @@ class CandleBlock(Block):
             values_or_none(np.where(known, trades, 0).astype(np.int64), known),
             values_or_none(taker, known), values_or_none(ids[:, 0], ids[:, 0] >= 0),
             values_or_none(ids[:, 1], ids[:, 1] >= 0)))
-

@@ -69,7 +69,8 @@ def _recording_blocks(path: Path, stage: str, progress: list[int]) -> Iterator[B
     last_key = 0
     for block in iter_blocks(path, progress):
         data = block.data
-        # The block's lines found as one array (the scan runs without the GIL the flow needs).
+        # The block's lines found by one numpy scan, not a Python step per line: this thread
+        # shares the GIL with the flow.
         raw = np.frombuffer(data, np.uint8)
         ends = np.flatnonzero(raw == ord("\n"))
         if not data.endswith(b"\n"):
@@ -92,7 +93,7 @@ def _split_recording(
 ) -> tuple[np.ndarray, list[bytes], np.ndarray, list[DeadLetter], int]:
     """Receive times (µs, running maximum), frames, their line numbers and dead letters.
 
-    The lines are ``data[at[i]:stop[i]]`` (``raw`` is ``data`` as bytes). Receive times have
+    The lines are ``data[at[i]:stop[i]]`` (``raw``: ``data`` as a uint8 array). Receive times have
     19 digits from 2001 to 2286; lines of that shape, with a frame after the blank, are cut
     column-wise with numpy, any other block line by line.
     """
