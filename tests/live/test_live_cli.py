@@ -88,7 +88,9 @@ def test_record_command(tmp_path, tape, app):
     with BinanceTestServer(tape, SPEED) as server, env(FAST_ENV):
         result = CliRunner().invoke(app, [
             "record", "--symbols", ",".join(SYMBOLS), "--ws-url", server.ws_url,
-            "--out", str(out), "--duration", "1.0"])
+            # The run's length covers the recorder's start and connection on a busy machine;
+            # the server sends its tape far sooner.
+            "--out", str(out), "--duration", "3.0"])
     assert result.exit_code == 0, result.output
     files = sorted(out.glob("*.gz"))
     assert files

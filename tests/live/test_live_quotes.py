@@ -262,7 +262,9 @@ def test_record_command_records_quotes(tmp_path):
     with BinanceTestServer(tape, SPEED, market="usdm") as server, env(FAST_ENV):
         result = CliRunner().invoke(app, [
             "record", "--symbols", ",".join(SYMBOLS), "--ws-url", server.ws_url,
-            "--market", "usdm", "--out", str(out), "--duration", "1.0", "--quotes"])
+            # Long enough for the recorder's start and connection on a busy machine, so that
+            # the server's whole tape (half a second at SPEED) is recorded, mark prices included.
+            "--market", "usdm", "--out", str(out), "--duration", "3.0", "--quotes"])
     assert result.exit_code == 0, result.output
     streams = Counter()
     for path in out.glob("*.gz"):
