@@ -55,6 +55,26 @@ def replay_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return store
 
 
+#: The real basis pair of the shared tapes: spot BTCUSDT against COIN-M BTCUSD_PERP, quotes on
+#: both legs (2024-08-09 00:00-00:05).
+BASIS_TAPES = (REPO.parent / "shared" / "data" / "binance-spot-2024-08-08" / "btcusdt_20240809.gz",
+               REPO.parent / "shared" / "data" / "binance-coinm-2024-08-09"
+               / "btcusd_perp_20240809.gz")
+BASIS_Y, BASIS_X = "spot:BTCUSDT", "cm:BTCUSD_PERP"
+BASIS_PAIR = f"{BASIS_Y}/{BASIS_X}"
+
+
+def replay_basis(store: Path, *options: str) -> Path:
+    """Replay the basis pair with quotes into ``store`` as 1 s bars, with more ``options``."""
+    missing = [str(tape) for tape in BASIS_TAPES if not tape.exists()]
+    if missing:
+        pytest.fail(f"shared tapes missing: {missing}", pytrace=False)
+    pairflow("replay", *map(str, BASIS_TAPES), "--symbols", f"{BASIS_Y},{BASIS_X}",
+             "--pairs", BASIS_PAIR, "--quotes", "--timeframes", "1s", *options,
+             "--store", str(store))
+    return store
+
+
 def copy_store(source: Path, target: Path) -> Path:
     """A consistent copy of a store (SQLite backup API)."""
     src, dst = sqlite3.connect(source), sqlite3.connect(target)

@@ -20,16 +20,21 @@ from playwright.sync_api import expect
 from connectors.kafka import record_key, topic_for
 from connectors.store import StoreWriter
 from pairflow.records import PairStats, QuoteBar, SpreadCost, from_dict, to_json
-from tests.ui.conftest import REPO, copy_store, dashboard_server, pairflow, store_rows
+from tests.ui.conftest import (
+    BASIS_PAIR,
+    BASIS_X,
+    BASIS_Y,
+    REPO,
+    copy_store,
+    dashboard_server,
+    replay_basis,
+    store_rows,
+)
 from tests.ui.test_dashboard import UPDATE_SCREENSHOT, data
 
 pytestmark = pytest.mark.ui
 
-SHARED = REPO.parent / "shared" / "data"
-TAPES = (SHARED / "binance-spot-2024-08-08" / "btcusdt_20240809.gz",
-         SHARED / "binance-coinm-2024-08-09" / "btcusd_perp_20240809.gz")
-Y, X = "spot:BTCUSDT", "cm:BTCUSD_PERP"
-PAIR = f"{Y}/{X}"
+Y, X, PAIR = BASIS_Y, BASIS_X, BASIS_PAIR
 QUERY = f"?pair={PAIR}&timeframe=1s"
 #: The replay's exit threshold (the flow's default, which its exit alerts carry).
 EXIT_Z = 0.5
@@ -58,13 +63,7 @@ Z_RANGE = "() => { const r = Bokeh.documents[0].get_model_by_name('zscore').y_ra
 @pytest.fixture(scope="module")
 def basis_store(tmp_path_factory) -> object:
     """A store filled by a replay of the basis pair with quotes (1 s bars, 60-bar window)."""
-    missing = [str(tape) for tape in TAPES if not tape.exists()]
-    if missing:
-        pytest.fail(f"shared tapes missing: {missing}", pytrace=False)
-    store = tmp_path_factory.mktemp("basis") / "basis.db"
-    pairflow("replay", *map(str, TAPES), "--symbols", f"{Y},{X}", "--pairs", PAIR, "--quotes",
-             "--timeframes", "1s", "--window", "60", "--store", str(store))
-    return store
+    return replay_basis(tmp_path_factory.mktemp("basis") / "basis.db", "--window", "60")
 
 
 @pytest.fixture(scope="module")
@@ -239,10 +238,8 @@ def test_a_store_without_quotes_shows_no_quote_charts_until_quotes_come(
 @pytest.mark.kafka
 def test_kafka_fed_page_shows_the_replayed_quotes_and_costs_then_new_ones(
         page, kafka_broker, unique_prefix, tmp_path):
-    store = tmp_path / "store.db"
-    pairflow("replay", *map(str, TAPES), "--symbols", f"{Y},{X}", "--pairs", PAIR, "--quotes",
-             "--timeframes", "1s", "--window", "60", "--store", str(store),
-             "--kafka", kafka_broker.bootstrap, "--kafka-prefix", unique_prefix)
+    store = replay_basis(tmp_path / "store.db", "--window", "60",
+                         "--kafka", kafka_broker.bootstrap, "--kafka-prefix", unique_prefix)
     costs = store_rows(store, "costs", pair=PAIR, timeframe="1s")
     with dashboard_server("--kafka", kafka_broker.bootstrap,
                           "--kafka-prefix", unique_prefix) as url:

@@ -21,19 +21,24 @@ from playwright.sync_api import expect
 from connectors.store import StoreWriter
 from pairflow.pnl_records import PnlSummary, RoundTrip
 from pairflow.records import Bar, PairStats, from_dict
-from tests.ui.conftest import REPO, copy_store, dashboard_server, pairflow, store_rows
+from tests.ui.conftest import (
+    BASIS_PAIR,
+    BASIS_X,
+    BASIS_Y,
+    REPO,
+    copy_store,
+    dashboard_server,
+    replay_basis,
+    store_rows,
+)
 from tests.ui.test_dashboard import UPDATE_SCREENSHOT, data
 
 pytestmark = pytest.mark.ui
 
-SHARED = REPO.parent / "shared" / "data"
-TAPES = (SHARED / "binance-spot-2024-08-08" / "btcusdt_20240809.gz",
-         SHARED / "binance-coinm-2024-08-09" / "btcusd_perp_20240809.gz")
-Y, X = "spot:BTCUSDT", "cm:BTCUSD_PERP"
-PAIR = f"{Y}/{X}"
+Y, X, PAIR = BASIS_Y, BASIS_X, BASIS_PAIR
 QUERY = f"?pair={PAIR}&timeframe=1s"
-REPLAY = ("--symbols", f"{Y},{X}", "--pairs", PAIR, "--quotes", "--timeframes", "1s",
-          "--window", "30", "--entry-z", "1.5", "--exit-z", "0.3")
+#: The replay's settings beside the basis pair's own (``replay_basis``).
+REPLAY = ("--window", "30", "--entry-z", "1.5", "--exit-z", "0.3")
 #: Taker fees of the legs (spot, COIN-M defaults) and the default notional.
 FEES, NOTIONAL = (10.0, 5.0), 10_000.0
 #: The page has its statistics and its P&L curve.
@@ -54,12 +59,7 @@ WHATIF_PNL = "(trs) => trs.map((tr) => [tr.querySelector('th').textContent, " \
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory) -> object:
     """One replay of the basis pair with quotes and paper P&L, shared by the module."""
-    missing = [str(tape) for tape in TAPES if not tape.exists()]
-    if missing:
-        pytest.fail(f"shared tapes missing: {missing}", pytrace=False)
-    store = tmp_path_factory.mktemp("pnl") / "basis.db"
-    pairflow("replay", *map(str, TAPES), *REPLAY, "--store", str(store))
-    return store
+    return replay_basis(tmp_path_factory.mktemp("pnl") / "basis.db", *REPLAY)
 
 
 @pytest.fixture(scope="module")
@@ -270,8 +270,7 @@ def test_new_records_stream_into_the_curve_table_and_summary(page, url, store):
 
 
 def test_a_no_pnl_store_shows_no_pnl(page, replayed, tmp_path):
-    store = tmp_path / "no-pnl.db"
-    pairflow("replay", *map(str, TAPES), *REPLAY, "--no-pnl", "--store", str(store))
+    store = replay_basis(tmp_path / "no-pnl.db", *REPLAY, "--no-pnl")
     with sqlite3.connect(store) as connection:
         assert connection.execute("SELECT COUNT(*) FROM trades").fetchone() == (0,)
     connection.close()
@@ -296,9 +295,8 @@ def test_a_no_pnl_store_shows_no_pnl(page, replayed, tmp_path):
 @pytest.mark.kafka
 def test_kafka_fed_page_shows_the_paper_pnl(page, kafka_broker, unique_prefix, tmp_path):
     """Fed by the topics alone: the same table, summary and curve as the run's store holds."""
-    store = tmp_path / "store.db"
-    pairflow("replay", *map(str, TAPES), *REPLAY, "--store", str(store),
-             "--kafka", kafka_broker.bootstrap, "--kafka-prefix", unique_prefix)
+    store = replay_basis(tmp_path / "store.db", *REPLAY,
+                         "--kafka", kafka_broker.bootstrap, "--kafka-prefix", unique_prefix)
     trades = store_rows(store, "trades", pair=PAIR, timeframe="1s")
     (summary,) = store_rows(store, "pnl", pair=PAIR, timeframe="1s")
     with dashboard_server("--kafka", kafka_broker.bootstrap,
