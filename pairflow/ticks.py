@@ -68,6 +68,17 @@ class TickChunk:
             buyer_is_maker=np.fromiter((t.buyer_is_maker for t in ticks), np.bool_, len(ticks)),
         )
 
+    @staticmethod
+    def concat(chunks: list[TickChunk]) -> TickChunk:
+        """Chunks of one symbol and source, one after the other (ghost ids too)."""
+        if len(chunks) == 1:
+            return chunks[0]
+        return TickChunk(chunks[0].symbol, chunks[0].source,
+                         *(np.concatenate([getattr(c, name) for c in chunks])
+                           for name in ("ts", "recv_ts", "trade_id", "first_trade_id",
+                                        "last_trade_id", "price", "qty", "buyer_is_maker",
+                                        "ghost_ids")))
+
     def take(self, mask: np.ndarray) -> TickChunk:
         """The sub-chunk selected by a boolean mask or index array (ghost ids kept)."""
         return TickChunk(

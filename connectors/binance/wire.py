@@ -447,9 +447,5 @@ def _nowhere(index: int) -> str:
 
 def _concat(a: TickChunk, b: TickChunk) -> TickChunk:
     """Two chunks of one symbol from the same batch, back in receive order."""
-    merged = TickChunk(a.symbol, a.source, *(np.concatenate((getattr(a, f), getattr(b, f)))
-                                             for f in ("ts", "recv_ts", "trade_id",
-                                                       "first_trade_id", "last_trade_id",
-                                                       "price", "qty", "buyer_is_maker",
-                                                       "ghost_ids")))
+    merged = TickChunk.concat([a, b])
     return merged.take(np.argsort(merged.recv_ts, kind="stable"))

@@ -283,16 +283,7 @@ def _joined(items: list[TickItem]) -> list[TickItem]:
         else:
             runs.pop(item.symbol, None)  # a mark ends its symbol's run
             out.append(item)
-    return [_concat(item) if isinstance(item, list) else item for item in out]
-
-
-def _concat(chunks: list[TickChunk]) -> TickChunk:
-    if len(chunks) == 1:
-        return chunks[0]
-    return TickChunk(chunks[0].symbol, chunks[0].source,
-                     **{name: np.concatenate([getattr(c, name) for c in chunks])
-                        for name, _ in _COLUMNS},
-                     ghost_ids=np.concatenate([c.ghost_ids for c in chunks]))
+    return [TickChunk.concat(item) if isinstance(item, list) else item for item in out]
 
 
 def _decode_rows(values: list[bytes | None]) -> tuple[list[TickChunk], list[BadMessage]]:
