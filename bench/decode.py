@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.tapes import make  # noqa: E402
 from connectors.binance.wire import _envelopes  # noqa: E402
+from connectors.json_batch import json_array  # noqa: E402
 from connectors.replay.files import iter_lines  # noqa: E402
 
 BATCH = 16_384
@@ -47,7 +48,7 @@ SCHEMA = pa.schema([("stream", pa.string()), ("data", pa.struct([
 def with_msgspec(batches: list[list[bytes]]) -> float:
     started = time.process_time()
     for frames in batches:
-        payloads = [d.data for d in _envelopes.decode(b"[" + b",".join(frames) + b"]")]
+        payloads = [d.data for d in _envelopes.decode(json_array(frames))]
         np.array([p.p for p in payloads])
         np.array([p.q for p in payloads])
         np.array([p.T for p in payloads], np.int64)

@@ -60,13 +60,14 @@ def parse_limit(layout: str, path: Path) -> int:
 
         return sum(b.num_rows for b in pq.ParquetFile(path).iter_batches(batch_size=1 << 18))
     from connectors.binance.wire import _envelopes
+    from connectors.json_batch import json_array
     from connectors.replay.files import iter_lines
 
     rows = 0
     for lines in iter_lines(path):
         for start in range(0, len(lines), 16_384):
             frames = [line[20:] for line in lines[start:start + 16_384] if line]
-            rows += len(_envelopes.decode(b"[" + b",".join(frames) + b"]"))
+            rows += len(_envelopes.decode(json_array(frames)))
     return rows
 
 
