@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.tapes import make  # noqa: E402
-from connectors.binance.wire import _envelopes  # noqa: E402
-from connectors.json_batch import json_array  # noqa: E402
+from connectors.binance.wire import _ENVELOPE_BATCHES  # noqa: E402
+from connectors.json_batch import decode_batch  # noqa: E402
 from connectors.replay.files import iter_lines  # noqa: E402
 
 BATCH = 16_384
@@ -48,7 +48,7 @@ SCHEMA = pa.schema([("stream", pa.string()), ("data", pa.struct([
 def with_msgspec(batches: list[list[bytes]]) -> float:
     started = time.process_time()
     for frames in batches:
-        payloads = [d.data for d in _envelopes.decode(json_array(frames))]
+        payloads = [d.data for d in decode_batch(frames, *_ENVELOPE_BATCHES)]
         np.array([p.p for p in payloads])
         np.array([p.q for p in payloads])
         np.array([p.T for p in payloads], np.int64)

@@ -59,15 +59,15 @@ def parse_limit(layout: str, path: Path) -> int:
         import pyarrow.parquet as pq
 
         return sum(b.num_rows for b in pq.ParquetFile(path).iter_batches(batch_size=1 << 18))
-    from connectors.binance.wire import _envelopes
-    from connectors.json_batch import json_array
+    from connectors.binance.wire import _ENVELOPE_BATCHES
+    from connectors.json_batch import decode_batch
     from connectors.replay.files import iter_lines
 
     rows = 0
     for lines in iter_lines(path):
         for start in range(0, len(lines), 16_384):
             frames = [line[20:] for line in lines[start:start + 16_384] if line]
-            rows += len(_envelopes.decode(json_array(frames)))
+            rows += len(decode_batch(frames, *_ENVELOPE_BATCHES))
     return rows
 
 

@@ -229,3 +229,29 @@ def test_a_recorded_batch_is_decoded_whole_only_when_each_frame_is_one_envelope(
     live = FrameParser({"BTCUSDT"}, "live").parse([(1_000 + i, f) for i, f in enumerate(frames)])
     assert only_chunk(live, "BTCUSDT").trade_id.tolist() == [1, 3]
     assert sorted(d.raw for d in live.dead) == sorted(f.decode() for f in frames[1:3])
+
+
+def test_a_batch_of_mixed_trade_shapes_decodes_as_its_frames_do_one_by_one():
+    # A batch is decoded first as today's trade shape, then as any trade: a legacy spot trade
+    # (order ids ``b``/``a``) or an aggTrade late in a batch must not lose or shift a frame.
+    legacy = ('{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT",'
+              '"t":3735683260,"p":"61837.64","q":"0.5","b":88,"a":50,"T":1723161255343,'
+              '"m":false,"M":true}}')
+
+    def rows(chunk):
+        return list(zip(chunk.trade_id.tolist(), chunk.price.tolist(), chunk.qty.tolist(),
+                        chunk.buyer_is_maker.tolist(), chunk.recv_ts.tolist(), strict=True))
+
+    for frames in ([SPOT_TRADE, FUTURES_TRADE, legacy], [SPOT_TRADE, FUTURES_TRADE, SPOT_AGG],
+                   [SPOT_TRADE, FUTURES_TRADE]):
+        batch = [f.encode() for f in frames]
+        whole = FrameParser(ALL, "replay").parse_columns(
+            np.arange(len(batch), dtype=np.int64) + 1_000, batch)
+        expected: dict[str, list] = {}
+        for index, frame in enumerate(batch):
+            alone = FrameParser(ALL, "replay").parse([(1_000 + index, frame)])
+            assert not alone.dead
+            for symbol, chunk in alone.chunks.items():
+                expected.setdefault(symbol, []).extend(rows(chunk))
+        assert not whole.dead
+        assert {symbol: rows(c) for symbol, c in whole.chunks.items()} == expected

@@ -88,7 +88,7 @@ def decode_quotes(recv: list[int], frames: list[bytes], enveloped: list[bool],
     envelopes, payloads_of, envelope, payload = _DECODERS[kind]
     if all(enveloped) or not any(enveloped):
         many = envelopes if enveloped and enveloped[0] else payloads_of
-        decoded = decode_batch(many, frames)
+        decoded = decode_batch(frames, many)
         if decoded is not None:
             return recv, [d.data for d in decoded] if many is envelopes else decoded
     kept_recv, payloads = [], []

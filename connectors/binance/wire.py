@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 import numpy as np
@@ -78,8 +78,38 @@ class TradeEnvelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     data: TradePayload
 
 
-_envelopes = msgspec.json.Decoder(list[TradeEnvelope], strict=False)
-_payloads = msgspec.json.Decoder(list[TradePayload], strict=False)
+class Trade(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A ``trade`` payload as spot and USDⓈ-M send it today: a batch is decoded as these first.
+
+    Without the optional fields of other shapes its decode costs ~20 % less than a
+    :class:`TradePayload`'s. A frame of any other shape (legacy spot order ids, ``aggTrade``)
+    fails it at its first differing field; the batch is then decoded as :class:`TradePayload`.
+    """
+
+    e: Literal["trade"]
+    s: str
+    t: Id
+    p: float
+    q: float
+    T: Time
+    m: bool
+    E: Time | None = None
+    M: bool | None = None
+    X: str | None = None
+
+
+class TradeOnlyEnvelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A combined-stream envelope around a :class:`Trade`."""
+
+    stream: str
+    data: Trade
+
+
+#: ``list[…]`` decoders of a batch, tried in order: the common shape, then any trade.
+_ENVELOPE_BATCHES = (msgspec.json.Decoder(list[TradeOnlyEnvelope], strict=False),
+                     msgspec.json.Decoder(list[TradeEnvelope], strict=False))
+_PAYLOAD_BATCHES = (msgspec.json.Decoder(list[Trade], strict=False),
+                    msgspec.json.Decoder(list[TradePayload], strict=False))
 _envelope = msgspec.json.Decoder(TradeEnvelope, strict=False)
 _payload = msgspec.json.Decoder(TradePayload, strict=False)
 
@@ -90,8 +120,8 @@ _TRADE_ID, _AGG_ID, _FIRST_ID, _LAST_ID = map(attrgetter, "tafl")
 _DATA, _STREAM = attrgetter("data"), attrgetter("stream")
 
 
-def _ints(field: Callable[[TradePayload], int], payloads: list[TradePayload], n: int
-          ) -> np.ndarray:
+def _ints(field: Callable[[Trade | TradePayload], int], payloads: list[Trade | TradePayload],
+          n: int) -> np.ndarray:
     """One integer field of every payload as int64; TypeError when one is missing (None)."""
     return np.fromiter(map(field, payloads), np.int64, n)
 
@@ -243,9 +273,9 @@ class FrameParser:
                                            where(index), recv))
         parts: list[TickChunk] = []
         if enveloped:
-            self._decode(enveloped, _envelopes, _envelope, True, where, parts, out)
+            self._decode(enveloped, _ENVELOPE_BATCHES, _envelope, True, where, parts, out)
         if raw:
-            self._decode(raw, _payloads, _payload, False, where, parts, out)
+            self._decode(raw, _PAYLOAD_BATCHES, _payload, False, where, parts, out)
         for chunk in parts:
             previous = out.chunks.get(chunk.symbol)
             out.chunks[chunk.symbol] = chunk if previous is None else _concat(previous, chunk)
@@ -279,7 +309,7 @@ class FrameParser:
                 out.quotes[symbol] = timed
 
     def _decode(self, batch, many, one, enveloped, where, parts: list[TickChunk], out) -> None:
-        decoded = decode_batch(many, [f for _, f, _ in batch])
+        decoded = decode_batch([f for _, f, _ in batch], *many)
         if decoded is None:
             decoded = []
             for recv, frame, index in batch:
@@ -309,7 +339,7 @@ class FrameParser:
         count = len(frames)
         # A batch that decodes as trade envelopes is one. In a batch mixing other streams the
         # decode fails at the first such frame, which comes early: quotes outnumber trades.
-        decoded = decode_batch(_envelopes, frames)
+        decoded = decode_batch(frames, *_ENVELOPE_BATCHES)
         if decoded is not None:
             out = ParsedFrames(frames=count)
             parts: list[TickChunk] = []
@@ -323,7 +353,7 @@ class FrameParser:
             return out
         return self.parse(list(zip(recv_ts.tolist(), frames, strict=True)), origin_at)
 
-    def _columns(self, recv: np.ndarray, frame_at, payloads: list[TradePayload],
+    def _columns(self, recv: np.ndarray, frame_at, payloads: list[Trade | TradePayload],
                  streams: list[str] | None, parts: list[TickChunk], out: ParsedFrames) -> None:
         """Check decoded payloads column-wise and cut them into per-symbol chunks.
 
@@ -400,13 +430,13 @@ class FrameParser:
                               [payloads[i] for i in chosen],
                               streams and [streams[i] for i in chosen], parts, out)
 
-    def _problem(self, p: TradePayload, stream: str | None) -> str | None:
+    def _problem(self, p: Trade | TradePayload, stream: str | None) -> str | None:
         """A reason to reject a decoded payload (with its envelope's stream), or None."""
         if stream is not None and stream.partition("@")[0].upper() != p.s:
             return f"symbol_mismatch: stream {stream!r} carries {p.s!r}"
         return self._check(p)
 
-    def _check(self, p: TradePayload) -> str | None:
+    def _check(self, p: Trade | TradePayload) -> str | None:
         """A reason to reject a decoded payload, or None when it is a usable trade."""
         if p.e == "trade":
             if p.t is None:

@@ -236,7 +236,7 @@ def decode_poll(values: list[bytes | None], kinds: list[bytes | None],
 
 def _decode_kinded(values: list[bytes | None], kinds: list[bytes]) -> list[TickItem | str]:
     """Batch and mark values as items, or the reason each bad one is refused."""
-    decoded = decode_batch(_kinded_list, values)
+    decoded = decode_batch(values, _kinded_list)
     if decoded is not None:
         return list(map(_from_kinded, decoded))
     out: list[TickItem | str] = []
@@ -290,7 +290,7 @@ def _decode_rows(values: list[bytes | None]) -> tuple[list[TickChunk], list[BadM
     """Per-tick values as chunks, one per symbol (and source) run, and the bad ones."""
     if not values:
         return [], []
-    rows = decode_batch(_rows, values)
+    rows = decode_batch(values, _rows)
     if rows is not None:
         symbols = list(map(attrgetter("symbol"), rows))
         if all(map(_is_symbol, set(symbols))):
