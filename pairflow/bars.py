@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pairflow.columns import values_or_none
-from pairflow.exact import segment_sums
+from pairflow.exact import rounded, segment_partials
 from pairflow.records import Bar
 from pairflow.ticks import FeedGap, Heartbeat, TickChunk
 from pairflow.timeframes import timeframe_us
@@ -100,12 +100,102 @@ class _Ticks:
         order = np.lexsort((merged.ids, merged.ts))
         return _Ticks(*(column[order] for column in merged.columns()))
 
+    def windows(self, length: int) -> _Traded:
+        """The traded windows of timeframe ``length`` (µs) these ticks fall in."""
+        window = self.ts // length
+        starts = np.flatnonzero(np.concatenate(([True], window[1:] != window[:-1])))
+        bounds = np.append(starts, len(window))
+        return _Traded(
+            ts=window[starts] * length,
+            open=self.price[starts],
+            high=np.maximum.reduceat(self.price, starts),
+            low=np.minimum.reduceat(self.price, starts),
+            close=self.price[bounds[1:] - 1],
+            trades=np.add.reduceat(self.last_ids - self.first_ids + 1, starts),
+            first_ids=np.minimum.reduceat(self.first_ids, starts),
+            last_ids=np.maximum.reduceat(self.last_ids, starts),
+            volume=segment_partials(self.volume, bounds),
+            quote=segment_partials(self.quote, bounds),
+            taker_buy=segment_partials(self.taker_buy, bounds),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Traded:
+    """Traded windows as columns, in time order, with their sums exact and unrounded.
+
+    A timeframe whose windows are tiled by a finer one's folds the finer one's closed windows
+    instead of the ticks: a minute of 1 s windows is a few dozen rows, not thousands of ticks.
+    Sums stay exact because each window keeps its sums as rows of partials
+    (:func:`~pairflow.exact.segment_partials`), whose exact sums are the ticks'.
+    """
+
+    ts: np.ndarray  # window start, µs
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    trades: np.ndarray
+    first_ids: np.ndarray
+    last_ids: np.ndarray
+    volume: np.ndarray  # rows of partials
+    quote: np.ndarray
+    taker_buy: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def columns(self) -> tuple[np.ndarray, ...]:
+        return (self.ts, self.open, self.high, self.low, self.close, self.trades, self.first_ids,
+                self.last_ids, self.volume, self.quote, self.taker_buy)
+
+    def cut(self, ts: int) -> tuple[_Traded, _Traded]:
+        """(windows starting before ``ts``, the others)."""
+        at = int(np.searchsorted(self.ts, ts))
+        return (_Traded(*(column[:at] for column in self.columns())),
+                _Traded(*(column[at:] for column in self.columns())))
+
+    @staticmethod
+    def merged(pieces: list[_Traded]) -> _Traded:
+        """The pieces, closed one after another, as one (partial rows as wide as the widest)."""
+        if len(pieces) == 1:
+            return pieces[0]
+        columns = []
+        for parts in zip(*(p.columns() for p in pieces), strict=True):
+            if parts[0].ndim == 2:
+                width = max(part.shape[1] for part in parts)
+                parts = [np.pad(part, ((0, 0), (width - part.shape[1], 0))) for part in parts]
+            columns.append(np.concatenate(parts))
+        return _Traded(*columns)
+
+    def windows(self, length: int) -> _Traded:
+        """The traded windows of timeframe ``length`` (µs), a multiple of these windows'."""
+        window = self.ts // length
+        starts = np.flatnonzero(np.concatenate(([True], window[1:] != window[:-1])))
+        bounds = np.append(starts, len(window))
+        return _Traded(
+            ts=window[starts] * length,
+            open=self.open[starts],
+            high=np.maximum.reduceat(self.high, starts),
+            low=np.minimum.reduceat(self.low, starts),
+            close=self.close[bounds[1:] - 1],
+            trades=np.add.reduceat(self.trades, starts),
+            first_ids=np.minimum.reduceat(self.first_ids, starts),
+            last_ids=np.maximum.reduceat(self.last_ids, starts),
+            volume=segment_partials(self.volume.ravel(), bounds * self.volume.shape[1]),
+            quote=segment_partials(self.quote.ravel(), bounds * self.quote.shape[1]),
+            taker_buy=segment_partials(self.taker_buy.ravel(), bounds * self.taker_buy.shape[1]),
+        )
+
 
 @dataclass
 class _TimeframeState:
     name: str
     length_us: int
-    held: list[_Ticks] = field(default_factory=list)  # ticks of windows not closed yet
+    #: Ticks of windows not closed yet; or, when the timeframe folds a finer one (``source``),
+    #: that one's closed windows.
+    held: list[_Ticks] | list[_Traded] = field(default_factory=list)
+    source: int | None = None  # the index of the finer timeframe whose windows tile these
     last_window: int | None = None
     last_close: float = 0.0
     last_trade_id: int = -1
@@ -170,6 +260,13 @@ class BarBuilder:
         self.contract_size = contract_size
         self.lateness_us = lateness_us
         self._frames = [_TimeframeState(tf, timeframe_us(tf)) for tf in timeframes]
+        #: Frames finest first: a frame's windows close before those of frames folding them.
+        self._finest_first = sorted(self._frames, key=lambda f: f.length_us)
+        for index, frame in enumerate(self._finest_first):
+            tiling = [i for i, finer in enumerate(self._finest_first[:index])
+                      if frame.length_us % finer.length_us == 0
+                      and finer.length_us < frame.length_us]
+            frame.source = tiling[-1] if tiling else None
         self._max_ts = _NO_TS
         self._heartbeat_ts = _NO_TS
         self._recent_ids = np.empty(0, np.int64)
@@ -267,9 +364,8 @@ class BarBuilder:
                        np.where(chunk.buyer_is_maker[order], 0.0, coins),
                        chunk.first_trade_id[order], chunk.last_trade_id[order])
         for frame in self._frames:
-            frame.held.append(ticks)
-            if len(frame.held) > _MAX_PIECES:
-                frame.held = [_Ticks.merged(frame.held)]
+            if frame.source is None:
+                _hold(frame, ticks)
 
     def _close_through(self, watermark: int | None, quiet: bool) -> list[Bar]:
         """Close windows ending at or before ``watermark`` (all when None).
@@ -278,26 +374,31 @@ class BarBuilder:
         (a heartbeat vouches the feed was healthy); otherwise quiet bars are only made between
         two traded windows whose trade ids are contiguous.
         """
-        bars: list[Bar] = []
-        for frame in self._frames:
+        bars_of: dict[str, list[Bar]] = {}
+        for index, frame in enumerate(self._finest_first):
             length = frame.length_us
             limit = None if watermark is None else watermark // length
             closing = self._take_closing(frame, limit)
-            windows = _traded_windows(closing, length)
+            traded = closing.windows(length) if closing is not None else None
+            if traded is not None:
+                # Windows folding these close later (or in this call, after them).
+                for coarser in self._finest_first[index + 1:]:
+                    if coarser.source == index:
+                        _hold(coarser, traded)
             until = limit if quiet and watermark is not None else None
-            windows = self._with_quiet(frame, windows, until)
-            if len(windows.wid):
-                bars.extend(self._bars(frame, windows))
+            windows = self._with_quiet(frame, _windows_of(traded, length), until)
+            bars_of[frame.name] = self._bars(frame, windows) if len(windows.wid) else []
         self._forget_before(min((f.last_window or 0) * f.length_us for f in self._frames))
-        return bars
+        return [bar for frame in self._frames for bar in bars_of[frame.name]]
 
-    def _take_closing(self, frame: _TimeframeState, limit: int | None) -> _Ticks | None:
-        """The held ticks of windows before ``limit`` (all when None), removed from ``held``."""
+    def _take_closing(self, frame: _TimeframeState, limit: int | None
+                      ) -> _Ticks | _Traded | None:
+        """Held ticks (or finer windows) of windows before ``limit`` (all when None), taken."""
         if not frame.held:
             return None
         if limit is None:
             closing, frame.held = frame.held, []
-            return _Ticks.merged(closing)
+            return type(closing[0]).merged(closing)
         end = limit * frame.length_us
         if all(len(piece) == 0 or piece.ts[0] >= end for piece in frame.held):
             return None
@@ -309,7 +410,7 @@ class BarBuilder:
             if len(after):
                 kept.append(after)
         frame.held = kept
-        return _Ticks.merged(closing)
+        return type(closing[0]).merged(closing)
 
     def _with_quiet(self, frame: _TimeframeState, traded: _Windows,
                     until: int | None) -> _Windows:
@@ -382,30 +483,26 @@ class BarBuilder:
         self._gaps = [g for g in self._gaps if g[1] > ts]
 
 
-def _traded_windows(ticks: _Ticks | None, length: int) -> _Windows:
-    """Per-window open, high, low, close, exact sums and id range of sorted ticks."""
-    if ticks is None or not len(ticks):
+def _hold(frame: _TimeframeState, piece: _Ticks | _Traded) -> None:
+    """Add ticks (or a finer timeframe's closed windows) to a timeframe's open windows."""
+    frame.held.append(piece)
+    if len(frame.held) > _MAX_PIECES:
+        frame.held = [type(piece).merged(frame.held)]
+
+
+def _windows_of(traded: _Traded | None, length: int) -> _Windows:
+    """Traded windows with their window numbers and rounded sums, for bars."""
+    if traded is None:
         ints, floats = np.empty(0, np.int64), np.empty(0, np.float64)
         return _Windows(ints, floats, floats, floats, floats, floats, floats, ints, floats,
                         ints, ints)
-    window = ticks.ts // length
-    starts = np.flatnonzero(np.concatenate(([True], window[1:] != window[:-1])))
-    bounds = np.append(starts, len(window))
     # Sums are exact (correctly rounded): float addition is not associative, and a bar must
     # not depend on how its ticks were cut into chunks.
     return _Windows(
-        wid=window[starts],
-        open=ticks.price[starts],
-        high=np.maximum.reduceat(ticks.price, starts),
-        low=np.minimum.reduceat(ticks.price, starts),
-        close=ticks.price[bounds[1:] - 1],
-        volume=segment_sums(ticks.volume, bounds),
-        quote=segment_sums(ticks.quote, bounds),
-        trades=np.add.reduceat(ticks.last_ids - ticks.first_ids + 1, starts),
-        taker_buy=segment_sums(ticks.taker_buy, bounds),
-        first_id=np.minimum.reduceat(ticks.first_ids, starts),
-        last_id=np.maximum.reduceat(ticks.last_ids, starts),
-    )
+        wid=traded.ts // length, open=traded.open, high=traded.high, low=traded.low,
+        close=traded.close, volume=rounded(traded.volume), quote=rounded(traded.quote),
+        trades=traded.trades, taker_buy=rounded(traded.taker_buy), first_id=traded.first_ids,
+        last_id=traded.last_ids)
 
 
 def _ranks(counts: np.ndarray) -> np.ndarray:

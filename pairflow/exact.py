@@ -5,6 +5,10 @@ not associative; the exact sum rounded once is the same whatever the order. This
 ``math.fsum`` — same partials algorithm, same final rounding — over consecutive segments of
 one array, compiled with numba when it is installed (one call per batch of bars instead of a
 Python call per bar and field).
+
+A segment's exact sum can also be kept unrounded, as its *partials*: a few non-overlapping
+floats whose exact sum it is. Sums of larger segments made of whole smaller ones (a minute of
+seconds) are then exact sums of those partials, with no pass over the original values.
 """
 
 from __future__ import annotations
@@ -17,17 +21,22 @@ try:  # pragma: no cover - exercised where numba is installed
     from numba import njit
 
     COMPILED = True
-except ImportError:  # pragma: no cover - math.fsum per segment instead
+except ImportError:  # pragma: no cover - plain Python instead
     COMPILED = False
 
 
-def _segment_fsums(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    out = np.empty(len(bounds) - 1)
+def _segment_partials(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     partials = np.empty(1100)  # more than the partials any float64 sum can need
+    # Every segment's partials one after the other (no more of them than values).
+    packed = np.empty(len(values))
+    count_of = np.zeros(len(bounds) - 1, np.int64)
+    used = 0
     for segment in range(len(bounds) - 1):
         count = 0
         for i in range(bounds[segment], bounds[segment + 1]):
             x = values[i]
+            if x == 0.0:
+                continue  # exact sums of zeros and row padding: nothing to add
             kept = 0
             for k in range(count):
                 y = partials[k]
@@ -39,34 +48,75 @@ def _segment_fsums(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
                     partials[kept] = lo
                     kept += 1
                 x = hi
-            partials[kept] = x
-            count = kept + 1
-        # Round the partials' exact sum once, half to even, as math.fsum does.
-        hi = 0.0
-        if count > 0:
+            count = kept
+            if x != 0.0:  # as math.fsum: a zero is not a partial
+                partials[count] = x
+                count += 1
+        for k in range(count):
+            packed[used + k] = partials[k]
+        used += count
+        count_of[segment] = count
+    width = max(1, count_of.max()) if len(count_of) else 1
+    rows = np.zeros((len(bounds) - 1, width))
+    used = 0
+    for segment in range(len(bounds) - 1):
+        count = count_of[segment]
+        for k in range(count):
+            rows[segment, width - count + k] = packed[used + k]
+        used += count
+    return rows
+
+
+def _rounded(rows: np.ndarray) -> np.ndarray:
+    out = np.empty(rows.shape[0])
+    width = rows.shape[1]
+    for row in range(rows.shape[0]):
+        partials = rows[row]
+        # Round the partials' exact sum once, half to even, as math.fsum does. Zeros before a
+        # row's partials change neither the sum nor the rounding.
+        count = width - 1
+        hi = partials[count]
+        lo = 0.0
+        while count > 0:
+            x = hi
             count -= 1
-            hi = partials[count]
-            lo = 0.0
-            while count > 0:
-                x = hi
-                count -= 1
-                y = partials[count]
-                hi = x + y
-                lo = y - (hi - x)
-                if lo != 0.0:
-                    break
-            if count > 0 and ((lo < 0.0 and partials[count - 1] < 0.0)
-                              or (lo > 0.0 and partials[count - 1] > 0.0)):
-                y = lo * 2.0
-                x = hi + y
-                if y == x - hi:
-                    hi = x
-        out[segment] = hi
+            y = partials[count]
+            hi = x + y
+            lo = y - (hi - x)
+            if lo != 0.0:
+                break
+        if count > 0 and ((lo < 0.0 and partials[count - 1] < 0.0)
+                          or (lo > 0.0 and partials[count - 1] > 0.0)):
+            y = lo * 2.0
+            x = hi + y
+            if y == x - hi:
+                hi = x
+        out[row] = hi
     return out
 
 
 if COMPILED:
-    _segment_fsums = njit(cache=True)(_segment_fsums)
+    _segment_partials = njit(cache=True)(_segment_partials)
+    _rounded = njit(cache=True)(_rounded)
+
+
+def segment_partials(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Each segment's exact sum as a row of partials, ``values[bounds[i]:bounds[i + 1]]``.
+
+    Row ``i`` holds the segment's partials in increasing magnitude at its end, zeros before
+    them (rows are as wide as the widest). Partials of whole segments are values themselves:
+    ``segment_partials(rows[a:b].ravel(), …)`` sums whole rows exactly.
+
+    >>> segment_partials(np.array([1e16, 1.0, 3.0]), np.array([0, 2, 3])).tolist()
+    [[1.0, 1e+16], [0.0, 3.0]]
+    """
+    return _segment_partials(np.ascontiguousarray(values, np.float64),
+                             np.ascontiguousarray(bounds, np.int64))
+
+
+def rounded(rows: np.ndarray) -> np.ndarray:
+    """Each row of :func:`segment_partials`' exact sum, correctly rounded as ``math.fsum``."""
+    return _rounded(np.ascontiguousarray(rows, np.float64))
 
 
 def segment_sums(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
@@ -75,9 +125,7 @@ def segment_sums(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     >>> segment_sums(np.array([0.1, 0.2, 0.3, 1e16, 1.0, -1e16]), np.array([0, 3, 6])).tolist()
     [0.6, 1.0]
     """
-    values = np.ascontiguousarray(values, np.float64)
-    bounds = np.ascontiguousarray(bounds, np.int64)
-    if COMPILED:
-        return _segment_fsums(values, bounds)
-    return np.array([math.fsum(values[a:b].tolist()) for a, b in zip(bounds[:-1], bounds[1:],
-                                                                    strict=True)])
+    if not COMPILED:  # pragma: no cover - the compiled kernels are slow as plain Python
+        return np.array([math.fsum(values[a:b].tolist()) for a, b in zip(bounds[:-1], bounds[1:],
+                                                                        strict=True)])
+    return rounded(segment_partials(values, bounds))

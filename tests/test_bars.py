@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 import random
 
@@ -291,6 +292,35 @@ def test_low_le_open_close_le_high(ticks, lateness):
         if bar.trades:
             assert bar.low <= bar.vwap * (1 + 1e-12) and bar.vwap <= bar.high * (1 + 1e-12)
             assert 0 <= bar.taker_buy_volume <= bar.volume
+
+
+@settings(max_examples=40, deadline=None)
+@given(ticks=st.lists(st.tuples(st.integers(0, 700 * S), st.floats(1e-3, 1e7),
+                                st.floats(1e-12, 1e12)), min_size=1, max_size=300),
+       sizes=st.lists(st.integers(1, 100), min_size=1, max_size=5),
+       timeframes=st.sampled_from([("1s", "1m", "5m"), ("5m", "1s", "1m"), ("2s", "3s", "6s"),
+                                   ("1s", "7s", "1m")]))
+def test_coarse_bars_from_finer_windows_are_the_ticks_bars_to_the_bit(ticks, sizes, timeframes):
+    # A timeframe tiled by a finer one folds that one's closed windows, not the ticks: its bars
+    # must be exactly those of the ticks (sums correctly rounded, as ``math.fsum``), whatever
+    # the chunking and the order the timeframes are given in.
+    ticks = sorted(ticks)
+    chunks, start = [], 0
+    while start < len(ticks):
+        part = ticks[start:start + sizes[len(chunks) % len(sizes)]]
+        chunks.append(make_chunk("BTCUSDT", [t for t, _, _ in part],
+                                 range(start + 1, start + len(part) + 1),
+                                 [p for _, p, _ in part], [q for _, _, q in part]))
+        start += len(part)
+    together, *_ = run_builder(chunks, timeframes=timeframes, lateness_us=0)
+    for timeframe in timeframes:
+        alone, *_ = run_builder(chunks, timeframes=[timeframe], lateness_us=0)
+        assert [b for b in together if b.timeframe == timeframe] == alone
+        length = alone[0].end - alone[0].start
+        for bar in alone:
+            inside = [(p, q) for t, p, q in ticks if bar.start <= t < bar.start + length]
+            assert bar.volume == math.fsum(q for _, q in inside)
+            assert bar.quote_volume == math.fsum(p * q for p, q in inside)
 
 
 def test_watermark_property_matches_definition():
