@@ -352,17 +352,21 @@ class BarBuilder:
 
     def _fold(self, chunk: TickChunk) -> None:
         """Hold the chunk's ticks, sorted, in every timeframe's open windows."""
-        order = np.lexsort((chunk.trade_id, chunk.ts))
-        price = chunk.price[order]
+        ts, ids = chunk.ts, chunk.trade_id
+        if not bool(((ts[1:] > ts[:-1]) | ((ts[1:] == ts[:-1]) & (ids[1:] > ids[:-1]))).all()):
+            # Out of (time, id) order (a merge of files, a late trade): sort. In order (one
+            # file or feed, the usual case): no copy.
+            chunk = chunk.take(np.lexsort((ids, ts)))
+        price = chunk.price
         if self.contract_size is None:
-            coins = chunk.qty[order]
+            coins = chunk.qty
             quote = price * coins
         else:
-            quote = chunk.qty[order] * self.contract_size
+            quote = chunk.qty * self.contract_size
             coins = quote / price
-        ticks = _Ticks(chunk.ts[order], chunk.trade_id[order], price, coins, quote,
-                       np.where(chunk.buyer_is_maker[order], 0.0, coins),
-                       chunk.first_trade_id[order], chunk.last_trade_id[order])
+        ticks = _Ticks(chunk.ts, chunk.trade_id, price, coins, quote,
+                       np.where(chunk.buyer_is_maker, 0.0, coins), chunk.first_trade_id,
+                       chunk.last_trade_id)
         for frame in self._frames:
             if frame.source is None:
                 _hold(frame, ticks)
