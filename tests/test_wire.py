@@ -242,16 +242,21 @@ def test_a_batch_of_mixed_trade_shapes_decodes_as_its_frames_do_one_by_one():
         return list(zip(chunk.trade_id.tolist(), chunk.price.tolist(), chunk.qty.tolist(),
                         chunk.buyer_is_maker.tolist(), chunk.recv_ts.tolist(), strict=True))
 
+    new_fill = FUTURES_TRADE.replace('"X":"MARKET"', '"X":"SOME_NEW_FILL"').replace(
+        '"t":4308068523', '"t":4308068524')
     for frames in ([SPOT_TRADE, FUTURES_TRADE, legacy], [SPOT_TRADE, FUTURES_TRADE, SPOT_AGG],
-                   [SPOT_TRADE, FUTURES_TRADE]):
+                   [SPOT_TRADE, FUTURES_TRADE, new_fill], [SPOT_TRADE, FUTURES_TRADE]):
         batch = [f.encode() for f in frames]
         whole = FrameParser(ALL, "replay").parse_columns(
             np.arange(len(batch), dtype=np.int64) + 1_000, batch)
         expected: dict[str, list] = {}
+        ghosts: dict[str, list] = {}
         for index, frame in enumerate(batch):
             alone = FrameParser(ALL, "replay").parse([(1_000 + index, frame)])
             assert not alone.dead
             for symbol, chunk in alone.chunks.items():
                 expected.setdefault(symbol, []).extend(rows(chunk))
+                ghosts.setdefault(symbol, []).extend(chunk.ghost_ids.tolist())
         assert not whole.dead
         assert {symbol: rows(c) for symbol, c in whole.chunks.items()} == expected
+        assert {symbol: c.ghost_ids.tolist() for symbol, c in whole.chunks.items()} == ghosts

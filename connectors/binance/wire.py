@@ -95,7 +95,9 @@ class Trade(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     m: bool
     E: Time | None = None
     M: bool | None = None
-    X: str | None = None
+    # Literals decode to shared strings, with no string made per frame; another type decodes
+    # as a TradePayload.
+    X: Literal["MARKET", "INSURANCE_FUND", "ADL", "NA"] | None = None
 
 
 class TradeOnlyEnvelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -124,6 +126,14 @@ def _ints(field: Callable[[Trade | TradePayload], int], payloads: list[Trade | T
           n: int) -> np.ndarray:
     """One integer field of every payload as int64; TypeError when one is missing (None)."""
     return np.fromiter(map(field, payloads), np.int64, n)
+
+
+def _ghosts(market: list[str | None]) -> np.ndarray:
+    """Which payloads are USDⓈ-M fills other than ``MARKET``: not trades, but ids seen."""
+    is_ghost = {x: x is not None and x != "MARKET" for x in set(market)}
+    if not any(is_ghost.values()):
+        return np.zeros(len(market), bool)
+    return np.fromiter(map(is_ghost.__getitem__, market), bool, len(market))
 
 
 _STREAM_PREFIX = b'{"stream":"'
@@ -363,7 +373,8 @@ class FrameParser:
         symbols = list(map(_SYMBOL, payloads))
         names = symbols if self._names is None else [self.name_of(p.M is None, p.s)
                                                      for p in payloads]
-        kinds = set(map(_KIND, payloads))
+        # A batch decoded as today's trade shape holds trades only (its ``e`` is a literal).
+        kinds = {"trade"} if type(payloads[0]) is Trade else set(map(_KIND, payloads))
         try:
             if kinds == {"trade"}:
                 ids = first = last = _ints(_TRADE_ID, payloads, n)
@@ -380,10 +391,8 @@ class FrameParser:
         ok = np.isfinite(price) & np.isfinite(qty) & (price > 0) & (qty > 0) & (times > 0)
         ok &= first <= last
         market = list(map(_MARKET, payloads))
-        ghost = np.zeros(n, bool)
-        if market.count(None) != n:
-            ghost = np.array([x is not None and x != "MARKET" for x in market])
-            ok |= ghost & (times > 0)
+        ghost = _ghosts(market)
+        ok |= ghost & (times > 0)
         distinct = (((s, s) for s in set(symbols)) if names is symbols
                     else set(zip(symbols, names, strict=True)))
         usable = {name: bool(EXCHANGE_SYMBOL_PATTERN.match(s)) and name in self.symbols
