@@ -277,6 +277,9 @@ def published_ticks(values: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             ticks.append(value)
         elif kind == "ticks":
             _SCHEMAS["tickbatch"].validate(value)
+            # Plain trades leave out the ids they cover: their own.
+            value = {"first_trade_id": value["trade_id"], "last_trade_id": value["trade_id"],
+                     **value}
             assert len({len(value[name]) for name in BATCH_COLUMNS}) == 1, value
             ticks.extend({"v": 1, "symbol": value["symbol"], "source": value["source"],
                           **dict(zip(BATCH_COLUMNS, row, strict=True))}

@@ -60,6 +60,28 @@ def test_a_chunk_encodes_to_the_json_of_each_of_its_ticks():
     assert encode_ticks(chunk.take(np.zeros(len(chunk), bool))) == []
 
 
+def test_a_batch_of_plain_trades_leaves_out_the_covered_ids_and_reads_back_the_same():
+    # A trade covers itself (first = last = its id): those two columns are a quarter of the
+    # bytes, so they are left out, and read back as the trade ids.
+    full = _chunk("BTCUSDT", 3_000)
+    plain = TickChunk(full.symbol, full.source, full.ts, full.recv_ts, full.trade_id,
+                      full.trade_id.copy(), full.trade_id.copy(), full.price, full.qty,
+                      full.buyer_is_maker)
+    values = encode_batches(plain)
+    for value in values:
+        BATCH_SCHEMA.validate(json.loads(value))
+        assert b"first_trade_id" not in value and b"last_trade_id" not in value
+    assert sum(map(len, values)) < 0.8 * sum(map(len, encode_batches(full)))
+    [back], bad = decode_poll(values, _batch(values))
+    assert bad == [] and _same(back, plain)
+    # One of the two without the other is refused, by the schema and by a worker.
+    half = json.loads(values[0])
+    half["first_trade_id"] = half["trade_id"]
+    assert not BATCH_SCHEMA.is_valid(half)
+    items, [refused] = decode_poll([json.dumps(half).encode()], [TICKS_KIND])
+    assert items == [] and refused.reason.startswith("bad_batch: first_trade_id and last")
+
+
 def test_a_chunk_round_trips_exactly_as_bounded_batches_that_match_the_schema():
     ghosts = np.array([3_735_683_000, 3_735_683_001], np.int64)
     chunk = TickChunk(**{**{name: getattr(_chunk("cm:BTCUSD_PERP", 5_000), name) for name in (
@@ -185,14 +207,15 @@ def test_the_batch_schema_is_the_tick_schema_in_columns():
     for schema in (batch, MARK_SCHEMA.schema):
         Draft202012Validator.check_schema(schema)
     assert set(batch["properties"]) == {"kind", "ghost_ids", *tick["properties"]}
-    assert set(batch["required"]) == set(batch["properties"])
+    assert set(batch["required"]) == set(batch["properties"]) - {"first_trade_id",
+                                                                 "last_trade_id"}
     for name, spec in tick["properties"].items():
         if name in ("v", "symbol", "source"):
             assert batch["properties"][name] == spec, name
         else:  # a column of the tick's values
             item = {k: v for k, v in spec.items() if k != "description"}
             assert batch["properties"][name]["items"] == item, name
-    assert set(json.loads(encode_batches(_chunk("BTCUSDT", 3))[0])) == set(batch["required"])
+    assert set(json.loads(encode_batches(_chunk("BTCUSDT", 3))[0])) == set(batch["properties"])
     # Marks name symbols as ticks do.
     assert {kind["properties"]["symbol"]["pattern"] for kind in MARK_SCHEMA.schema["oneOf"]} == {
         tick["properties"]["symbol"]["pattern"]}

@@ -71,7 +71,7 @@ class _TickRow(msgspec.Struct, gc=False):
 
 
 class _TickBatch(msgspec.Struct, tag_field="kind", tag="ticks", forbid_unknown_fields=True,
-                 gc=False):
+                 omit_defaults=True, gc=False):
     """A batch message: one symbol's ticks as columns (``ghost_ids``: see :class:`TickChunk`)."""
 
     v: Literal[1]
@@ -83,9 +83,10 @@ class _TickBatch(msgspec.Struct, tag_field="kind", tag="ticks", forbid_unknown_f
     ts: list[_Micros]
     recv_ts: list[_Micros]
     buyer_is_maker: list[bool]
-    first_trade_id: list[_Id]
-    last_trade_id: list[_Id]
     ghost_ids: list[_Id]
+    # Absent (None) when equal to ``trade_id``: a trade covers itself (only aggTrades differ).
+    first_trade_id: list[_Id] | None = None
+    last_trade_id: list[_Id] | None = None
 
 
 class _HeartbeatMark(msgspec.Struct, tag_field="kind", tag="heartbeat", forbid_unknown_fields=True):
@@ -115,6 +116,8 @@ _encoder = msgspec.json.Encoder()
 _COLUMNS: Final = (("ts", np.int64), ("recv_ts", np.int64), ("trade_id", np.int64),
                    ("first_trade_id", np.int64), ("last_trade_id", np.int64),
                    ("price", np.float64), ("qty", np.float64), ("buyer_is_maker", np.bool_))
+#: The columns of the exchange trade ids a tick covers, left out of a batch of plain trades.
+_COVERED: Final = ("first_trade_id", "last_trade_id")
 
 
 # --- encoding ---------------------------------------------------------------------------------
@@ -124,9 +127,14 @@ def encode_batches(chunk: TickChunk, ticks_per_message: int = TICKS_PER_MESSAGE)
     """The batch message values of a chunk, in order, each of at most ``ticks_per_message``.
 
     A chunk's ghost ids go with its ticks, as many per message; a chunk with neither makes none.
+    The covered-id columns are left out when they are the trade ids (plain trades): a quarter
+    of the bytes.
     """
     n, ghosts = len(chunk), len(chunk.ghost_ids)
-    columns = {name: getattr(chunk, name).tolist() for name, _ in _COLUMNS}
+    own_ids = (np.array_equal(chunk.first_trade_id, chunk.trade_id)
+               and np.array_equal(chunk.last_trade_id, chunk.trade_id))
+    columns = {name: getattr(chunk, name).tolist() for name, _ in _COLUMNS
+               if not (own_ids and name in _COVERED)}
     ghost_ids = chunk.ghost_ids.tolist()
     out = []
     for start in range(0, max(n, ghosts), ticks_per_message):
@@ -260,11 +268,17 @@ def _from_kinded(message: _Kinded) -> TickItem | str:
 
 
 def _batch_chunk(batch: _TickBatch) -> TickChunk | str:
-    lengths = {name: len(getattr(batch, name)) for name, _ in _COLUMNS}
+    given = {name: getattr(batch, name) for name, _ in _COLUMNS}
+    lengths = {name: len(values) for name, values in given.items() if values is not None}
     if len(set(lengths.values())) > 1:
         return f"bad_batch: columns of different lengths {lengths}"
-    return TickChunk(batch.symbol, batch.source,
-                     **{name: np.array(getattr(batch, name), kind) for name, kind in _COLUMNS},
+    if (batch.first_trade_id is None) != (batch.last_trade_id is None):
+        return "bad_batch: first_trade_id and last_trade_id come together or not at all"
+    columns = {name: np.array(values, kind) for (name, kind), values
+               in zip(_COLUMNS, given.values(), strict=True) if values is not None}
+    for name in _COVERED:
+        columns.setdefault(name, columns["trade_id"])
+    return TickChunk(batch.symbol, batch.source, **columns,
                      ghost_ids=np.array(batch.ghost_ids, np.int64))
 
 
