@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pairflow.columns import values_or_none
-from pairflow.exact import rounded, segment_partials
+from pairflow.exact import rounded, segment_partials, segment_sums
 from pairflow.records import Bar
 from pairflow.ticks import FeedGap, Heartbeat, TickChunk
 from pairflow.timeframes import timeframe_us
@@ -100,11 +100,16 @@ class _Ticks:
         order = np.lexsort((merged.ids, merged.ts))
         return _Ticks(*(column[order] for column in merged.columns()))
 
-    def windows(self, length: int) -> _Traded:
-        """The traded windows of timeframe ``length`` (µs) these ticks fall in."""
+    def windows(self, length: int, partials: bool) -> _Traded:
+        """The traded windows of timeframe ``length`` (µs) these ticks fall in.
+
+        Their sums are rows of partials when ``partials`` (a coarser timeframe folds them),
+        else each one's rounded sum as a one-column row.
+        """
         window = self.ts // length
         starts = np.flatnonzero(np.concatenate(([True], window[1:] != window[:-1])))
         bounds = np.append(starts, len(window))
+        sums = segment_partials if partials else _rounded_rows
         return _Traded(
             ts=window[starts] * length,
             open=self.price[starts],
@@ -114,9 +119,9 @@ class _Ticks:
             trades=np.add.reduceat(self.last_ids - self.first_ids + 1, starts),
             first_ids=np.minimum.reduceat(self.first_ids, starts),
             last_ids=np.maximum.reduceat(self.last_ids, starts),
-            volume=segment_partials(self.volume, bounds),
-            quote=segment_partials(self.quote, bounds),
-            taker_buy=segment_partials(self.taker_buy, bounds),
+            volume=sums(self.volume, bounds),
+            quote=sums(self.quote, bounds),
+            taker_buy=sums(self.taker_buy, bounds),
         )
 
 
@@ -138,7 +143,7 @@ class _Traded:
     trades: np.ndarray
     first_ids: np.ndarray
     last_ids: np.ndarray
-    volume: np.ndarray  # rows of partials
+    volume: np.ndarray  # rows of partials (one-column rounded sums where nothing folds them)
     quote: np.ndarray
     taker_buy: np.ndarray
 
@@ -168,11 +173,15 @@ class _Traded:
             columns.append(np.concatenate(parts))
         return _Traded(*columns)
 
-    def windows(self, length: int) -> _Traded:
-        """The traded windows of timeframe ``length`` (µs), a multiple of these windows'."""
+    def windows(self, length: int, partials: bool) -> _Traded:
+        """The traded windows of timeframe ``length`` (µs), a multiple of these windows'.
+
+        Sums as :meth:`_Ticks.windows` makes them.
+        """
         window = self.ts // length
         starts = np.flatnonzero(np.concatenate(([True], window[1:] != window[:-1])))
         bounds = np.append(starts, len(window))
+        sums = segment_partials if partials else _rounded_rows
         return _Traded(
             ts=window[starts] * length,
             open=self.open[starts],
@@ -182,9 +191,9 @@ class _Traded:
             trades=np.add.reduceat(self.trades, starts),
             first_ids=np.minimum.reduceat(self.first_ids, starts),
             last_ids=np.maximum.reduceat(self.last_ids, starts),
-            volume=segment_partials(self.volume.ravel(), bounds * self.volume.shape[1]),
-            quote=segment_partials(self.quote.ravel(), bounds * self.quote.shape[1]),
-            taker_buy=segment_partials(self.taker_buy.ravel(), bounds * self.taker_buy.shape[1]),
+            volume=sums(self.volume.ravel(), bounds * self.volume.shape[1]),
+            quote=sums(self.quote.ravel(), bounds * self.quote.shape[1]),
+            taker_buy=sums(self.taker_buy.ravel(), bounds * self.taker_buy.shape[1]),
         )
 
 
@@ -196,6 +205,7 @@ class _TimeframeState:
     #: that one's closed windows.
     held: list[_Ticks] | list[_Traded] = field(default_factory=list)
     source: int | None = None  # the index of the finer timeframe whose windows tile these
+    folded: bool = False  # a coarser timeframe folds these windows (their partials)
     last_window: int | None = None
     last_close: float = 0.0
     last_trade_id: int = -1
@@ -267,6 +277,8 @@ class BarBuilder:
                       if frame.length_us % finer.length_us == 0
                       and finer.length_us < frame.length_us]
             frame.source = tiling[-1] if tiling else None
+            if tiling:
+                self._finest_first[tiling[-1]].folded = True
         self._max_ts = _NO_TS
         self._heartbeat_ts = _NO_TS
         self._recent_ids = np.empty(0, np.int64)
@@ -383,7 +395,7 @@ class BarBuilder:
             length = frame.length_us
             limit = None if watermark is None else watermark // length
             closing = self._take_closing(frame, limit)
-            traded = closing.windows(length) if closing is not None else None
+            traded = closing.windows(length, frame.folded) if closing is not None else None
             if traded is not None:
                 # Windows folding these close later (or in this call, after them).
                 for coarser in self._finest_first[index + 1:]:
@@ -492,6 +504,11 @@ def _hold(frame: _TimeframeState, piece: _Ticks | _Traded) -> None:
     frame.held.append(piece)
     if len(frame.held) > _MAX_PIECES:
         frame.held = [type(piece).merged(frame.held)]
+
+
+def _rounded_rows(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Each segment's correctly rounded sum, as a one-column row."""
+    return segment_sums(values, bounds)[:, None]
 
 
 def _windows_of(traded: _Traded | None, length: int) -> _Windows:

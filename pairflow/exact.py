@@ -4,7 +4,9 @@ A bar's volume must not depend on how its ticks were cut into chunks, and float 
 not associative; the exact sum rounded once is the same whatever the order. This is
 ``math.fsum`` — same partials algorithm, same final rounding — over consecutive segments of
 one array, compiled with numba when it is installed (one call per batch of bars instead of a
-Python call per bar and field).
+Python call per bar and field). Numba is imported and its cache loaded on first need (~0.4 s of
+start-up): sums of a few long segments (a replay's 1m or 1h bars) use Python's own
+``math.fsum`` per segment and never need it.
 
 A segment's exact sum can also be kept unrounded, as its *partials*: a few non-overlapping
 floats whose exact sum it is. Sums of larger segments made of whole smaller ones (a minute of
@@ -13,16 +15,16 @@ seconds) are then exact sums of those partials, with no pass over the original v
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from collections.abc import Callable
 
 import numpy as np
 
-try:  # pragma: no cover - exercised where numba is installed
-    from numba import njit
-
-    COMPILED = True
-except ImportError:  # pragma: no cover - plain Python instead
-    COMPILED = False
+COMPILED = importlib.util.find_spec("numba") is not None
+#: Up to this many segments in one call, ``math.fsum`` per segment costs less than loading
+#: numba: ~1 µs of Python per segment against ~0.4 s once.
+FSUM_SEGMENTS = 2_000
 
 
 def _segment_partials(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
@@ -95,9 +97,19 @@ def _rounded(rows: np.ndarray) -> np.ndarray:
     return out
 
 
-if COMPILED:
-    _segment_partials = njit(cache=True)(_segment_partials)
-    _rounded = njit(cache=True)(_rounded)
+_kernels: list[Callable[..., np.ndarray]] = []  # loaded on first need
+
+
+def _compiled() -> list[Callable[..., np.ndarray]]:
+    """``[segment partials, rounding]`` compiled (numba imported on the first call), or plain."""
+    if not _kernels:
+        if COMPILED:  # pragma: no branch - exercised where numba is installed
+            from numba import njit
+
+            _kernels.extend((njit(cache=True)(_segment_partials), njit(cache=True)(_rounded)))
+        else:  # pragma: no cover - slow, but the same numbers
+            _kernels.extend((_segment_partials, _rounded))
+    return _kernels
 
 
 def segment_partials(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
@@ -110,13 +122,15 @@ def segment_partials(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     >>> segment_partials(np.array([1e16, 1.0, 3.0]), np.array([0, 2, 3])).tolist()
     [[1.0, 1e+16], [0.0, 3.0]]
     """
-    return _segment_partials(np.ascontiguousarray(values, np.float64),
-                             np.ascontiguousarray(bounds, np.int64))
+    return _compiled()[0](np.ascontiguousarray(values, np.float64),
+                          np.ascontiguousarray(bounds, np.int64))
 
 
 def rounded(rows: np.ndarray) -> np.ndarray:
     """Each row of :func:`segment_partials`' exact sum, correctly rounded as ``math.fsum``."""
-    return _rounded(np.ascontiguousarray(rows, np.float64))
+    if rows.shape[1] == 1:  # one partial is its own sum
+        return rows[:, 0].copy()
+    return _compiled()[1](np.ascontiguousarray(rows, np.float64))
 
 
 def segment_sums(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
@@ -125,7 +139,8 @@ def segment_sums(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     >>> segment_sums(np.array([0.1, 0.2, 0.3, 1e16, 1.0, -1e16]), np.array([0, 3, 6])).tolist()
     [0.6, 1.0]
     """
-    if not COMPILED:  # pragma: no cover - the compiled kernels are slow as plain Python
-        return np.array([math.fsum(values[a:b].tolist()) for a, b in zip(bounds[:-1], bounds[1:],
-                                                                        strict=True)])
+    if len(bounds) - 1 <= FSUM_SEGMENTS and not _kernels or not COMPILED:
+        listed, edges = values.tolist(), bounds.tolist()
+        return np.array([math.fsum(listed[a:b]) for a, b in zip(edges[:-1], edges[1:],
+                                                                strict=True)], np.float64)
     return rounded(segment_partials(values, bounds))

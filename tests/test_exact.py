@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pairflow.exact import rounded, segment_partials, segment_sums
+from pairflow.exact import FSUM_SEGMENTS, rounded, segment_partials, segment_sums
 
 # Finite floats over the whole range, with the values that stress rounding: ties, cancellation,
 # subnormals. Large enough to overflow an intermediate sum is math.fsum's error, not a sum.
@@ -43,3 +43,12 @@ def test_sums_of_partial_rows_are_the_values_sums(values, cuts, groups):
     value_bounds = bounds[row_bounds]
     assert by_group.tolist() == [math.fsum(values[a:b]) for a, b in
                                  zip(value_bounds[:-1], value_bounds[1:], strict=True)]
+
+
+def test_many_segments_use_the_compiled_sums_and_agree_with_math_fsum():
+    rng = np.random.default_rng(5)
+    values = rng.standard_normal(40_000) * 10.0 ** rng.integers(-12, 12, 40_000)
+    bounds = np.unique(np.concatenate(([0, len(values)], rng.integers(0, len(values), 8_000))))
+    assert len(bounds) - 1 > FSUM_SEGMENTS
+    assert segment_sums(values, bounds).tolist() == [
+        math.fsum(values[a:b].tolist()) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
