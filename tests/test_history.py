@@ -238,6 +238,9 @@ def test_csv_parsed_in_many_blocks_keeps_line_numbers(tmp_path, trades, monkeypa
     rows = trades_csv(trades, "BTCUSDT")
     for index in (3000, 1500, 10):
         rows.insert(index, "1,abc,1,0,1,true,true")
+    # Blank lines (no dead letter) before a typed row with a bad value: rows must stay lines.
+    rows[2000:2000] = ["", "", ""]
+    rows.insert(2100, "2,0.0,1,0,1723161255342,true,true")
     text = io.StringIO()
     text.write("id,price,qty,quote_qty,time,is_buyer_maker,is_best_match\n")
     text.write("\n".join(rows) + "\n")
@@ -246,7 +249,7 @@ def test_csv_parsed_in_many_blocks_keeps_line_numbers(tmp_path, trades, monkeypa
     db = tmp_path / "b.db"
     run_replay([path], db, symbols=["BTCUSDT"])
     numbers = sorted(int(d["origin"].rpartition(":")[2]) for d in dead_letters(db))
-    assert numbers == [i + 2 for i, row in enumerate(rows) if row.startswith("1,abc")]
+    assert numbers == [i + 2 for i, row in enumerate(rows) if row.startswith(("1,abc", "2,0.0"))]
     assert bar_mismatches(store_bars(db, "BTCUSDT", "1s"),
                           plain_bars(trades["BTCUSDT"], "BTCUSDT", "1s")) == []
 

@@ -29,9 +29,8 @@ def read_typed(data: bytes, width: int, types: dict[int, pa.DataType]) -> pa.Tab
         width: the number of fields of a row.
         types: the columns to read (by index) and their types.
     """
-    rows = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-    if not data or b"\n\n" in data or data.startswith(b"\n"):
-        return None  # a blank line would shift rows against lines
+    if not data:
+        return None
     invalid: list[int | None] = []
 
     def skip_invalid(row: pacsv.InvalidRow) -> str:
@@ -43,7 +42,10 @@ def read_typed(data: bytes, width: int, types: dict[int, pa.DataType]) -> pa.Tab
             pa.py_buffer(data),
             read_options=pacsv.ReadOptions(column_names=[f"c{i}" for i in range(width)],
                                            use_threads=False, block_size=len(data) + 1),
-            parse_options=pacsv.ParseOptions(quote_char=False, invalid_row_handler=skip_invalid),
+            # A blank line is a row of empty values, which no typed column takes: rows stay
+            # lines.
+            parse_options=pacsv.ParseOptions(quote_char=False, ignore_empty_lines=False,
+                                             invalid_row_handler=skip_invalid),
             convert_options=pacsv.ConvertOptions(
                 column_types={f"c{i}": t for i, t in types.items()},
                 include_columns=[f"c{i}" for i in types], null_values=[],
@@ -51,8 +53,10 @@ def read_typed(data: bytes, width: int, types: dict[int, pa.DataType]) -> pa.Tab
                 false_values=["false", "False"]))
     except pa.ArrowInvalid:
         return None
-    if invalid or table.num_rows != rows:
+    if invalid:
         return None
+    if b"\r" in data and table.num_rows != data.count(b"\n") + (not data.endswith(b"\n")):
+        return None  # a lone carriage return: a row break to Arrow, not a line
     return table
 
 
