@@ -167,10 +167,16 @@ class _Traded:
             return pieces[0]
         columns = []
         for parts in zip(*(p.columns() for p in pieces), strict=True):
-            if parts[0].ndim == 2:
-                width = max(part.shape[1] for part in parts)
-                parts = [np.pad(part, ((0, 0), (width - part.shape[1], 0))) for part in parts]
-            columns.append(np.concatenate(parts))
+            if parts[0].ndim == 1:
+                columns.append(np.concatenate(parts))
+                continue
+            # Rows of partials, right-aligned in rows as wide as the widest (zeros before).
+            rows = np.zeros((sum(len(part) for part in parts), max(p.shape[1] for p in parts)))
+            at = 0
+            for part in parts:
+                rows[at:at + len(part), rows.shape[1] - part.shape[1]:] = part
+                at += len(part)
+            columns.append(rows)
         return _Traded(*columns)
 
     def windows(self, length: int, partials: bool) -> _Traded:
