@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Annotated
@@ -176,6 +175,8 @@ def record(
 
     Reconnects on its own; Ctrl-C or SIGTERM close the files cleanly.
     """
+    import asyncio  # here: a replay's start-up does not pay for it
+
     from connectors.binance.settings import LiveSettings
     from connectors.recorder import FrameRecorder
 
@@ -196,6 +197,8 @@ def record(
 
 async def _record(symbols, settings, recorder, duration_s: float | None) -> None:
     """Write every frame of the symbols' streams until ``duration_s`` (None: until stopped)."""
+    import asyncio
+
     from connectors.binance.supervisor import ConnectionSupervisor
 
     supervisor = ConnectionSupervisor(f"record-{settings.market}", settings.stream_url(symbols),
