@@ -155,6 +155,9 @@ def dead_letter_id(letter: DeadLetter) -> str:
     return digest.hexdigest()
 
 
+_KIND = attrgetter("kind")
+
+
 class StoreWriter:
     """Writes records to the store with idempotent upserts, one transaction per call.
 
@@ -189,11 +192,18 @@ class StoreWriter:
             StoreError: when the database cannot be written (disk full, read-only, locked).
         """
         rows: dict[str, list[tuple]] = {}
-        for record in records:
-            values = self._values[record.kind](record)
-            if record.kind == "deadletter":
-                values = (dead_letter_id(record), *values)
-            rows.setdefault(record.kind, []).append(values)
+        records = list(records)
+        kinds = set(map(_KIND, records))
+        if len(kinds) == 1 and "deadletter" not in kinds:
+            # One kind (a batch of bars, the bulk of a replay): its rows in one C-level pass.
+            [kind] = kinds
+            rows[kind] = list(map(self._values[kind], records))
+        else:
+            for record in records:
+                values = self._values[record.kind](record)
+                if record.kind == "deadletter":
+                    values = (dead_letter_id(record), *values)
+                rows.setdefault(record.kind, []).append(values)
         if not rows:
             return
         try:

@@ -21,6 +21,7 @@ import copy
 import signal
 from collections import Counter
 from collections.abc import Callable
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import bytewax.operators as op
@@ -40,6 +41,9 @@ from pairflow.ticks import FeedGap, Heartbeat
 
 if TYPE_CHECKING:
     from pairflow.pairs import PairState
+
+
+_TIMEFRAME = attrgetter("timeframe")
 
 
 class _BarLogic(StatefulBatchLogic):
@@ -68,13 +72,14 @@ class _BarLogic(StatefulBatchLogic):
             step = (self.builder.heartbeat(item) if isinstance(item, Heartbeat)
                     else self.builder.update(item))
             out.extend(step.bars)
+            for timeframe, made in Counter(map(_TIMEFRAME, step.bars)).items():
+                tally[f"bars:{timeframe}"] += made
             tally["duplicates"] += step.duplicates
             if step.late is not None:
                 for tick, late_by in zip(step.late.ticks(), step.late_by_us.tolist(),
                                          strict=True):
                     raw = to_json(tick).decode()[:-1] + f',"late_by_us":{late_by}}}'
                     out.append(DeadLetter("bars", "late", raw, tick.recv_ts))
-        tally.update(f"bars:{bar.timeframe}" for bar in out if isinstance(bar, Bar))
         out.extend(counts(tally))
         return out, StatefulBatchLogic.RETAIN
 
