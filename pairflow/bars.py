@@ -106,9 +106,7 @@ class _Ticks:
         Their sums are rows of partials when ``partials`` (a coarser timeframe folds them),
         else each one's rounded sum as a one-column row.
         """
-        window = self.ts // length
-        starts = np.flatnonzero(np.concatenate(([True], window[1:] != window[:-1])))
-        bounds = np.append(starts, len(window))
+        window, starts, bounds = _runs(self.ts, length)
         sums = segment_partials if partials else _rounded_rows
         return _Traded(
             ts=window[starts] * length,
@@ -127,12 +125,13 @@ class _Ticks:
 
 @dataclass(frozen=True, slots=True)
 class _Traded:
-    """Traded windows as columns, in time order, with their sums exact and unrounded.
+    """Traded windows as columns, in time order, with their sums as rows.
 
     A timeframe whose windows are tiled by a finer one's folds the finer one's closed windows
     instead of the ticks: a minute of 1 s windows is a few dozen rows, not thousands of ticks.
-    Sums stay exact because each window keeps its sums as rows of partials
-    (:func:`~pairflow.exact.segment_partials`), whose exact sums are the ticks'.
+    Sums stay exact because the folded windows keep theirs unrounded, as rows of partials
+    (:func:`~pairflow.exact.segment_partials`) whose exact sums are the ticks'. Windows that
+    nothing folds hold each sum rounded, as a one-column row.
     """
 
     ts: np.ndarray  # window start, µs
@@ -184,9 +183,7 @@ class _Traded:
 
         Sums as :meth:`_Ticks.windows` makes them.
         """
-        window = self.ts // length
-        starts = np.flatnonzero(np.concatenate(([True], window[1:] != window[:-1])))
-        bounds = np.append(starts, len(window))
+        window, starts, bounds = _runs(self.ts, length)
         sums = segment_partials if partials else _rounded_rows
         return _Traded(
             ts=window[starts] * length,
@@ -369,7 +366,7 @@ class BarBuilder:
         self._ghost_ids = np.union1d(self._ghost_ids, ghost_ids)[-DEDUP_CAPACITY:]
 
     def _fold(self, chunk: TickChunk) -> None:
-        """Hold the chunk's ticks, sorted, in every timeframe's open windows."""
+        """Hold the chunk's ticks, sorted, in the open windows of the timeframes fed ticks."""
         ts, ids = chunk.ts, chunk.trade_id
         if not bool(((ts[1:] > ts[:-1]) | ((ts[1:] == ts[:-1]) & (ids[1:] > ids[:-1]))).all()):
             # Out of (time, id) order (a merge of files, a late trade): sort. In order (one
@@ -503,6 +500,13 @@ class BarBuilder:
 
     def _forget_before(self, ts: int) -> None:
         self._gaps = [g for g in self._gaps if g[1] > ts]
+
+
+def _runs(ts: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Window numbers of sorted times, where each window's run starts, and the run bounds."""
+    window = ts // length
+    starts = np.flatnonzero(np.concatenate(([True], window[1:] != window[:-1])))
+    return window, starts, np.append(starts, len(window))
 
 
 def _hold(frame: _TimeframeState, piece: _Ticks | _Traded) -> None:

@@ -139,7 +139,7 @@ def segment_sums(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     >>> segment_sums(np.array([0.1, 0.2, 0.3, 1e16, 1.0, -1e16]), np.array([0, 3, 6])).tolist()
     [0.6, 1.0]
     """
-    if len(bounds) - 1 <= FSUM_SEGMENTS and not _kernels or not COMPILED:
+    if not COMPILED or (len(bounds) - 1 <= FSUM_SEGMENTS and not _kernels):
         listed, edges = values.tolist(), bounds.tolist()
         return np.array([math.fsum(listed[a:b]) for a, b in zip(edges[:-1], edges[1:],
                                                                 strict=True)], np.float64)
