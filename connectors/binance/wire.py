@@ -374,7 +374,8 @@ class FrameParser:
         names = symbols if self._names is None else [self.name_of(p.M is None, p.s)
                                                      for p in payloads]
         # A batch decoded as today's trade shape holds trades only (its ``e`` is a literal).
-        kinds = {"trade"} if type(payloads[0]) is Trade else set(map(_KIND, payloads))
+        kinds = ({"trade"} if payloads and type(payloads[0]) is Trade
+                 else set(map(_KIND, payloads)))
         try:
             if kinds == {"trade"}:
                 ids = first = last = _ints(_TRADE_ID, payloads, n)
