@@ -18,6 +18,7 @@ import hashlib
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from operator import attrgetter
@@ -89,7 +90,7 @@ def _column_type(cls: type, name: str) -> str:
     return "TEXT"
 
 
-def _schema() -> str:
+def _schema() -> list[str]:
     statements = []
     for table in TABLES.values():
         cls = table.record
@@ -98,7 +99,7 @@ def _schema() -> str:
         statements.append(f"CREATE TABLE IF NOT EXISTS {table.name} ({body}, "
                           f"PRIMARY KEY ({', '.join(table.key)}))")
     statements.append("CREATE INDEX IF NOT EXISTS scan_by_ts ON scan (ts)")  # retention
-    return ";\n".join(statements) + ";"
+    return statements
 
 
 def _add_new_columns(connection: sqlite3.Connection) -> None:
@@ -118,6 +119,24 @@ def _connect(path: Path, readonly: bool, timeout_s: float = _BUSY_TIMEOUT_S) -> 
     return connection
 
 
+def _write_ahead_log(connection: sqlite3.Connection, timeout_s: float) -> None:
+    """Put the store in WAL mode.
+
+    Two processes opening a new store at once (a cluster's workers) both switch it: SQLite
+    refuses the second switch at once ("database is locked", no busy wait), so it is tried
+    again until the busy timeout; once the file is in WAL mode the switch is a no-op.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def open_store(path: str | Path, timeout_s: float = _BUSY_TIMEOUT_S) -> sqlite3.Connection:
     """Open (creating if needed) the store for writing, in WAL mode.
 
@@ -133,11 +152,17 @@ def open_store(path: str | Path, timeout_s: float = _BUSY_TIMEOUT_S) -> sqlite3.
         raise StoreError(f"store directory {path.parent} does not exist: create it first")
     try:
         connection = _connect(path, readonly=False, timeout_s=timeout_s)
-        connection.execute("PRAGMA journal_mode = WAL")
+        _write_ahead_log(connection, timeout_s)
         connection.execute("PRAGMA synchronous = NORMAL")
-        connection.executescript(_schema())
-        _add_new_columns(connection)
-        connection.commit()
+        # Write transactions take the write lock first, waiting for it up to the busy timeout.
+        # A deferred one that read first (the schema checks below) fails at once, "database is
+        # locked", when another process (a second worker) committed meanwhile.
+        connection.isolation_level = "IMMEDIATE"
+        with connection:
+            connection.execute("BEGIN IMMEDIATE")
+            for statement in _schema():
+                connection.execute(statement)
+            _add_new_columns(connection)
     except sqlite3.Error as error:
         raise StoreError(f"cannot write the store {path}: {error}") from error
     return connection

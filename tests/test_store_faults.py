@@ -134,3 +134,36 @@ def test_a_store_keyed_by_bar_start_is_still_written_without_duplicates(tmp_path
     with sqlite3.connect(store) as db:
         assert db.execute("SELECT start FROM bars ORDER BY start").fetchall() == [
             (0,), (1_000_000,), (2_000_000,)]
+
+
+def _open_and_write(path: str, start, results, index: int) -> None:
+    start.wait()
+    try:
+        writer = StoreWriter(path)
+        writer.write([Bar(f"SYM{index}USDT", "1s", j * 1_000_000, (j + 1) * 1_000_000, 1.0, 2.0,
+                          0.5, 1.5, 10.0, 100.0, 10.0, 5, 3.0, j, j) for j in range(100)])
+        results.put("ok")
+    except StoreError as error:
+        results.put(str(error))
+
+
+def test_two_processes_opening_a_new_store_at_once_both_write(tmp_path):
+    # A cluster's workers open the same new store together: both switch it to WAL, and SQLite
+    # refuses the second switch at once; that must wait and go on, not end the worker.
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for trial in range(12):
+        path = str(tmp_path / f"s{trial}.db")
+        start, results = context.Event(), context.Queue()
+        processes = [context.Process(target=_open_and_write, args=(path, start, results, i))
+                     for i in range(2)]
+        for process in processes:
+            process.start()
+        start.set()
+        outcomes = [results.get(timeout=60) for _ in processes]
+        for process in processes:
+            process.join()
+        assert outcomes == ["ok", "ok"], (trial, outcomes)
+        with sqlite3.connect(path) as connection:
+            assert connection.execute("SELECT count(*) FROM bars").fetchone()[0] == 200
