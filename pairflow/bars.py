@@ -106,21 +106,12 @@ class _Ticks:
         Their sums are rows of partials when ``partials`` (a coarser timeframe folds them),
         else each one's rounded sum as a one-column row.
         """
-        window, starts, bounds = _runs(self.ts, length)
-        sums = segment_partials if partials else _rounded_rows
-        return _Traded(
-            ts=window[starts] * length,
-            open=self.price[starts],
-            high=np.maximum.reduceat(self.price, starts),
-            low=np.minimum.reduceat(self.price, starts),
-            close=self.price[bounds[1:] - 1],
-            trades=np.add.reduceat(self.last_ids - self.first_ids + 1, starts),
-            first_ids=np.minimum.reduceat(self.first_ids, starts),
-            last_ids=np.maximum.reduceat(self.last_ids, starts),
-            volume=sums(self.volume, bounds),
-            quote=sums(self.quote, bounds),
-            taker_buy=sums(self.taker_buy, bounds),
-        )
+        # Each tick is a window of its own (open = high = low = close = its price, its sums a
+        # one-value row): the windows of ticks are then folded exactly as finer windows are.
+        return _Traded(self.ts, self.price, self.price, self.price, self.price,
+                       self.last_ids - self.first_ids + 1, self.first_ids, self.last_ids,
+                       self.volume[:, None], self.quote[:, None],
+                       self.taker_buy[:, None]).windows(length, partials)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,9 +172,12 @@ class _Traded:
     def windows(self, length: int, partials: bool) -> _Traded:
         """The traded windows of timeframe ``length`` (µs), a multiple of these windows'.
 
-        Sums as :meth:`_Ticks.windows` makes them.
+        Their sums are rows of partials when ``partials`` (a coarser timeframe folds them),
+        else each one's rounded sum as a one-column row.
         """
-        window, starts, bounds = _runs(self.ts, length)
+        window = self.ts // length
+        starts = np.flatnonzero(np.concatenate(([True], window[1:] != window[:-1])))
+        bounds = np.append(starts, len(window))
         sums = segment_partials if partials else _rounded_rows
         return _Traded(
             ts=window[starts] * length,
@@ -500,13 +494,6 @@ class BarBuilder:
 
     def _forget_before(self, ts: int) -> None:
         self._gaps = [g for g in self._gaps if g[1] > ts]
-
-
-def _runs(ts: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Window numbers of sorted times, where each window's run starts, and the run bounds."""
-    window = ts // length
-    starts = np.flatnonzero(np.concatenate(([True], window[1:] != window[:-1])))
-    return window, starts, np.append(starts, len(window))
 
 
 def _hold(frame: _TimeframeState, piece: _Ticks | _Traded) -> None:
